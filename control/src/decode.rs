@@ -1,0 +1,7 @@
+//! `ztplanectl decode` (not yet written).
+use anyhow::{Result, bail};
+use std::process::ExitCode;
+
+pub fn run(_args: &[String]) -> Result<ExitCode> {
+    bail!("ztplanectl decode is not implemented yet")
+}

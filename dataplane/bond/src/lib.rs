@@ -1,0 +1,3 @@
+//! Multipath bonding engine: policies, link quality, failover.
+//!
+//! Pure: no I/O and no clocks; time is a parameter. Spec: `shared/spec/zerotier-bonding.md`.
