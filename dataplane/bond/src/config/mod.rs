@@ -1,0 +1,1 @@
+//! Bonding configuration in zerotier-one's `local.conf` schema.
