@@ -1,1 +1,36 @@
-//! ZeroTier 1.x identities, key agreement and packet armor (cipher suites 0, 1, 3).
+//! ZeroTier 1.x (zerotier-one 1.14.1) identities and packet cryptography.
+//!
+//! Spec: `shared/spec/zerotier-protocol.md`
+//! * §4 keys: [`Identity::sign`]/[`Identity::verify`] (96-byte signatures), [`Identity::agree`] → [`PeerKey`];
+//! * §5 identities: [`Address`], [`Identity`] (text and binary forms, memory-hard address check);
+//! * §6 packet armor: [`armor`], [`dearmor`] for cipher suites 0, 1 and 3, and [`hello_crypt_field`] (§6.6).
+//!
+//! The packet path ([`armor`]/[`dearmor`]) never allocates and works on one packet buffer in place; a
+//! [`PeerKey`] holds every per-peer precomputation (mangling key, AES-GMAC-SIV key schedules and GHASH
+//! tables) and is `Send + Sync`, so many cores can use one key at once through a shared reference.
+//!
+//! The library does no I/O and reads no clock; the only source of randomness is identity generation.
+
+mod address;
+mod armor;
+mod error;
+pub mod gmac_siv;
+mod hashcash;
+mod identity;
+mod peer_key;
+pub mod salsa20;
+
+pub use address::Address;
+pub use armor::{
+    CipherSuite, Dearmored, HEADER_LEN, MAX_PACKET_LEN, MIN_PACKET_LEN, armor, dearmor, hello_crypt_field,
+};
+pub use error::{ArmorError, CryptoError};
+pub use identity::{Identity, PUBLIC_KEY_LEN, SECRET_KEY_LEN, SIGNATURE_LEN};
+pub use peer_key::{PEER_KEY_LEN, PeerKey};
+
+/// Poly1305 one-time authenticator (RFC 8439), full 16-byte tag; ZeroTier puts the first 8 bytes on the
+/// wire (§6.2). Exposed for test vectors and benchmarks.
+pub fn poly1305_tag(one_time_key: &[u8; 32], message: &[u8]) -> [u8; 16] {
+    use poly1305::universal_hash::KeyInit;
+    poly1305::Poly1305::new(one_time_key.into()).compute_unpadded(message).into()
+}

@@ -1,0 +1,462 @@
+//! Fragment datagrams, sender-side fragmentation at a path MTU and bounded receiver reassembly
+//! (spec §3, §3.1, §3.2).
+//!
+//! [`FragmentSlots`] is a fixed ring of reassembly slots, each with a fixed
+//! [`MAX_PACKET_LEN`]-byte arena, so memory is bounded no matter what arrives. Differences from
+//! upstream, on purpose: the slot key is generic (upstream matches by packet ID alone; a capture
+//! decoder keys by UDP 4-tuple + ID), and incomplete sets expire after a caller-chosen timeout
+//! (time passed in) instead of living until the ring wraps.
+
+use crate::error::{ProtocolError, Result};
+use crate::header::{FLAG_FRAGMENTED, FRAGMENT_HEADER_LEN, FRAGMENT_INDICATOR, MAX_PACKET_LEN, MIN_PACKET_LEN};
+use crate::wire::address_from_bytes;
+use crate::Address;
+
+/// `ZT_MAX_PACKET_FRAGMENTS`: head plus at most 6 fragments.
+pub const MAX_FRAGMENTS: usize = 7;
+/// `ZT_RX_QUEUE_SIZE`.
+pub const DEFAULT_SLOTS: usize = 32;
+/// `ZT_RECEIVE_QUEUE_TIMEOUT`, a sensible expiry for incomplete sets.
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+
+/// A parsed fragment datagram (not a head).
+#[derive(Debug, Clone, Copy)]
+pub struct FragmentView<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> FragmentView<'a> {
+    /// Parse a fragment: more than 16 bytes, byte 13 = 0xff. Number/total are range-checked
+    /// as upstream does (total ≤ 7, 1 ≤ number < total).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        if bytes.len() <= FRAGMENT_HEADER_LEN {
+            return Err(ProtocolError::Truncated {
+                what: "fragment",
+                needed: FRAGMENT_HEADER_LEN + 1,
+                available: bytes.len(),
+            });
+        }
+        if bytes[13] != FRAGMENT_INDICATOR {
+            return Err(ProtocolError::InvalidValue { what: "fragment indicator", value: bytes[13] as u64 });
+        }
+        let view = Self { bytes };
+        let (no, total) = (view.fragment_no(), view.fragment_total());
+        if total as usize > MAX_FRAGMENTS || total < 2 || no == 0 || no >= total {
+            return Err(ProtocolError::InvalidValue { what: "fragment number/total", value: bytes[14] as u64 });
+        }
+        Ok(view)
+    }
+
+    pub fn packet_id(&self) -> [u8; 8] {
+        self.bytes[0..8].try_into().unwrap_or([0; 8])
+    }
+    pub fn destination(&self) -> Address {
+        address_from_bytes(&self.bytes[8..13].try_into().unwrap_or([0; 5]))
+    }
+    /// Low nibble of byte 14.
+    pub fn fragment_no(&self) -> u8 {
+        self.bytes[14] & 0x0f
+    }
+    /// High nibble of byte 14: total count including the head.
+    pub fn fragment_total(&self) -> u8 {
+        self.bytes[14] >> 4
+    }
+    pub fn hops(&self) -> u8 {
+        self.bytes[15] & 0x07
+    }
+    /// Fragment data after the 16-byte header.
+    pub fn payload(&self) -> &'a [u8] {
+        &self.bytes[FRAGMENT_HEADER_LEN..]
+    }
+}
+
+/// Split an armored packet into datagrams for a path MTU (spec §3.1) and hand each to `emit`.
+///
+/// The caller must already have set [`FLAG_FRAGMENTED`] before armoring when
+/// `packet.len() > mtu` (see [`needs_fragmentation`]); this function checks that.
+pub fn fragment_packet(packet: &[u8], mtu: usize, mut emit: impl FnMut(&[u8])) -> Result<usize> {
+    if packet.len() < MIN_PACKET_LEN {
+        return Err(ProtocolError::Truncated { what: "packet", needed: MIN_PACKET_LEN, available: packet.len() });
+    }
+    if packet.len() > MAX_PACKET_LEN {
+        return Err(ProtocolError::TooLarge { what: "packet", value: packet.len(), limit: MAX_PACKET_LEN });
+    }
+    if mtu <= FRAGMENT_HEADER_LEN || mtu < MIN_PACKET_LEN {
+        return Err(ProtocolError::InvalidValue { what: "path MTU", value: mtu as u64 });
+    }
+    if packet.len() <= mtu {
+        emit(packet);
+        return Ok(1);
+    }
+    if packet[18] & FLAG_FRAGMENTED == 0 {
+        return Err(ProtocolError::InvalidValue { what: "flags (fragmented bit not set)", value: packet[18] as u64 });
+    }
+    let chunk = mtu - FRAGMENT_HEADER_LEN;
+    let rest = packet.len() - mtu;
+    let total = 1 + rest.div_ceil(chunk);
+    if total > MAX_FRAGMENTS {
+        return Err(ProtocolError::TooLarge { what: "fragment count", value: total, limit: MAX_FRAGMENTS });
+    }
+    emit(&packet[..mtu]);
+    let mut buf = [0u8; MAX_PACKET_LEN];
+    for (i, piece) in packet[mtu..].chunks(chunk).enumerate() {
+        let n = FRAGMENT_HEADER_LEN + piece.len();
+        buf[0..13].copy_from_slice(&packet[0..13]);
+        buf[13] = FRAGMENT_INDICATOR;
+        buf[14] = ((total as u8) << 4) | (i as u8 + 1);
+        buf[15] = 0;
+        buf[FRAGMENT_HEADER_LEN..n].copy_from_slice(piece);
+        emit(&buf[..n]);
+    }
+    Ok(total)
+}
+
+/// Whether a packet of `len` bytes must be sent as head + fragments on a path of `mtu`.
+pub fn needs_fragmentation(len: usize, mtu: usize) -> bool {
+    len > mtu
+}
+
+/// Result of offering a datagram to [`FragmentSlots`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reassembly<T> {
+    /// Stored; more pieces are needed.
+    Pending,
+    /// This piece was already held (same key, same fragment number): ignored.
+    Duplicate,
+    /// The packet is complete: `len` bytes were written to the output buffer; `tags` are the
+    /// caller's tags of the pieces in fragment order (head first).
+    Complete { len: usize, tags: Vec<T> },
+}
+
+/// An incomplete set that was dropped, with the tags of the pieces it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evicted<K, T> {
+    pub key: K,
+    pub tags: Vec<T>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Piece<T> {
+    offset: u16,
+    len: u16,
+    tag: Option<T>,
+}
+
+#[derive(Debug)]
+struct Slot<K, T> {
+    key: Option<K>,
+    started_ms: u64,
+    total: u8,
+    have: u8,
+    used: usize,
+    pieces: [Piece<T>; MAX_FRAGMENTS],
+    arena: Box<[u8; MAX_PACKET_LEN]>,
+}
+
+impl<K, T: Copy + Default> Slot<K, T> {
+    fn new() -> Self {
+        Self {
+            key: None,
+            started_ms: 0,
+            total: 0,
+            have: 0,
+            used: 0,
+            pieces: [Piece::default(); MAX_FRAGMENTS],
+            arena: Box::new([0u8; MAX_PACKET_LEN]),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.key = None;
+        self.total = 0;
+        self.have = 0;
+        self.used = 0;
+        self.pieces = [Piece::default(); MAX_FRAGMENTS];
+    }
+
+    fn tags(&self) -> Vec<T> {
+        self.pieces.iter().filter_map(|p| p.tag).collect()
+    }
+}
+
+/// Bounded reassembly state: `N` slots (a ring, oldest reused first), each able to hold one
+/// packet of up to [`MAX_PACKET_LEN`] bytes. Keys are caller-defined (`K`), pieces carry a
+/// caller tag (`T`, e.g. a datagram index) returned on completion or eviction.
+pub struct FragmentSlots<K, T, const N: usize = DEFAULT_SLOTS> {
+    slots: Vec<Slot<K, T>>,
+    next: usize,
+    timeout_ms: u64,
+    evicted: Vec<Evicted<K, T>>,
+}
+
+impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
+    /// All memory is allocated here, once.
+    pub fn new(timeout_ms: u64) -> Self {
+        Self { slots: (0..N).map(|_| Slot::new()).collect(), next: 0, timeout_ms, evicted: Vec::new() }
+    }
+
+    /// Number of incomplete sets currently held.
+    pub fn in_progress(&self) -> usize {
+        self.slots.iter().filter(|s| s.key.is_some()).count()
+    }
+
+    /// Drop sets older than the timeout; they are reported by [`Self::take_evicted`].
+    pub fn expire(&mut self, now_ms: u64) {
+        for slot in &mut self.slots {
+            if slot.key.is_some() && now_ms.saturating_sub(slot.started_ms) > self.timeout_ms {
+                let key = slot.key.take();
+                if let Some(key) = key {
+                    self.evicted.push(Evicted { key, tags: slot.tags() });
+                }
+                slot.clear();
+            }
+        }
+    }
+
+    /// Sets dropped by expiry or ring reuse since the last call.
+    pub fn take_evicted(&mut self) -> Vec<Evicted<K, T>> {
+        core::mem::take(&mut self.evicted)
+    }
+
+    /// Sets still incomplete (e.g. at end of a capture), drained.
+    pub fn drain_incomplete(&mut self) -> Vec<Evicted<K, T>> {
+        let mut out = self.take_evicted();
+        for slot in &mut self.slots {
+            if let Some(key) = slot.key.take() {
+                out.push(Evicted { key, tags: slot.tags() });
+            }
+            slot.clear();
+        }
+        out
+    }
+
+    fn find_or_claim(&mut self, key: K, now_ms: u64) -> usize {
+        self.expire(now_ms);
+        if let Some(i) = self.slots.iter().position(|s| s.key == Some(key)) {
+            return i;
+        }
+        let i = match self.slots.iter().position(|s| s.key.is_none()) {
+            Some(free) => free,
+            None => {
+                let victim = self.next;
+                self.next = (self.next + 1) % N;
+                let slot = &mut self.slots[victim];
+                if let Some(old) = slot.key.take() {
+                    self.evicted.push(Evicted { key: old, tags: slot.tags() });
+                }
+                slot.clear();
+                victim
+            }
+        };
+        let slot = &mut self.slots[i];
+        slot.key = Some(key);
+        slot.started_ms = now_ms;
+        i
+    }
+
+    /// Offer a head whose flags carry [`FLAG_FRAGMENTED`].
+    pub fn push_head(&mut self, key: K, head: &[u8], tag: T, now_ms: u64, out: &mut [u8]) -> Result<Reassembly<T>> {
+        if head.len() < MIN_PACKET_LEN {
+            return Err(ProtocolError::Truncated { what: "packet head", needed: MIN_PACKET_LEN, available: head.len() });
+        }
+        self.push_piece(key, 0, None, head, tag, now_ms, out)
+    }
+
+    /// Offer a fragment.
+    pub fn push_fragment(
+        &mut self,
+        key: K,
+        fragment: &FragmentView<'_>,
+        tag: T,
+        now_ms: u64,
+        out: &mut [u8],
+    ) -> Result<Reassembly<T>> {
+        self.push_piece(
+            key,
+            fragment.fragment_no(),
+            Some(fragment.fragment_total()),
+            fragment.payload(),
+            tag,
+            now_ms,
+            out,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_piece(
+        &mut self,
+        key: K,
+        number: u8,
+        total: Option<u8>,
+        data: &[u8],
+        tag: T,
+        now_ms: u64,
+        out: &mut [u8],
+    ) -> Result<Reassembly<T>> {
+        if number as usize >= MAX_FRAGMENTS {
+            return Err(ProtocolError::InvalidValue { what: "fragment number", value: number as u64 });
+        }
+        let i = self.find_or_claim(key, now_ms);
+        let slot = &mut self.slots[i];
+        let bit = 1u8 << number;
+        if slot.have & bit != 0 {
+            return Ok(Reassembly::Duplicate);
+        }
+        let needed = slot.used + data.len();
+        if needed > MAX_PACKET_LEN {
+            // A hostile set that would not fit one packet: drop the whole set.
+            let tags = slot.tags();
+            slot.clear();
+            self.evicted.push(Evicted { key, tags });
+            return Err(ProtocolError::TooLarge { what: "reassembled packet", value: needed, limit: MAX_PACKET_LEN });
+        }
+        let offset = slot.used;
+        slot.arena[offset..offset + data.len()].copy_from_slice(data);
+        slot.used += data.len();
+        slot.pieces[number as usize] = Piece { offset: offset as u16, len: data.len() as u16, tag: Some(tag) };
+        slot.have |= bit;
+        if let Some(t) = total {
+            slot.total = t;
+        }
+        let complete = slot.total > 1 && slot.have.count_ones() == slot.total as u32 && slot.have & 1 != 0;
+        if !complete {
+            return Ok(Reassembly::Pending);
+        }
+        if out.len() < slot.used {
+            return Err(ProtocolError::Truncated { what: "reassembly output buffer", needed: slot.used, available: out.len() });
+        }
+        let mut len = 0;
+        for piece in slot.pieces.iter().take(slot.total as usize) {
+            let (o, l) = (piece.offset as usize, piece.len as usize);
+            out[len..len + l].copy_from_slice(&slot.arena[o..o + l]);
+            len += l;
+        }
+        let tags = slot.tags();
+        slot.clear();
+        Ok(Reassembly::Complete { len, tags })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(len: usize, id: u8) -> Vec<u8> {
+        let mut p: Vec<u8> = (0..len).map(|i| (i * 7 + id as usize) as u8).collect();
+        p[..8].fill(id);
+        p[13] = 0x11; // not a fragment indicator
+        p[18] = 0x18 | if len > 1432 { FLAG_FRAGMENTED } else { 0 };
+        p
+    }
+
+    fn split(p: &[u8], mtu: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        fragment_packet(p, mtu, |d| out.push(d.to_vec())).unwrap();
+        out
+    }
+
+    #[test]
+    fn split_matches_capture_sizes() {
+        // 2838-byte FRAME -> 1432 + 1422 (README), 2796-byte frame packet -> 1432 + 1418.
+        let parts = split(&packet(2838, 1), 1432);
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), vec![1432, 1422]);
+        assert_eq!(parts[1][14], 0x21);
+        assert_eq!(parts[1][15], 0);
+        assert_eq!(split(&packet(2834, 1), 1432)[1].len(), 1418);
+        assert_eq!(split(&packet(100, 1), 1432).len(), 1);
+        // 10024 bytes at 1432 -> exactly 8 would be too many only below the limit
+        assert_eq!(split(&packet(10024, 1), 1432).len(), 8 - 1);
+        let mut big = packet(3000, 1);
+        big[18] = 0x18;
+        assert!(fragment_packet(&big, 1432, |_| {}).is_err(), "unflagged oversize packet");
+        assert!(fragment_packet(&packet(10024, 1), 1000, |_| {}).is_err(), "more than 7 pieces");
+    }
+
+    #[test]
+    fn reassemble_in_any_order_with_duplicates() {
+        let p = packet(5000, 9);
+        let parts = split(&p, 1432);
+        assert_eq!(parts.len(), 4);
+        let orders: [[usize; 4]; 3] = [[0, 1, 2, 3], [3, 1, 0, 2], [2, 3, 1, 0]];
+        for order in orders {
+            let mut slots: FragmentSlots<u64, usize, 4> = FragmentSlots::new(1000);
+            let mut out = [0u8; MAX_PACKET_LEN];
+            let mut result = None;
+            for (step, &i) in order.iter().enumerate() {
+                let r = if i == 0 {
+                    slots.push_head(9, &parts[0], i, 10, &mut out).unwrap()
+                } else {
+                    let f = FragmentView::parse(&parts[i]).unwrap();
+                    let r = slots.push_fragment(9, &f, i, 10, &mut out).unwrap();
+                    if step < 3 {
+                        assert_eq!(slots.push_fragment(9, &f, 99, 10, &mut out).unwrap(), Reassembly::Duplicate);
+                    }
+                    r
+                };
+                if step < 3 {
+                    assert_eq!(r, Reassembly::Pending);
+                } else {
+                    result = Some(r);
+                }
+            }
+            match result.unwrap() {
+                Reassembly::Complete { len, tags } => {
+                    assert_eq!(&out[..len], &p[..]);
+                    assert_eq!(tags, vec![0, 1, 2, 3]);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(slots.in_progress(), 0);
+        }
+    }
+
+    #[test]
+    fn incomplete_sets_expire_and_ring_evicts() {
+        let p = packet(3000, 1);
+        let parts = split(&p, 1432);
+        let mut slots: FragmentSlots<u64, usize, 2> = FragmentSlots::new(100);
+        let mut out = [0u8; MAX_PACKET_LEN];
+        slots.push_head(1, &parts[0], 0, 0, &mut out).unwrap();
+        slots.expire(50);
+        assert_eq!(slots.in_progress(), 1);
+        slots.expire(101);
+        assert_eq!(slots.in_progress(), 0);
+        assert_eq!(slots.take_evicted(), vec![Evicted { key: 1, tags: vec![0] }]);
+        // late fragment starts a new set and never completes on its own
+        let f = FragmentView::parse(&parts[1]).unwrap();
+        assert_eq!(slots.push_fragment(1, &f, 1, 200, &mut out).unwrap(), Reassembly::Pending);
+        // ring of 2: two more keys evict the oldest
+        slots.push_head(2, &parts[0], 5, 200, &mut out).unwrap();
+        slots.push_head(3, &parts[0], 6, 200, &mut out).unwrap();
+        assert_eq!(slots.in_progress(), 2);
+        assert_eq!(slots.take_evicted().len(), 1);
+    }
+
+    #[test]
+    fn oversize_sets_are_rejected() {
+        let mut slots: FragmentSlots<u64, usize, 2> = FragmentSlots::new(100);
+        let mut out = [0u8; MAX_PACKET_LEN];
+        let mut frag = vec![0u8; 16 + 5000];
+        frag[13] = 0xff;
+        frag[14] = 0x71;
+        let f = FragmentView::parse(&frag).unwrap();
+        slots.push_fragment(1, &f, 0, 0, &mut out).unwrap();
+        frag[14] = 0x72;
+        let f = FragmentView::parse(&frag).unwrap();
+        slots.push_fragment(1, &f, 0, 0, &mut out).unwrap();
+        frag[14] = 0x73;
+        let f = FragmentView::parse(&frag).unwrap();
+        assert!(slots.push_fragment(1, &f, 0, 0, &mut out).is_err());
+        assert_eq!(slots.in_progress(), 0);
+    }
+
+    #[test]
+    fn fragment_parse_limits() {
+        let mut frag = [0u8; 20];
+        frag[13] = 0xff;
+        for (b, ok) in [(0x21, true), (0x71, true), (0x76, true), (0x77, false), (0x81, false), (0x20, false), (0x11, false)] {
+            frag[14] = b;
+            assert_eq!(FragmentView::parse(&frag).is_ok(), ok, "{b:#x}");
+        }
+    }
+}
