@@ -291,35 +291,33 @@ pub fn block<const ROUNDS: usize>(key: &[u8; 32], nonce: &[u8; 8], counter: u64)
     portable::block::<ROUNDS>(&initial_state(key, nonce), counter)
 }
 
-/// Salsa20/12 as used by suites 0/1 (§6.2): returns keystream block 0 (its first 32 bytes are the Poly1305
-/// key) and, if `payload` is given, XORs it with the keystream from block 1 on.
-pub(crate) fn salsa2012_block0_and_xor(key: &[u8; 32], nonce: &[u8; 8], payload: Option<&mut [u8]>) -> [u8; BLOCK_LEN] {
+/// Keystream blocks 0..8 (512 bytes) of Salsa20/12 for suites 0/1 (§6.2): block 0 carries the Poly1305
+/// key, blocks 1..8 the first 448 payload bytes. Only the first `blocks_needed` blocks are guaranteed to be
+/// filled (the portable path computes no more than that).
+pub(crate) fn salsa2012_prefix(key: &[u8; 32], nonce: &[u8; 8], blocks_needed: usize) -> [u8; BATCH_LEN] {
     let state = initial_state(key, nonce);
-    let Some(payload) = payload else {
-        return portable::block::<12>(&state, 0);
-    };
+    let mut keystream = [0u8; BATCH_LEN];
     #[cfg(target_arch = "x86_64")]
     {
         let level = x86::level();
-        if level != x86::Level::Portable && payload.len() > BLOCK_LEN {
-            // Blocks 0..8 in one batch: block 0 gives the MAC key, blocks 1..8 cover payload bytes 0..448.
-            let mut buf = [0u8; BATCH_LEN];
-            let first = payload.len().min(BATCH_LEN - BLOCK_LEN);
-            buf[BLOCK_LEN..BLOCK_LEN + first].copy_from_slice(&payload[..first]);
-            x86::xor_batch::<12>(level, &state, 0, &mut buf);
-            payload[..first].copy_from_slice(&buf[BLOCK_LEN..BLOCK_LEN + first]);
-            if payload.len() > first {
-                xor_state::<12>(&state, BATCH_BLOCKS as u64, &mut payload[first..]);
-            }
-            let mut block0 = [0u8; BLOCK_LEN];
-            block0.copy_from_slice(&buf[..BLOCK_LEN]);
-            return block0;
+        if level != x86::Level::Portable && blocks_needed > 2 {
+            x86::xor_batch::<12>(level, &state, 0, &mut keystream);
+            return keystream;
         }
     }
-    let block0 = portable::block::<12>(&state, 0);
-    xor_portable_state::<12>(&state, 1, payload);
-    block0
+    for (counter, out) in keystream.chunks_exact_mut(BLOCK_LEN).take(blocks_needed).enumerate() {
+        out.copy_from_slice(&portable::block::<12>(&state, counter as u64));
+    }
+    keystream
 }
+
+/// Salsa20/12 keystream XOR from block `counter` on (continues after [`salsa2012_prefix`]).
+pub(crate) fn salsa2012_xor_from(key: &[u8; 32], nonce: &[u8; 8], counter: u64, data: &mut [u8]) {
+    xor_state::<12>(&initial_state(key, nonce), counter, data);
+}
+
+/// Blocks held by [`salsa2012_prefix`].
+pub(crate) const PREFIX_BLOCKS: usize = BATCH_BLOCKS;
 
 /// Name of the implementation chosen at run time (for benchmark reports).
 pub fn implementation() -> &'static str {

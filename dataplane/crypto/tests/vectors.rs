@@ -1,0 +1,216 @@
+//! Upstream test vectors (`shared/vectors/*.json`): Salsa20, Poly1305, AES primitives, AES-GMAC-SIV,
+//! C25519/Ed25519, identities and SHA.
+mod common;
+use common::*;
+use sha2::{Digest, Sha384, Sha512};
+use ztplane_crypto::gmac_siv::AesGmacSiv;
+use ztplane_crypto::{Address, Identity, salsa20};
+
+#[test]
+fn salsa20_keystream_vectors() {
+    let file = json("vectors/salsa20.json");
+    let vectors = file["vectors"].as_array().unwrap();
+    assert!(!vectors.is_empty());
+    for v in vectors {
+        let key: [u8; 32] = unhex_array(field(v, "key"));
+        let nonce: [u8; 8] = unhex_array(field(v, "iv"));
+        let expected = unhex(field(v, "keystream_first64"));
+        let rounds = v["rounds"].as_u64().unwrap();
+        let (mut fast, mut portable) = ([0u8; 64], [0u8; 64]);
+        let block = match rounds {
+            8 => {
+                salsa20::xor::<8>(&key, &nonce, 0, &mut fast);
+                salsa20::xor_portable::<8>(&key, &nonce, 0, &mut portable);
+                salsa20::block::<8>(&key, &nonce, 0)
+            }
+            12 => {
+                salsa20::xor::<12>(&key, &nonce, 0, &mut fast);
+                salsa20::xor_portable::<12>(&key, &nonce, 0, &mut portable);
+                salsa20::block::<12>(&key, &nonce, 0)
+            }
+            20 => {
+                salsa20::xor::<20>(&key, &nonce, 0, &mut fast);
+                salsa20::xor_portable::<20>(&key, &nonce, 0, &mut portable);
+                salsa20::block::<20>(&key, &nonce, 0)
+            }
+            other => panic!("unexpected rounds {other}"),
+        };
+        assert_eq!(fast.to_vec(), expected, "{}", field(v, "name"));
+        assert_eq!(portable.to_vec(), expected, "{}", field(v, "name"));
+        assert_eq!(block.to_vec(), expected, "{}", field(v, "name"));
+    }
+}
+
+#[test]
+fn salsa20_simd_matches_portable_and_reference_crate() {
+    use salsa20_ref::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+    // Deterministic pseudo-random inputs; lengths cover partial blocks, batch boundaries and tails.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for len in [0usize, 1, 63, 64, 65, 127, 128, 129, 200, 447, 448, 511, 512, 513, 1000, 1372, 2811, 4096, 10000] {
+        let key: [u8; 32] = std::array::from_fn(|_| next() as u8);
+        let nonce: [u8; 8] = std::array::from_fn(|_| next() as u8);
+        let counter = next() % 4 + if len % 2 == 0 { 0 } else { u64::from(u32::MAX) - 3 };
+        let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let (mut fast, mut portable) = (data.clone(), data.clone());
+        salsa20::xor::<12>(&key, &nonce, counter, &mut fast);
+        salsa20::xor_portable::<12>(&key, &nonce, counter, &mut portable);
+        assert_eq!(fast, portable, "len {len} counter {counter}");
+        let (mut fast20, mut reference) = (data.clone(), data.clone());
+        salsa20::xor::<20>(&key, &nonce, counter, &mut fast20);
+        let mut cipher = salsa20_ref::Salsa20::new(&key.into(), &nonce.into());
+        cipher.seek(counter * 64);
+        cipher.apply_keystream(&mut reference);
+        assert_eq!(fast20, reference, "salsa20/20 len {len} counter {counter}");
+        let mut reference12 = data.clone();
+        let mut cipher = salsa20_ref::Salsa12::new(&key.into(), &nonce.into());
+        cipher.seek(counter * 64);
+        cipher.apply_keystream(&mut reference12);
+        assert_eq!(fast, reference12, "salsa20/12 len {len} counter {counter}");
+    }
+}
+
+#[test]
+fn poly1305_vectors() {
+    let file = json("vectors/poly1305.json");
+    let vectors = file["vectors"].as_array().unwrap();
+    assert!(!vectors.is_empty());
+    for v in vectors {
+        let key: [u8; 32] = unhex_array(field(v, "key"));
+        let tag = ztplane_crypto::poly1305_tag(&key, &unhex(field(v, "input")));
+        assert_eq!(hex(&tag), field(v, "tag"), "{}", field(v, "name"));
+    }
+}
+
+#[test]
+fn aes_primitive_vectors() {
+    use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
+    let file = json("vectors/aes_primitives.json");
+    for v in file["aes256_ecb"].as_array().unwrap() {
+        let cipher = aes::Aes256::new_from_slice(&unhex(field(v, "key"))).unwrap();
+        let mut block = aes::Block::clone_from_slice(&unhex(field(v, "in")));
+        cipher.encrypt_block(&mut block);
+        assert_eq!(hex(&block), field(v, "out"));
+    }
+    for v in file["aes256_ctr"].as_array().unwrap() {
+        let key: [u8; 32] = unhex_array(field(v, "key"));
+        let iv: [u8; 16] = unhex_array(field(v, "iv"));
+        let mut data = unhex(field(v, "in"));
+        ctr::Ctr32BE::<aes::Aes256>::new(&key.into(), &iv.into()).apply_keystream(&mut data);
+        assert_eq!(hex(&data), field(v, "out"));
+    }
+    // GMAC = GCM tag over empty plaintext: checked through AES-GMAC-SIV's building block indirectly below,
+    // and directly here with the reference aes-gcm crate to pin down the convention.
+    for v in file["aes256_gmac"].as_array().unwrap() {
+        use aes_gcm::aead::{AeadInPlace, KeyInit as _};
+        let key: [u8; 32] = unhex_array(field(v, "key"));
+        let nonce: [u8; 12] = unhex_array(field(v, "iv"));
+        let gcm = aes_gcm::Aes256Gcm::new(&key.into());
+        let tag = gcm.encrypt_in_place_detached(&nonce.into(), &unhex(field(v, "input")), &mut []).unwrap();
+        assert_eq!(hex(&tag), field(v, "tag"), "{}", field(v, "name"));
+    }
+}
+
+#[test]
+fn aes_gmac_siv_vectors() {
+    let file = json("vectors/aes_gmac_siv.json");
+    let k0: [u8; 32] = unhex_array(field(&file, "k0"));
+    let k1: [u8; 32] = unhex_array(field(&file, "k1"));
+    let siv = AesGmacSiv::new(&k0, &k1);
+    let vectors = file["vectors"].as_array().unwrap();
+    assert_eq!(vectors.len(), 85);
+    for v in vectors {
+        let len = v["length"].as_u64().unwrap() as usize;
+        let iv: [u8; 8] = unhex_array(field(v, "iv"));
+        assert_eq!(iv, (len as u64).to_le_bytes());
+        let plaintext: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let aad = plaintext.clone();
+        let mut data = plaintext.clone();
+        let tag = siv.encrypt_in_place(&iv, &aad, &mut data);
+        assert_eq!(hex(&tag), field(v, "tag"), "length {len}");
+        assert_eq!(hex(&Sha384::digest(&data)), field(v, "ciphertextSha384"), "length {len}");
+        assert_eq!(siv.decrypt_in_place(&tag, &aad, &mut data), Some(iv), "length {len}");
+        assert_eq!(data, plaintext);
+        if len > 0 {
+            let mut tampered = tag;
+            tampered[len % 16] ^= 1;
+            let mut data2 = data.clone();
+            siv.encrypt_in_place(&iv, &aad, &mut data2);
+            assert_eq!(siv.decrypt_in_place(&tampered, &aad, &mut data2), None);
+        }
+    }
+}
+
+#[test]
+fn c25519_ed25519_vectors() {
+    let file = json("vectors/c25519_ed25519.json");
+    let vectors = file["vectors"].as_array().unwrap();
+    assert_eq!(vectors.len(), 32);
+    for (n, v) in vectors.iter().enumerate() {
+        let address = Address::new(n as u64 + 1).unwrap();
+        let one = Identity::from_parts(address, unhex_array(field(v, "pub1")), Some(unhex_array(field(v, "priv1"))));
+        let two = Identity::from_parts(address, unhex_array(field(v, "pub2")), Some(unhex_array(field(v, "priv2"))));
+        let agreement = unhex(field(v, "agreement64"));
+        assert_eq!(one.raw_agreement(&two).unwrap().to_vec(), agreement, "vector {n}");
+        assert_eq!(two.raw_agreement(&one).unwrap().to_vec(), agreement, "vector {n}");
+        assert_eq!(one.agree(&two).unwrap().as_bytes()[..], agreement[..48]);
+        for (signer, name) in [(&one, "agreementSignedBy1"), (&two, "agreementSignedBy2")] {
+            let expected = unhex(field(v, name));
+            let signature = signer.sign(&agreement).unwrap();
+            assert_eq!(signature.to_vec(), expected, "vector {n} {name}");
+            assert!(signer.to_public().verify(&agreement, &expected));
+            let mut bad = expected.clone();
+            bad[n % 64] ^= 0x10;
+            assert!(!signer.verify(&agreement, &bad), "vector {n}: corrupted signature accepted");
+            let mut bad_digest = expected.clone();
+            bad_digest[64 + n % 32] ^= 1;
+            assert!(!signer.verify(&agreement, &bad_digest));
+            assert!(!signer.verify(&agreement[1..], &expected), "wrong message accepted");
+            assert!(!signer.verify(&agreement, &expected[..95]), "short signature accepted");
+        }
+        // The Ed25519 half of each public key is the standard derivation from the seed.
+        let seed: [u8; 32] = unhex_array::<64>(field(v, "priv1"))[32..].try_into().unwrap();
+        assert_eq!(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().as_bytes()[..], one.public_key()[32..]);
+    }
+}
+
+#[test]
+fn identity_vectors() {
+    let file = json("vectors/identities.json");
+    let vectors = file["vectors"].as_array().unwrap();
+    assert_eq!(vectors.len(), 6);
+    for v in vectors {
+        let text = field(v, "identity");
+        let identity: Identity = text.parse().unwrap();
+        assert_eq!(identity.to_string(), text);
+        assert_eq!(identity.address().to_string(), field(v, "address"));
+        assert_eq!(hex(identity.public_key()), field(v, "publicKey"));
+        assert_eq!(hex(&identity.memory_hard_digest()), field(v, "memoryHardDigest"), "{text}");
+        assert_eq!(identity.validate(), v["expectedValid"].as_bool().unwrap(), "{text}");
+        if let Some(binary) = v["binaryPublic"].as_str() {
+            let mut out = Vec::new();
+            identity.write_bytes(&mut out, false);
+            assert_eq!(hex(&out), binary);
+            let (parsed, used) = Identity::from_bytes(&unhex(binary)).unwrap();
+            assert_eq!(used, 71);
+            assert_eq!(parsed, identity);
+            assert!(!parsed.has_secret());
+        }
+    }
+}
+
+#[test]
+fn sha_vectors() {
+    let file = json("vectors/sha.json");
+    for v in file["vectors"].as_array().unwrap() {
+        let input = unhex(field(v, "input"));
+        assert_eq!(input, field(v, "input_ascii").as_bytes());
+        assert_eq!(hex(&Sha512::digest(&input)), field(v, "sha512"));
+        assert_eq!(hex(&Sha384::digest(&input)), field(v, "sha384"));
+    }
+}
