@@ -47,6 +47,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(kind: ConfigErrorKind, path: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError { kind, path: path.into(), reason: reason.into() }
+        ConfigError {
+            kind,
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }
