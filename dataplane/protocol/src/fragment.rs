@@ -364,8 +364,9 @@ mod tests {
         assert_eq!(parts[1][15], 0);
         assert_eq!(split(&packet(2834, 1), 1432)[1].len(), 1418);
         assert_eq!(split(&packet(100, 1), 1432).len(), 1);
-        // 10024 bytes at 1432 -> exactly 8 would be too many only below the limit
-        assert_eq!(split(&packet(10024, 1), 1432).len(), 8 - 1);
+        // at 1432 the 7-piece limit allows 1432 + 6 * 1416 = 9928 bytes
+        assert_eq!(split(&packet(9928, 1), 1432).len(), 7);
+        assert!(fragment_packet(&packet(9929, 1), 1432, |_| {}).is_err());
         let mut big = packet(3000, 1);
         big[18] = 0x18;
         assert!(fragment_packet(&big, 1432, |_| {}).is_err(), "unflagged oversize packet");
