@@ -103,7 +103,12 @@ fn nonce_of(packet: &[u8]) -> [u8; 8] {
 }
 
 /// XORs `payload` with the suite-1 keystream: block 1 onwards (`prefix` holds blocks 0..8).
-fn salsa_payload_xor(mangled: &[u8; 32], nonce: &[u8; 8], prefix: &[u8; PREFIX_BLOCKS * BLOCK_LEN], payload: &mut [u8]) {
+fn salsa_payload_xor(
+    mangled: &[u8; 32],
+    nonce: &[u8; 8],
+    prefix: &[u8; PREFIX_BLOCKS * BLOCK_LEN],
+    payload: &mut [u8],
+) {
     let in_prefix = payload.len().min((PREFIX_BLOCKS - 1) * BLOCK_LEN);
     let (head, rest) = payload.split_at_mut(in_prefix);
     for (p, k) in head.iter_mut().zip(&prefix[BLOCK_LEN..]) {
@@ -130,14 +135,19 @@ fn blocks_for(payload_len: usize, suite: CipherSuite) -> usize {
 /// set: the caller writes the trusted path ID into bytes 19..27.
 pub fn armor(key: &PeerKey, packet: &mut [u8], suite: CipherSuite) -> Result<(), ArmorError> {
     check_len(packet)?;
-    let legacy = if suite == CipherSuite::Salsa2012Poly1305 { LEGACY_ENCRYPTED } else { 0 };
+    let legacy = if suite == CipherSuite::Salsa2012Poly1305 {
+        LEGACY_ENCRYPTED
+    } else {
+        0
+    };
     packet[FLAGS] = (packet[FLAGS] & KEEP_FLAGS) | ((suite as u8) << 3) | legacy;
     match suite {
         CipherSuite::Poly1305 | CipherSuite::Salsa2012Poly1305 => {
             let mangled = mangled_key(key, packet);
             let nonce = nonce_of(packet);
             let (header, payload) = packet.split_at_mut(HEADER_LEN);
-            let prefix = salsa20::salsa2012_prefix(&mangled, &nonce, blocks_for(payload.len(), suite));
+            let prefix =
+                salsa20::salsa2012_prefix(&mangled, &nonce, blocks_for(payload.len(), suite));
             if suite == CipherSuite::Salsa2012Poly1305 {
                 salsa_payload_xor(&mangled, &nonce, &prefix, payload);
             }
@@ -172,7 +182,8 @@ pub fn dearmor(key: &PeerKey, packet: &mut [u8]) -> Result<Dearmored, ArmorError
             let mangled = mangled_key(key, packet);
             let nonce = nonce_of(packet);
             let (header, payload) = packet.split_at_mut(HEADER_LEN);
-            let prefix = salsa20::salsa2012_prefix(&mangled, &nonce, blocks_for(payload.len(), suite));
+            let prefix =
+                salsa20::salsa2012_prefix(&mangled, &nonce, blocks_for(payload.len(), suite));
             let tag = crate::poly1305_tag(prefix[..32].try_into().expect("32 bytes"), payload);
             if !bool::from(tag[..8].ct_eq(&header[MAC])) {
                 return Err(ArmorError::MacMismatch);
@@ -180,7 +191,10 @@ pub fn dearmor(key: &PeerKey, packet: &mut [u8]) -> Result<Dearmored, ArmorError
             if suite == CipherSuite::Salsa2012Poly1305 {
                 salsa_payload_xor(&mangled, &nonce, &prefix, payload);
             }
-            Ok(Dearmored { suite, aes_iv: None })
+            Ok(Dearmored {
+                suite,
+                aes_iv: None,
+            })
         }
         CipherSuite::None => Err(ArmorError::TrustedPathSuite),
         CipherSuite::AesGmacSiv => {
@@ -189,8 +203,14 @@ pub fn dearmor(key: &PeerKey, packet: &mut [u8]) -> Result<Dearmored, ArmorError
             let mut tag = [0u8; 16];
             tag[..8].copy_from_slice(&header[..8]);
             tag[8..].copy_from_slice(&header[MAC]);
-            let iv = key.gmac_siv.decrypt_in_place(&tag, &aad, payload).ok_or(ArmorError::MacMismatch)?;
-            Ok(Dearmored { suite, aes_iv: Some(iv) })
+            let iv = key
+                .gmac_siv
+                .decrypt_in_place(&tag, &aad, payload)
+                .ok_or(ArmorError::MacMismatch)?;
+            Ok(Dearmored {
+                suite,
+                aes_iv: Some(iv),
+            })
         }
     }
 }

@@ -23,7 +23,12 @@ impl AesGmacSiv {
         let k0 = Aes256Enc::new(k0.into());
         let mut h = aes::Block::default();
         k0.encrypt_block(&mut h);
-        AesGmacSiv { ghash: GHash::new(&h), k0, k1_enc: Aes256Enc::new(k1.into()), k1_dec: Aes256Dec::new(k1.into()) }
+        AesGmacSiv {
+            ghash: GHash::new(&h),
+            k0,
+            k1_enc: Aes256Enc::new(k1.into()),
+            k1_dec: Aes256Dec::new(k1.into()),
+        }
     }
 
     /// GMAC_K0 with 96-bit nonce `iv ‖ 0⁴` over `aad ‖ zero pad to 16 ‖ payload`, folded to 64 bits.
@@ -54,7 +59,10 @@ impl AesGmacSiv {
     fn ctr_xor(&self, tag: &[u8; 16], payload: &mut [u8]) {
         let mut iv = *tag;
         iv[12] &= 0x7f;
-        let core = ctr::CtrCore::<&Aes256Enc, ctr::flavors::Ctr32BE>::inner_iv_init(&self.k1_enc, &iv.into());
+        let core = ctr::CtrCore::<&Aes256Enc, ctr::flavors::Ctr32BE>::inner_iv_init(
+            &self.k1_enc,
+            &iv.into(),
+        );
         ctr::Ctr32BE::from_core(core).apply_keystream(payload);
     }
 
@@ -72,7 +80,12 @@ impl AesGmacSiv {
 
     /// Decrypts `payload` in place and returns the recovered 8-byte IV if the tag verifies. On failure the
     /// payload has been decrypted with an unauthenticated key stream and is garbage: discard the packet.
-    pub fn decrypt_in_place(&self, tag: &[u8; 16], aad: &[u8], payload: &mut [u8]) -> Option<[u8; 8]> {
+    pub fn decrypt_in_place(
+        &self,
+        tag: &[u8; 16],
+        aad: &[u8],
+        payload: &mut [u8],
+    ) -> Option<[u8; 8]> {
         self.ctr_xor(tag, payload);
         let mut iv_and_folded = aes::Block::from(*tag);
         self.k1_dec.decrypt_block(&mut iv_and_folded);

@@ -22,7 +22,8 @@ pub mod salsa20;
 
 pub use address::Address;
 pub use armor::{
-    CipherSuite, Dearmored, HEADER_LEN, MAX_PACKET_LEN, MIN_PACKET_LEN, armor, dearmor, hello_crypt_field,
+    CipherSuite, Dearmored, HEADER_LEN, MAX_PACKET_LEN, MIN_PACKET_LEN, armor, dearmor,
+    hello_crypt_field,
 };
 pub use error::{ArmorError, CryptoError};
 pub use identity::{Identity, PUBLIC_KEY_LEN, SECRET_KEY_LEN, SIGNATURE_LEN};
@@ -32,5 +33,7 @@ pub use peer_key::{PEER_KEY_LEN, PeerKey};
 /// wire (§6.2). Exposed for test vectors and benchmarks.
 pub fn poly1305_tag(one_time_key: &[u8; 32], message: &[u8]) -> [u8; 16] {
     use poly1305::universal_hash::KeyInit;
-    poly1305::Poly1305::new(one_time_key.into()).compute_unpadded(message).into()
+    poly1305::Poly1305::new(one_time_key.into())
+        .compute_unpadded(message)
+        .into()
 }

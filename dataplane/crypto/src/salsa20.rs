@@ -14,7 +14,14 @@ const BATCH_LEN: usize = BATCH_BLOCKS * BLOCK_LEN;
 
 /// The 16-word input state for block counter 0.
 fn initial_state(key: &[u8; 32], nonce: &[u8; 8]) -> [u32; 16] {
-    let word = |bytes: &[u8], i: usize| u32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+    let word = |bytes: &[u8], i: usize| {
+        u32::from_le_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ])
+    };
     [
         SIGMA[0],
         word(key, 0),
@@ -93,7 +100,13 @@ mod portable {
         input[8] = counter as u32;
         input[9] = (counter >> 32) as u32;
         let mut x = input;
-        salsa_rounds!(x, ROUNDS, u32::wrapping_add, core::ops::BitXor::bitxor, rotl32);
+        salsa_rounds!(
+            x,
+            ROUNDS,
+            u32::wrapping_add,
+            core::ops::BitXor::bitxor,
+            rotl32
+        );
         let mut out = [0u8; BLOCK_LEN];
         for (i, chunk) in out.chunks_exact_mut(4).enumerate() {
             chunk.copy_from_slice(&x[i].wrapping_add(input[i]).to_le_bytes());
@@ -110,7 +123,10 @@ mod x86 {
     macro_rules! rotl_avx2 {
         ($v:expr, $n:literal) => {{
             let v = $v;
-            _mm256_or_si256(_mm256_slli_epi32::<$n>(v), _mm256_srli_epi32::<{ 32 - $n }>(v))
+            _mm256_or_si256(
+                _mm256_slli_epi32::<$n>(v),
+                _mm256_srli_epi32::<{ 32 - $n }>(v),
+            )
         }};
     }
     macro_rules! rotl_avx512vl {
@@ -189,7 +205,12 @@ mod x86 {
     /// # Safety
     /// CPU supports AVX2; `src` readable and `dst` writable for 512 bytes.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn batch8_avx2<const ROUNDS: usize>(state: &[u32; 16], counter: u64, src: *const u8, dst: *mut u8) {
+    pub unsafe fn batch8_avx2<const ROUNDS: usize>(
+        state: &[u32; 16],
+        counter: u64,
+        src: *const u8,
+        dst: *mut u8,
+    ) {
         batch8_body!(rotl_avx2, ROUNDS, state, counter, src, dst)
     }
 
@@ -225,7 +246,12 @@ mod x86 {
 
     /// XORs one 8-block batch in place; false if no SIMD level is available.
     #[inline]
-    pub fn xor_batch<const ROUNDS: usize>(level: Level, state: &[u32; 16], counter: u64, data: &mut [u8; BATCH_LEN]) -> bool {
+    pub fn xor_batch<const ROUNDS: usize>(
+        level: Level,
+        state: &[u32; 16],
+        counter: u64,
+        data: &mut [u8; BATCH_LEN],
+    ) -> bool {
         let p = data.as_mut_ptr();
         match level {
             // SAFETY: features checked by `level()`; `data` is 512 bytes.
@@ -238,7 +264,12 @@ mod x86 {
 }
 
 /// XOR `data` with the keystream starting at block `counter`, portable code only (reference for tests).
-pub fn xor_portable<const ROUNDS: usize>(key: &[u8; 32], nonce: &[u8; 8], counter: u64, data: &mut [u8]) {
+pub fn xor_portable<const ROUNDS: usize>(
+    key: &[u8; 32],
+    nonce: &[u8; 8],
+    counter: u64,
+    data: &mut [u8],
+) {
     let state = initial_state(key, nonce);
     xor_portable_state::<ROUNDS>(&state, counter, data);
 }
@@ -287,14 +318,22 @@ pub fn xor<const ROUNDS: usize>(key: &[u8; 32], nonce: &[u8; 8], counter: u64, d
 }
 
 /// One 64-byte keystream block.
-pub fn block<const ROUNDS: usize>(key: &[u8; 32], nonce: &[u8; 8], counter: u64) -> [u8; BLOCK_LEN] {
+pub fn block<const ROUNDS: usize>(
+    key: &[u8; 32],
+    nonce: &[u8; 8],
+    counter: u64,
+) -> [u8; BLOCK_LEN] {
     portable::block::<ROUNDS>(&initial_state(key, nonce), counter)
 }
 
 /// Keystream blocks 0..8 (512 bytes) of Salsa20/12 for suites 0/1 (§6.2): block 0 carries the Poly1305
 /// key, blocks 1..8 the first 448 payload bytes. Only the first `blocks_needed` blocks are guaranteed to be
 /// filled (the portable path computes no more than that).
-pub(crate) fn salsa2012_prefix(key: &[u8; 32], nonce: &[u8; 8], blocks_needed: usize) -> [u8; BATCH_LEN] {
+pub(crate) fn salsa2012_prefix(
+    key: &[u8; 32],
+    nonce: &[u8; 8],
+    blocks_needed: usize,
+) -> [u8; BATCH_LEN] {
     let state = initial_state(key, nonce);
     let mut keystream = [0u8; BATCH_LEN];
     #[cfg(target_arch = "x86_64")]
@@ -305,7 +344,11 @@ pub(crate) fn salsa2012_prefix(key: &[u8; 32], nonce: &[u8; 8], blocks_needed: u
             return keystream;
         }
     }
-    for (counter, out) in keystream.chunks_exact_mut(BLOCK_LEN).take(blocks_needed).enumerate() {
+    for (counter, out) in keystream
+        .chunks_exact_mut(BLOCK_LEN)
+        .take(blocks_needed)
+        .enumerate()
+    {
         out.copy_from_slice(&portable::block::<12>(&state, counter as u64));
     }
     keystream

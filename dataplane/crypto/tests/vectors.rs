@@ -52,10 +52,18 @@ fn salsa20_simd_matches_portable_and_reference_crate() {
         seed ^= seed << 17;
         seed
     };
-    for len in [0usize, 1, 63, 64, 65, 127, 128, 129, 200, 447, 448, 511, 512, 513, 1000, 1372, 2811, 4096, 10000] {
+    for len in [
+        0usize, 1, 63, 64, 65, 127, 128, 129, 200, 447, 448, 511, 512, 513, 1000, 1372, 2811, 4096,
+        10000,
+    ] {
         let key: [u8; 32] = std::array::from_fn(|_| next() as u8);
         let nonce: [u8; 8] = std::array::from_fn(|_| next() as u8);
-        let counter = next() % 4 + if len % 2 == 0 { 0 } else { u64::from(u32::MAX) - 3 };
+        let counter = next() % 4
+            + if len % 2 == 0 {
+                0
+            } else {
+                u64::from(u32::MAX) - 3
+            };
         let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         let (mut fast, mut portable) = (data.clone(), data.clone());
         salsa20::xor::<12>(&key, &nonce, counter, &mut fast);
@@ -111,7 +119,9 @@ fn aes_primitive_vectors() {
         let key: [u8; 32] = unhex_array(field(v, "key"));
         let nonce: [u8; 12] = unhex_array(field(v, "iv"));
         let gcm = aes_gcm::Aes256Gcm::new(&key.into());
-        let tag = gcm.encrypt_in_place_detached(&nonce.into(), &unhex(field(v, "input")), &mut []).unwrap();
+        let tag = gcm
+            .encrypt_in_place_detached(&nonce.into(), &unhex(field(v, "input")), &mut [])
+            .unwrap();
         assert_eq!(hex(&tag), field(v, "tag"), "{}", field(v, "name"));
     }
 }
@@ -133,8 +143,16 @@ fn aes_gmac_siv_vectors() {
         let mut data = plaintext.clone();
         let tag = siv.encrypt_in_place(&iv, &aad, &mut data);
         assert_eq!(hex(&tag), field(v, "tag"), "length {len}");
-        assert_eq!(hex(&Sha384::digest(&data)), field(v, "ciphertextSha384"), "length {len}");
-        assert_eq!(siv.decrypt_in_place(&tag, &aad, &mut data), Some(iv), "length {len}");
+        assert_eq!(
+            hex(&Sha384::digest(&data)),
+            field(v, "ciphertextSha384"),
+            "length {len}"
+        );
+        assert_eq!(
+            siv.decrypt_in_place(&tag, &aad, &mut data),
+            Some(iv),
+            "length {len}"
+        );
         assert_eq!(data, plaintext);
         if len > 0 {
             let mut tampered = tag;
@@ -153,11 +171,27 @@ fn c25519_ed25519_vectors() {
     assert_eq!(vectors.len(), 32);
     for (n, v) in vectors.iter().enumerate() {
         let address = Address::new(n as u64 + 1).unwrap();
-        let one = Identity::from_parts(address, unhex_array(field(v, "pub1")), Some(unhex_array(field(v, "priv1"))));
-        let two = Identity::from_parts(address, unhex_array(field(v, "pub2")), Some(unhex_array(field(v, "priv2"))));
+        let one = Identity::from_parts(
+            address,
+            unhex_array(field(v, "pub1")),
+            Some(unhex_array(field(v, "priv1"))),
+        );
+        let two = Identity::from_parts(
+            address,
+            unhex_array(field(v, "pub2")),
+            Some(unhex_array(field(v, "priv2"))),
+        );
         let agreement = unhex(field(v, "agreement64"));
-        assert_eq!(one.raw_agreement(&two).unwrap().to_vec(), agreement, "vector {n}");
-        assert_eq!(two.raw_agreement(&one).unwrap().to_vec(), agreement, "vector {n}");
+        assert_eq!(
+            one.raw_agreement(&two).unwrap().to_vec(),
+            agreement,
+            "vector {n}"
+        );
+        assert_eq!(
+            two.raw_agreement(&one).unwrap().to_vec(),
+            agreement,
+            "vector {n}"
+        );
         assert_eq!(one.agree(&two).unwrap().as_bytes()[..], agreement[..48]);
         for (signer, name) in [(&one, "agreementSignedBy1"), (&two, "agreementSignedBy2")] {
             let expected = unhex(field(v, name));
@@ -166,16 +200,32 @@ fn c25519_ed25519_vectors() {
             assert!(signer.to_public().verify(&agreement, &expected));
             let mut bad = expected.clone();
             bad[n % 64] ^= 0x10;
-            assert!(!signer.verify(&agreement, &bad), "vector {n}: corrupted signature accepted");
+            assert!(
+                !signer.verify(&agreement, &bad),
+                "vector {n}: corrupted signature accepted"
+            );
             let mut bad_digest = expected.clone();
             bad_digest[64 + n % 32] ^= 1;
             assert!(!signer.verify(&agreement, &bad_digest));
-            assert!(!signer.verify(&agreement[1..], &expected), "wrong message accepted");
-            assert!(!signer.verify(&agreement, &expected[..95]), "short signature accepted");
+            assert!(
+                !signer.verify(&agreement[1..], &expected),
+                "wrong message accepted"
+            );
+            assert!(
+                !signer.verify(&agreement, &expected[..95]),
+                "short signature accepted"
+            );
         }
         // The Ed25519 half of each public key is the standard derivation from the seed.
-        let seed: [u8; 32] = unhex_array::<64>(field(v, "priv1"))[32..].try_into().unwrap();
-        assert_eq!(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().as_bytes()[..], one.public_key()[32..]);
+        let seed: [u8; 32] = unhex_array::<64>(field(v, "priv1"))[32..]
+            .try_into()
+            .unwrap();
+        assert_eq!(
+            ed25519_dalek::SigningKey::from_bytes(&seed)
+                .verifying_key()
+                .as_bytes()[..],
+            one.public_key()[32..]
+        );
     }
 }
 
@@ -190,8 +240,16 @@ fn identity_vectors() {
         assert_eq!(identity.to_string(), text);
         assert_eq!(identity.address().to_string(), field(v, "address"));
         assert_eq!(hex(identity.public_key()), field(v, "publicKey"));
-        assert_eq!(hex(&identity.memory_hard_digest()), field(v, "memoryHardDigest"), "{text}");
-        assert_eq!(identity.validate(), v["expectedValid"].as_bool().unwrap(), "{text}");
+        assert_eq!(
+            hex(&identity.memory_hard_digest()),
+            field(v, "memoryHardDigest"),
+            "{text}"
+        );
+        assert_eq!(
+            identity.validate(),
+            v["expectedValid"].as_bool().unwrap(),
+            "{text}"
+        );
         if let Some(binary) = v["binaryPublic"].as_str() {
             let mut out = Vec::new();
             identity.write_bytes(&mut out, false);
