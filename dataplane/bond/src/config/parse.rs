@@ -375,7 +375,7 @@ impl Parser {
                         "packets",
                     )?;
                     if key == "packetsPerSlave" {
-                        self.warn(key_path.clone(), "2020 name; use packetsPerLink");
+                        self.warn(key_path.clone(), renamed(key, "packetsPerLink"));
                     }
                     packets_per_link.set(n as u32, key_path)?;
                 }
@@ -397,7 +397,7 @@ impl Parser {
                             "zerotier-one 1.14.1 ignores linkSelectMethod (it reads activeReselect); ztplane \
                              applies it, but use activeReselect so both agree",
                         ),
-                        "slaveSelectMethod" => self.warn(key_path.clone(), "2020 name; use activeReselect"),
+                        "slaveSelectMethod" => self.warn(key_path.clone(), renamed(key, "activeReselect")),
                         _ => {}
                     }
                     link_select.set(method, key_path)?;
@@ -422,7 +422,7 @@ impl Parser {
                         "links must be an object (interface name → link)",
                     )?;
                     if key == "slaves" {
-                        self.warn(key_path.clone(), "2020 name; use links");
+                        self.warn(key_path.clone(), renamed(key, "links"));
                     }
                     if let Some((previous, _)) = &links_value {
                         return Err(ConfigError::new(
@@ -839,7 +839,7 @@ impl Parser {
                 "capacity" | "speed" => {
                     let c = expect_uint_in(&key_path, value, 0, MAX_LINK_CAPACITY, "")?;
                     if key == "speed" {
-                        self.warn(key_path.clone(), "2020 name; use capacity");
+                        self.warn(key_path.clone(), renamed(key, "capacity"));
                     }
                     capacity.set(c, key_path)?;
                 }
@@ -1002,6 +1002,10 @@ fn parse_address(path: &str, text: &str) -> Result<u64, ConfigError> {
         return Err(bad("addresses beginning with ff are reserved"));
     }
     Ok(address)
+}
+
+fn renamed(old: &str, current: &str) -> String {
+    format!("{old} is the 2020 name of {current}; accepted as {current}, rename it")
 }
 
 fn unknown_key(path: String, key: &str, known: &[&str]) -> ConfigError {
