@@ -1,1 +1,88 @@
-//! placeholder
+//! Whole packets: building (encode payload → compress → header → armor → fragment) and opening
+//! (dearmor → verb byte → decompress) — spec §2, §3.1, §6, §6.7.
+//!
+//! Opening works in place on the caller's packet buffer plus one fixed scratch buffer for
+//! decompression; nothing is allocated per packet.
+
+use crate::compress::{compress_payload, decompress_payload};
+use crate::error::{ProtocolError, Result};
+use crate::fragment::fragment_packet;
+use crate::header::{FLAG_FRAGMENTED, MAX_PACKET_LEN, PAYLOAD_OFFSET, VERB_OFFSET, VerbByte, write_header};
+use crate::verbs::Message;
+use crate::{Address, CipherSuite, PeerKey};
+
+/// A packet after successful [`open_packet`].
+#[derive(Debug)]
+pub struct Opened<'a> {
+    pub suite: CipherSuite,
+    /// Suite 3: the IV recovered from the tag.
+    pub aes_iv: Option<[u8; 8]>,
+    /// Decrypted verb byte (verb + compressed flag).
+    pub verb_byte: VerbByte,
+    /// Verb payload, decrypted and decompressed.
+    pub payload: &'a [u8],
+}
+
+/// Authenticate, decrypt and decompress a whole (reassembled) packet in place. `scratch`
+/// receives the decompressed payload when the verb byte has the compressed flag.
+pub fn open_packet<'a>(key: &PeerKey, packet: &'a mut [u8], scratch: &'a mut [u8]) -> Result<Opened<'a>> {
+    let d = ztplane_crypto::dearmor(key, packet).map_err(|e| ProtocolError::Armor(e.to_string()))?;
+    let packet: &'a [u8] = packet;
+    let verb_byte = VerbByte(packet[VERB_OFFSET]);
+    let payload = if verb_byte.compressed() {
+        let n = decompress_payload(&packet[PAYLOAD_OFFSET..], scratch)?;
+        &scratch[..n]
+    } else {
+        &packet[PAYLOAD_OFFSET..]
+    };
+    Ok(Opened { suite: d.suite, aes_iv: d.aes_iv, verb_byte, payload })
+}
+
+/// What to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'k> {
+    pub key: &'k PeerKey,
+    /// Random per packet (the caller supplies randomness: this crate is pure).
+    pub packet_id: [u8; 8],
+    pub destination: Address,
+    pub source: Address,
+    pub suite: CipherSuite,
+    /// Try LZ4 (kept only if smaller, spec §6.7).
+    pub compress: bool,
+    /// Path MTU used to decide the fragmented flag.
+    pub mtu: usize,
+}
+
+/// Build one armored packet carrying `message`. The returned bytes are the whole packet; use
+/// [`send_datagrams`] (or [`fragment_packet`]) to cut it for the wire.
+pub fn build_packet(out: &Outgoing<'_>, message: &Message<'_>) -> Result<Vec<u8>> {
+    let mut payload = Vec::new();
+    message.encode(&mut payload, Some((out.key, &out.packet_id)))?;
+    let mut compressed_buf = [0u8; MAX_PACKET_LEN];
+    let (body, compressed) = match out.compress {
+        true => match compress_payload(&payload, &mut compressed_buf) {
+            Ok(n) => (&compressed_buf[..n], true),
+            Err(ProtocolError::Incompressible) => (&payload[..], false),
+            Err(e) => return Err(e),
+        },
+        false => (&payload[..], false),
+    };
+    let total = PAYLOAD_OFFSET + body.len();
+    if total > MAX_PACKET_LEN {
+        return Err(ProtocolError::TooLarge { what: "packet", value: total, limit: MAX_PACKET_LEN });
+    }
+    let mut packet = vec![0u8; total];
+    let flags = if total > out.mtu { FLAG_FRAGMENTED } else { 0 };
+    write_header(&mut packet, out.packet_id, &out.destination, &out.source, flags, VerbByte::new(message.verb(), compressed))?;
+    packet[PAYLOAD_OFFSET..].copy_from_slice(body);
+    ztplane_crypto::armor(out.key, &mut packet, out.suite).map_err(|e| ProtocolError::Armor(e.to_string()))?;
+    Ok(packet)
+}
+
+/// Build and cut into datagrams at `out.mtu`.
+pub fn send_datagrams(out: &Outgoing<'_>, message: &Message<'_>) -> Result<Vec<Vec<u8>>> {
+    let packet = build_packet(out, message)?;
+    let mut datagrams = Vec::new();
+    fragment_packet(&packet, out.mtu, |d| datagrams.push(d.to_vec()))?;
+    Ok(datagrams)
+}

@@ -1,1 +1,217 @@
-//! testkit
+//! Test topologies for ztplane: network namespaces, multi-queue veth pairs, bridges and
+//! addresses from 198.18.0.0/15, all removed when the [`Topology`] is dropped (also while a test
+//! unwinds from a panic). Namespaces left behind by a killed process are swept the next time a
+//! topology is created: their names carry the creating process id.
+//!
+//! Every integration test, the `cargo xtask run` demo and `cargo xtask bench io` build their
+//! networks with this kit, so traffic never leaves namespaces the run created itself.
+pub mod traffic;
+
+use anyhow::{Context, Result, bail};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const PREFIX: &str = "ztk";
+static NEXT_TOPOLOGY: AtomicU32 = AtomicU32::new(0);
+
+/// A set of namespaces and links owned by this process.
+pub struct Topology {
+    tag: String,
+    namespaces: Vec<String>,
+}
+
+/// A network namespace of a [`Topology`].
+#[derive(Clone, Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Topology {
+    /// Starts an empty topology. Requires root (CAP_SYS_ADMIN, CAP_NET_ADMIN).
+    pub fn new() -> Result<Self> {
+        if unsafe { libc::geteuid() } != 0 {
+            bail!("network-namespace tests need root (run `cargo xtask test` as root)");
+        }
+        sweep_stale();
+        let n = NEXT_TOPOLOGY.fetch_add(1, Ordering::Relaxed);
+        Ok(Topology { tag: format!("{PREFIX}{}x{n}", std::process::id()), namespaces: Vec::new() })
+    }
+
+    /// Creates namespace `<tag>-<label>` with loopback up.
+    pub fn netns(&mut self, label: &str) -> Result<Netns> {
+        let name = format!("{}-{label}", self.tag);
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        self.namespaces.push(name.clone());
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Creates a veth pair `a_name` (in `a`) ↔ `b_name` (in `b`) with `queues` RX and TX queues
+    /// on each end, both ends up.
+    pub fn veth(&self, a: &Netns, a_name: &str, b: &Netns, b_name: &str, queues: u32) -> Result<()> {
+        let q = queues.to_string();
+        run(Command::new("ip").args([
+            "link", "add", "name", a_name, "netns", &a.name, "numtxqueues", &q, "numrxqueues", &q, "type",
+            "veth", "peer", "name", b_name, "netns", &b.name, "numtxqueues", &q, "numrxqueues", &q,
+        ]))?;
+        a.ip(&["link", "set", a_name, "up"])?;
+        b.ip(&["link", "set", b_name, "up"])?;
+        Ok(())
+    }
+
+    /// Names of the namespaces, for messages.
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Deleting a namespace destroys the veths and bridges inside it.
+        for name in self.namespaces.drain(..).rev() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+impl Netns {
+    /// Runs `ip ARGS` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> Result<Output> {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// Adds `cidr` (must be inside 198.18.0.0/15) to `ifname`.
+    pub fn addr(&self, ifname: &str, cidr: &str) -> Result<()> {
+        let ip: std::net::Ipv4Addr = cidr.split('/').next().unwrap_or("").parse().context("address")?;
+        if !is_benchmark_addr(ip) {
+            bail!("{cidr} is outside 198.18.0.0/15: tests use only benchmark addresses");
+        }
+        self.ip(&["addr", "add", cidr, "dev", ifname])?;
+        Ok(())
+    }
+
+    /// Creates bridge `name` enslaving `ports`, all up.
+    pub fn bridge(&self, name: &str, ports: &[&str]) -> Result<()> {
+        self.ip(&["link", "add", name, "type", "bridge"])?;
+        for port in ports {
+            self.ip(&["link", "set", port, "master", name])?;
+        }
+        self.ip(&["link", "set", name, "up"])?;
+        Ok(())
+    }
+
+    /// Static neighbour entry, so traffic needs no ARP through a forwarder that does not pass it.
+    pub fn neigh(&self, ifname: &str, ip: &str, mac: &str) -> Result<()> {
+        self.ip(&["neigh", "replace", ip, "lladdr", mac, "dev", ifname, "nud", "permanent"])?;
+        Ok(())
+    }
+
+    /// The MAC address of `ifname`.
+    pub fn mac(&self, ifname: &str) -> Result<String> {
+        let out = self.ip(&["-br", "link", "show", ifname])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .find(|w| w.len() == 17 && w.matches(':').count() == 5)
+            .map(str::to_string)
+            .with_context(|| format!("no MAC for {ifname} in {:?}", text.trim()))
+    }
+
+    /// A command that runs inside the namespace (`ip netns exec`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// Runs a command inside the namespace and fails on a non-zero exit.
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<Output> {
+        run(self.command(program).args(args))
+    }
+
+    /// Starts a command inside the namespace.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Result<Child> {
+        self.command(program).args(args).spawn().with_context(|| format!("starting {program} in {}", self.name))
+    }
+
+    /// Runs `f` on a new thread that has entered this namespace, and returns its result.
+    pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+        let handle = self.thread(f)?;
+        handle.join().map_err(|_| anyhow::anyhow!("thread in namespace {} panicked", self.name))
+    }
+
+    /// Starts `f` on a thread inside this namespace.
+    pub fn thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<R>> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            // setns affects only the calling thread: the rest of the process stays where it is.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                let _ = tx.send(Err(std::io::Error::last_os_error()));
+                panic!("setns failed");
+            }
+            let _ = tx.send(Ok(()));
+            f()
+        });
+        rx.recv().context("namespace thread")?.context("entering namespace")?;
+        Ok(handle)
+    }
+
+    /// Sets a sysctl inside the namespace.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        self.exec("sysctl", &["-qw", &format!("{key}={value}")])?;
+        Ok(())
+    }
+
+    /// `ethtool -K` inside the namespace (e.g. GRO on a veth end that receives AF_XDP TX).
+    pub fn ethtool_k(&self, ifname: &str, feature: &str, on: bool) -> Result<()> {
+        self.exec("ethtool", &["-K", ifname, feature, if on { "on" } else { "off" }])?;
+        Ok(())
+    }
+
+    /// Reads an interface counter from /sys inside the namespace (e.g. `rx_packets`).
+    pub fn link_counter(&self, ifname: &str, counter: &str) -> Result<u64> {
+        let out = self.exec("cat", &[&format!("/sys/class/net/{ifname}/statistics/{counter}")])?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().context("counter value")
+    }
+
+    /// The XDP program attached to `ifname`, if any (from `ip -d link`).
+    pub fn xdp_attached(&self, ifname: &str) -> Result<bool> {
+        let out = self.ip(&["-d", "link", "show", ifname])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.contains("prog/xdp") || text.contains(" xdp ") || text.contains("xdpgeneric") || text.contains("xdpdrv"))
+    }
+}
+
+/// 198.18.0.0/15, the block reserved for network benchmarks (RFC 2544).
+pub fn is_benchmark_addr(ip: std::net::Ipv4Addr) -> bool {
+    let o = ip.octets();
+    o[0] == 198 && (o[1] == 18 || o[1] == 19)
+}
+
+fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(out)
+}
+
+/// Deletes namespaces of this kit whose creating process is gone (killed tests).
+fn sweep_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}

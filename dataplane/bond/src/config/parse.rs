@@ -347,6 +347,13 @@ impl Parser {
                             format!("settings.{standard} can only tune {standard}, not {parsed}"),
                         ));
                     }
+                    if parsed == Policy::None && legacy_base.is_none() {
+                        self.warn(
+                            key_path.clone(),
+                            "basePolicy none: peers using this policy get no bond (zerotier-one 1.14.1 rejects \
+                             such a policy); useful in peerSpecificBonds to opt a peer out",
+                        );
+                    }
                     base = Some(parsed);
                 }
                 "failoverInterval" => {
@@ -763,6 +770,17 @@ impl Parser {
                      would make them spare); set \"mode\" to be explicit",
                     defaulted.join(", ")
                 ),
+            );
+        }
+        if !parsed.is_empty()
+            && parsed
+                .iter()
+                .all(|p| p.mode_given && p.link.mode == LinkMode::Spare)
+        {
+            self.warn(
+                path,
+                "every link is spare, so none carries traffic by preference; mark the preferred link(s) \
+                 \"mode\": \"primary\"",
             );
         }
         for p in parsed.iter_mut().filter(|p| !p.mode_given) {

@@ -1,0 +1,420 @@
+//! Path liveness and failure detection (bonding spec §4.1, §4.4; issue item 4).
+//!
+//! zerotier-one declares a path dead only when nothing has been received on it for `failoverInterval`
+//! (5 s by default, 0.5 s at least; measured 0.52 s in the capture, §6.2). ztplane uses the traffic it
+//! already sends as the probe:
+//! * **missing acknowledgements** (ztplane peers): data sent on the path but not acknowledged within
+//!   `srtt + 4·rttvar + ack interval + slack`, with enough unacknowledged packets (or an unanswered probe)
+//!   that the silence cannot plausibly be ordinary loss at the path's measured loss rate;
+//! * **silence while traffic is expected** (any peer): data sent after the last thing received, and nothing
+//!   arriving within about one RTT → an ECHO probe goes out at once; an unanswered probe means failure;
+//! * **unanswered probes** on idle paths (ECHO every monitor interval, §4.1);
+//! * the `failoverInterval` backstop of zerotier-one.
+//!
+//! `downDelay` keeps a failing path in use for that long before it is dropped; `upDelay` makes a recovered
+//! path wait before it rejoins. A path that keeps failing is held down with an exponential back-off that
+//! decays while it stays healthy (zerotier-one computes such a "refractory period" but never applies it,
+//! §4.4, §11.5).
+
+/// How often a receiver acknowledges data on a path (ztplane peers).
+pub const ACK_INTERVAL_US: u64 = 2_000;
+/// Allowance for scheduling delay in the peer and in us.
+pub const SCHEDULING_SLACK_US: u64 = 5_000;
+/// Smallest probe interval towards a zerotier-one peer: it answers at most one ECHO per 166 ms per path (§8.8).
+pub const ZEROTIER_ECHO_MIN_INTERVAL_US: u64 = 170_000;
+/// Smallest probe interval towards a ztplane peer.
+pub const ZTPLANE_ECHO_MIN_INTERVAL_US: u64 = 20_000;
+/// First hold-down applied to a path that fails again soon after recovering.
+pub const FLAP_BASE_US: u64 = 1_000_000;
+/// Longest hold-down.
+pub const FLAP_MAX_US: u64 = 64_000_000;
+/// Healthy time after which the flap level drops by one.
+pub const FLAP_DECAY_US: u64 = 20_000_000;
+/// Odds we accept of declaring a healthy path dead from a run of losses.
+const FALSE_FAILURE_ODDS: f64 = 1e-6;
+
+/// Why a path was declared failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureReason {
+    AckTimeout,
+    ProbeTimeout,
+    FailoverInterval,
+}
+
+/// Liveness state of one path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Alive and usable.
+    Up,
+    /// Failure detected at `since`; still used until `downDelay` has passed.
+    Failing { since_us: u64, reason: FailureReason },
+    /// Not usable.
+    Down { since_us: u64, reason: FailureReason },
+    /// Receiving again since `since`; rejoins after `upDelay` and any flap hold-down.
+    Recovering { since_us: u64 },
+}
+
+/// Inputs the detector needs from the rest of the engine.
+#[derive(Clone, Copy, Debug)]
+pub struct DetectorContext {
+    pub srtt_us: u64,
+    pub rttvar_us: u64,
+    /// Measured loss ratio on the path (decides how much silence is proof of failure).
+    pub loss: f64,
+    pub failover_interval_us: u64,
+    pub monitor_interval_us: u64,
+    pub up_delay_us: u64,
+    pub down_delay_us: u64,
+    /// The peer acknowledges data per path (ztplane).
+    pub peer_acks: bool,
+}
+
+impl DetectorContext {
+    /// Consecutive losses that are "impossible" at the measured loss rate.
+    fn losses_needed(&self) -> u64 {
+        let p = self.loss.clamp(0.02, 0.9);
+        (FALSE_FAILURE_ODDS.ln() / p.ln()).ceil() as u64
+    }
+
+    fn probe_timeout_us(&self) -> u64 {
+        self.srtt_us + 4 * self.rttvar_us.max(1_000) + SCHEDULING_SLACK_US
+    }
+
+    fn ack_deadline_us(&self) -> u64 {
+        self.srtt_us + 4 * self.rttvar_us.max(1_000) + ACK_INTERVAL_US + SCHEDULING_SLACK_US
+    }
+
+    fn probe_min_interval_us(&self) -> u64 {
+        if self.peer_acks { ZTPLANE_ECHO_MIN_INTERVAL_US } else { ZEROTIER_ECHO_MIN_INTERVAL_US }
+    }
+
+    /// Unanswered probes in a row that make a failure (one more when the path is lossy).
+    fn probes_needed(&self) -> u32 {
+        if self.loss > 0.05 { 3 } else { 2 }
+    }
+}
+
+/// Failure detector and state machine for one path (see module docs).
+#[derive(Clone, Debug)]
+pub struct Liveness {
+    pub state: LinkState,
+    pub last_rx_us: u64,
+    /// Send time of the oldest data packet not yet covered by an ack (ztplane peers) or sent after the last
+    /// receive (any peer).
+    pub unacked_since_us: Option<u64>,
+    pub unacked_packets: u64,
+    /// Outstanding probe: (ECHO packet ID, sent at), and unanswered probes in a row.
+    pub probe: Option<(u64, u64)>,
+    pub unanswered_probes: u32,
+    pub last_probe_us: u64,
+    /// Whether an ECHO should be sent now (drained by the bond).
+    pub probe_wanted: bool,
+    pub flap_level: u32,
+    pub flap_changed_us: u64,
+    pub failures: u64,
+}
+
+impl Liveness {
+    pub fn new(now_us: u64) -> Self {
+        Liveness {
+            state: LinkState::Up,
+            last_rx_us: now_us,
+            unacked_since_us: None,
+            unacked_packets: 0,
+            probe: None,
+            unanswered_probes: 0,
+            last_probe_us: 0,
+            probe_wanted: true,
+            flap_level: 0,
+            flap_changed_us: now_us,
+            failures: 0,
+        }
+    }
+
+    pub fn usable(&self) -> bool {
+        matches!(self.state, LinkState::Up | LinkState::Failing { .. })
+    }
+
+    /// Hold-down after the current number of recent failures: none for the first, then 1 s, 2 s, 4 s, ...
+    pub fn flap_hold_us(&self) -> u64 {
+        match self.flap_level {
+            0 | 1 => 0,
+            n => (FLAP_BASE_US << (n - 2).min(20)).min(FLAP_MAX_US),
+        }
+    }
+
+    pub fn on_data_sent(&mut self, now_us: u64) {
+        if self.unacked_since_us.is_none() {
+            self.unacked_since_us = Some(now_us);
+            self.unacked_packets = 0;
+        }
+        self.unacked_packets += 1;
+    }
+
+    /// Anything authenticated arrived on the path.
+    pub fn on_receive(&mut self, now_us: u64, peer_acks: bool) {
+        self.last_rx_us = now_us;
+        if !peer_acks {
+            // Without acks, a receive is the only sign that earlier sends got through.
+            self.unacked_since_us = None;
+            self.unacked_packets = 0;
+        }
+        match self.state {
+            LinkState::Failing { .. } => self.state = LinkState::Up,
+            LinkState::Down { .. } => self.state = LinkState::Recovering { since_us: now_us },
+            _ => {}
+        }
+    }
+
+    /// An ack covered data up to `acked_seq`; `next_unacked` is the send time of the first packet after it.
+    pub fn on_ack(&mut self, next_unacked: Option<u64>, still_unacked: u64) {
+        self.unacked_since_us = next_unacked;
+        self.unacked_packets = still_unacked;
+    }
+
+    pub fn on_probe_sent(&mut self, packet_id: u64, now_us: u64) {
+        self.probe = Some((packet_id, now_us));
+        self.last_probe_us = now_us;
+        self.probe_wanted = false;
+    }
+
+    /// Returns the RTT if `packet_id` is the outstanding probe.
+    pub fn on_probe_answered(&mut self, packet_id: u64, now_us: u64) -> Option<u64> {
+        match self.probe {
+            Some((id, sent)) if id == packet_id => {
+                self.probe = None;
+                self.unanswered_probes = 0;
+                Some(now_us.saturating_sub(sent))
+            }
+            _ => None,
+        }
+    }
+
+    fn fail(&mut self, now_us: u64, reason: FailureReason, ctx: &DetectorContext) {
+        if ctx.down_delay_us == 0 {
+            self.go_down(now_us, reason);
+        } else {
+            self.state = LinkState::Failing { since_us: now_us, reason };
+        }
+    }
+
+    fn go_down(&mut self, now_us: u64, reason: FailureReason) {
+        self.state = LinkState::Down { since_us: now_us, reason };
+        self.unacked_since_us = None;
+        self.unacked_packets = 0;
+        self.failures += 1;
+        self.flap_level = (self.flap_level + 1).min(24);
+        self.flap_changed_us = now_us;
+    }
+
+    /// Advance the state machine; returns the next time it needs to run.
+    pub fn evaluate(&mut self, now_us: u64, ctx: &DetectorContext) -> u64 {
+        let mut next = u64::MAX;
+        // Probe bookkeeping: an outstanding probe past its timeout counts as unanswered.
+        if let Some((_, sent)) = self.probe {
+            let deadline = sent + ctx.probe_timeout_us();
+            if now_us >= deadline {
+                self.probe = None;
+                self.unanswered_probes += 1;
+                self.probe_wanted = true;
+            } else {
+                next = next.min(deadline);
+            }
+        }
+        let silent_for = now_us.saturating_sub(self.last_rx_us);
+        match self.state {
+            LinkState::Up | LinkState::Failing { .. } => {
+                if let LinkState::Failing { since_us, reason } = self.state {
+                    if now_us >= since_us + ctx.down_delay_us {
+                        self.go_down(now_us, reason);
+                        return self.evaluate(now_us, ctx);
+                    }
+                    next = next.min(since_us + ctx.down_delay_us);
+                }
+                let failing = matches!(self.state, LinkState::Failing { .. });
+                if !failing {
+                    if let Some(reason) = self.failure_evidence(now_us, ctx, &mut next) {
+                        self.fail(now_us, reason, ctx);
+                        return self.evaluate(now_us, ctx).min(now_us + 1);
+                    }
+                    // Decay the flap level while healthy.
+                    if self.flap_level > 0 {
+                        if now_us >= self.flap_changed_us + FLAP_DECAY_US {
+                            self.flap_level -= 1;
+                            self.flap_changed_us = now_us;
+                        }
+                        next = next.min(self.flap_changed_us + FLAP_DECAY_US);
+                    }
+                }
+                // Idle keepalive probes (§4.1): when nothing has arrived for a monitor interval.
+                let idle_probe_at = self.last_rx_us.max(self.last_probe_us) + ctx.monitor_interval_us;
+                if self.probe.is_none() && now_us >= idle_probe_at {
+                    self.probe_wanted = true;
+                } else if self.probe.is_none() {
+                    next = next.min(idle_probe_at);
+                }
+            }
+            LinkState::Down { .. } => {
+                let at = self.last_probe_us + ctx.monitor_interval_us.max(ctx.probe_min_interval_us());
+                if self.probe.is_none() && now_us >= at {
+                    self.probe_wanted = true;
+                } else if self.probe.is_none() {
+                    next = next.min(at);
+                }
+            }
+            LinkState::Recovering { since_us } => {
+                // Falling silent again while recovering is another failure.
+                if silent_for >= ctx.failover_interval_us || self.unanswered_probes >= ctx.probes_needed() {
+                    self.unanswered_probes = 0;
+                    self.go_down(now_us, FailureReason::ProbeTimeout);
+                    return self.evaluate(now_us, ctx);
+                }
+                let ready_at = since_us + ctx.up_delay_us.max(self.flap_hold_us());
+                if now_us >= ready_at {
+                    self.state = LinkState::Up;
+                    self.unanswered_probes = 0;
+                    self.flap_changed_us = now_us;
+                    return self.evaluate(now_us, ctx).min(now_us + 1);
+                }
+                next = next.min(ready_at);
+                // Keep probing so that silence during the hold-down is noticed.
+                let at = self.last_rx_us.max(self.last_probe_us) + ctx.monitor_interval_us.max(ctx.probe_min_interval_us());
+                if self.probe.is_none() && now_us >= at {
+                    self.probe_wanted = true;
+                } else if self.probe.is_none() {
+                    next = next.min(at);
+                }
+            }
+        }
+        if self.probe_wanted {
+            next = now_us;
+        }
+        next
+    }
+
+    fn failure_evidence(&mut self, now_us: u64, ctx: &DetectorContext, next: &mut u64) -> Option<FailureReason> {
+        if now_us.saturating_sub(self.last_rx_us) >= ctx.failover_interval_us {
+            return Some(FailureReason::FailoverInterval);
+        }
+        *next = (*next).min(self.last_rx_us + ctx.failover_interval_us);
+        if self.unanswered_probes >= ctx.probes_needed() {
+            return Some(FailureReason::ProbeTimeout);
+        }
+        if let Some(since) = self.unacked_since_us {
+            let deadline = since
+                + if ctx.peer_acks {
+                    ctx.ack_deadline_us()
+                } else {
+                    // Without acks we only know that the peer usually answers within an RTT or so.
+                    ctx.probe_timeout_us() + ctx.srtt_us
+                };
+            if now_us >= deadline {
+                if ctx.peer_acks && self.unacked_packets >= ctx.losses_needed() {
+                    return Some(FailureReason::AckTimeout);
+                }
+                // Too few packets to be sure, or no acks at all: ask directly.
+                if self.probe.is_none() && now_us >= self.last_probe_us + ctx.probe_min_interval_us() {
+                    self.probe_wanted = true;
+                }
+                if self.unanswered_probes >= 1 && ctx.peer_acks && self.unacked_packets >= 2 {
+                    return Some(FailureReason::ProbeTimeout);
+                }
+            } else {
+                *next = (*next).min(deadline);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> DetectorContext {
+        DetectorContext {
+            srtt_us: 20_000,
+            rttvar_us: 1_000,
+            loss: 0.0,
+            failover_interval_us: 5_000_000,
+            monitor_interval_us: 1_666_000,
+            up_delay_us: 0,
+            down_delay_us: 0,
+            peer_acks: true,
+        }
+    }
+
+    #[test]
+    fn missing_acks_fail_a_path_within_tens_of_ms() {
+        let c = ctx();
+        let mut l = Liveness::new(0);
+        l.probe_wanted = false;
+        for t in (0..50_000).step_by(1000) {
+            l.on_data_sent(t);
+        }
+        l.evaluate(30_000, &c);
+        assert_eq!(l.state, LinkState::Up);
+        let mut t = 30_000;
+        while l.state == LinkState::Up && t < 1_000_000 {
+            t += 100;
+            l.evaluate(t, &c);
+        }
+        // Oldest unacked sent at 0; deadline = 20 + 4 + 2 + 5 ms.
+        assert!(t <= 32_000, "failed at {t}");
+        assert!(matches!(l.state, LinkState::Down { reason: FailureReason::AckTimeout, .. }));
+    }
+
+    #[test]
+    fn down_delay_and_up_delay_are_honoured_and_flaps_back_off() {
+        let mut c = ctx();
+        c.down_delay_us = 200_000;
+        c.up_delay_us = 300_000;
+        let mut l = Liveness::new(0);
+        l.probe_wanted = false;
+        for t in (0..20_000).step_by(1000) {
+            l.on_data_sent(t);
+        }
+        l.evaluate(40_000, &c);
+        assert!(matches!(l.state, LinkState::Failing { .. }));
+        assert!(l.usable());
+        l.evaluate(239_000, &c);
+        assert!(l.usable());
+        l.evaluate(240_000, &c);
+        assert!(!l.usable());
+        l.on_receive(1_000_000, true);
+        assert!(matches!(l.state, LinkState::Recovering { .. }));
+        l.evaluate(1_299_000, &c);
+        assert!(!l.usable());
+        l.evaluate(1_300_000, &c);
+        assert!(l.usable());
+        assert_eq!(l.flap_level, 1);
+        // A second failure soon after: back-off 1 s exceeds upDelay.
+        for t in (1_400_000..1_420_000).step_by(1000) {
+            l.on_data_sent(t);
+        }
+        l.evaluate(1_440_000, &c);
+        l.evaluate(1_640_000, &c);
+        assert!(!l.usable());
+        assert_eq!(l.flap_level, 2);
+        assert_eq!(l.flap_hold_us(), 1_000_000);
+        l.on_receive(2_000_000, true);
+        l.evaluate(2_999_000, &c);
+        assert!(!l.usable());
+        l.last_rx_us = 2_999_000;
+        l.evaluate(3_000_000, &c);
+        assert!(l.usable());
+        // The level decays after a healthy stretch.
+        l.last_rx_us = 23_000_000;
+        l.evaluate(23_000_001, &c);
+        assert_eq!(l.flap_level, 1);
+    }
+
+    #[test]
+    fn lossy_paths_need_more_silence() {
+        let mut c = ctx();
+        assert_eq!(c.losses_needed(), 4);
+        c.loss = 0.2;
+        assert_eq!(c.losses_needed(), 9);
+    }
+}

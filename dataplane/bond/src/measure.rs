@@ -1,0 +1,259 @@
+//! Per-path measurement exchanges (bonding spec §4.1, §4.2; protocol spec §8.8, §8.13).
+//!
+//! Two sources feed [`crate::quality::LinkQuality`]:
+//! * **QOS_MEASUREMENT** in zerotier-one 1.14.1's format: the receiver keeps (packet ID, arrival time) of
+//!   sampled packets (odd big-endian IDs, not ACK/QOS) and reports `(id, holding_ms)` records on the same
+//!   path; the sender turns each record into an RTT sample (`now - sent - holding`, computed without
+//!   zerotier-one's 16-bit wrap-around, §11.9). A zerotier-one peer therefore feeds our latency estimate and
+//!   we feed its.
+//! * **Path acks** between two ztplane nodes: the receiver reports, per path, the cumulative count and
+//!   bytes of data packets received and the ID of the newest one with its holding time. The sender knows
+//!   how many data packets it had sent on the path up to that ID, so loss is counted exactly (not sampled),
+//!   and an overdue ack is the fastest evidence that a path died.
+//!
+//! The byte codecs for these messages live in `ztplane-protocol`; the engine deals in typed values.
+
+use std::collections::{HashMap, VecDeque};
+
+/// One QOS_MEASUREMENT record (protocol spec §8.13).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QosRecord {
+    /// The packet ID as a big-endian-decoded u64.
+    pub packet_id: u64,
+    /// Milliseconds between the packet's arrival and the report, truncated to 16 bits.
+    pub holding_ms: u16,
+}
+
+/// Records per QOS_MEASUREMENT packet (`ZT_QOS_TABLE_SIZE`).
+pub const QOS_RECORDS_PER_PACKET: usize = 140;
+/// Pending sampled arrivals kept per path (`ZT_QOS_MAX_PENDING_RECORDS`).
+pub const QOS_MAX_PENDING: usize = 420;
+/// Sampled sends remembered per path for matching QoS records.
+const QOS_SENT_MEMORY: usize = 4096;
+/// Data packets remembered per path for matching acks (send time and ID by sequence number).
+pub const SENT_RING: usize = 8192;
+
+/// zerotier-one's sampling rule (§3): odd IDs, excluding the measurement verbs themselves.
+pub fn is_qos_sampled(packet_id: u64) -> bool {
+    packet_id & 1 == 1
+}
+
+/// A ztplane path acknowledgement (see module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathAck {
+    /// Data packets received on this path since the bond started.
+    pub received_count: u64,
+    pub received_bytes: u64,
+    /// The newest data packet received on this path.
+    pub newest_packet_id: u64,
+    /// Microseconds between that packet's arrival and this ack.
+    pub holding_us: u32,
+}
+
+/// What kind of packet crossed the path, for accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketKind {
+    /// FRAME / EXT_FRAME / MULTICAST_FRAME: counted for loss, throughput, acks.
+    Data,
+    /// Other verbs (ECHO, OK, HELLO, ...): sampled for QoS only.
+    Control,
+    /// QOS_MEASUREMENT, ACK and ztplane path acks: never sampled (§3).
+    Measurement,
+}
+
+/// Sender-side log of what went out on a path.
+pub struct SentLog {
+    /// Data packets sent so far (the sequence number of the next one).
+    pub data_sent: u64,
+    pub data_bytes_sent: u64,
+    /// (packet ID, send time) of data packets by sequence number modulo [`SENT_RING`].
+    ring: Box<[(u64, u64)]>,
+    /// Sampled packets (data and control) awaiting a QoS record: ID -> send time.
+    qos_pending: HashMap<u64, u64>,
+    qos_order: VecDeque<u64>,
+    /// Sampled packets sent since the last QoS packet arrived (to know whether the peer's table could
+    /// have overflowed, which would make missing records meaningless).
+    pub sampled_since_qos: u64,
+    /// The newest ack's reference point: data packets sent up to the acked one, and received count.
+    pub acked_seq: u64,
+    pub acked_received: u64,
+    pub acked_bytes: u64,
+}
+
+impl SentLog {
+    pub fn new() -> Self {
+        SentLog {
+            data_sent: 0,
+            data_bytes_sent: 0,
+            ring: vec![(0u64, 0u64); SENT_RING].into_boxed_slice(),
+            qos_pending: HashMap::new(),
+            qos_order: VecDeque::new(),
+            sampled_since_qos: 0,
+            acked_seq: 0,
+            acked_received: 0,
+            acked_bytes: 0,
+        }
+    }
+
+    pub fn record(&mut self, kind: PacketKind, packet_id: u64, bytes: usize, now_us: u64) {
+        if kind == PacketKind::Data {
+            self.ring[(self.data_sent % SENT_RING as u64) as usize] = (packet_id, now_us);
+            self.data_sent += 1;
+            self.data_bytes_sent += bytes as u64;
+        }
+        if kind != PacketKind::Measurement && is_qos_sampled(packet_id) {
+            if self.qos_order.len() >= QOS_SENT_MEMORY
+                && let Some(old) = self.qos_order.pop_front()
+            {
+                self.qos_pending.remove(&old);
+            }
+            self.qos_pending.insert(packet_id, now_us);
+            self.qos_order.push_back(packet_id);
+            self.sampled_since_qos += 1;
+        }
+    }
+
+    /// Send time of the data packet with sequence number `seq`, if still remembered.
+    pub fn send_time_of_seq(&self, seq: u64) -> Option<u64> {
+        if seq >= self.data_sent || self.data_sent - seq > SENT_RING as u64 {
+            return None;
+        }
+        Some(self.ring[(seq % SENT_RING as u64) as usize].1)
+    }
+
+    /// Sequence number and send time of the data packet `packet_id`, searching newest first.
+    pub fn find_data(&self, packet_id: u64) -> Option<(u64, u64)> {
+        let remembered = self.data_sent.min(SENT_RING as u64);
+        (1..=remembered).map(|back| self.data_sent - back).find_map(|seq| {
+            let (id, at) = self.ring[(seq % SENT_RING as u64) as usize];
+            (id == packet_id).then_some((seq, at))
+        })
+    }
+
+    /// Take the send time of a sampled packet named by a QoS record.
+    pub fn take_qos(&mut self, packet_id: u64) -> Option<u64> {
+        self.qos_pending.remove(&packet_id)
+    }
+
+    /// Forget sampled packets sent before `cutoff_us`; returns how many were forgotten.
+    pub fn expire_qos(&mut self, cutoff_us: u64) -> u64 {
+        let mut expired = 0;
+        while let Some(&id) = self.qos_order.front() {
+            match self.qos_pending.get(&id) {
+                Some(&at) if at >= cutoff_us => break,
+                Some(_) => {
+                    self.qos_pending.remove(&id);
+                    expired += 1;
+                }
+                None => {}
+            }
+            self.qos_order.pop_front();
+        }
+        expired
+    }
+}
+
+impl Default for SentLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Receiver-side log: what arrived on a path, for acks and QoS records.
+#[derive(Default)]
+pub struct ReceiveLog {
+    pub data_received: u64,
+    pub data_bytes_received: u64,
+    /// Newest data packet (ID, arrival) and whether an ack for it is still owed.
+    pub newest_data: Option<(u64, u64)>,
+    pub ack_owed: bool,
+    pub last_ack_sent_us: u64,
+    /// Sampled arrivals awaiting a QoS record.
+    pub qos_pending: Vec<(u64, u64)>,
+    pub last_qos_sent_us: u64,
+}
+
+impl ReceiveLog {
+    pub fn record(&mut self, kind: PacketKind, packet_id: u64, bytes: usize, now_us: u64) {
+        if kind == PacketKind::Data {
+            self.data_received += 1;
+            self.data_bytes_received += bytes as u64;
+            self.newest_data = Some((packet_id, now_us));
+            self.ack_owed = true;
+        }
+        if kind != PacketKind::Measurement && is_qos_sampled(packet_id) && self.qos_pending.len() < QOS_MAX_PENDING {
+            self.qos_pending.push((packet_id, now_us));
+        }
+    }
+
+    pub fn make_ack(&mut self, now_us: u64) -> Option<PathAck> {
+        let (id, at) = self.newest_data?;
+        self.ack_owed = false;
+        self.last_ack_sent_us = now_us;
+        Some(PathAck {
+            received_count: self.data_received,
+            received_bytes: self.data_bytes_received,
+            newest_packet_id: id,
+            holding_us: now_us.saturating_sub(at).min(u32::MAX as u64) as u32,
+        })
+    }
+
+    /// Whether a QoS packet is due (§4.2: a full table's worth, or the interval elapsed with ≥ 1 record).
+    pub fn qos_due(&self, now_us: u64, interval_us: u64) -> bool {
+        !self.qos_pending.is_empty()
+            && (self.qos_pending.len() >= QOS_RECORDS_PER_PACKET
+                || now_us.saturating_sub(self.last_qos_sent_us) >= interval_us)
+    }
+
+    /// Up to 140 records in ascending ID order (as zerotier-one emits them), removed from the table.
+    pub fn take_qos_records(&mut self, now_us: u64) -> Vec<QosRecord> {
+        self.qos_pending.sort_unstable_by_key(|&(id, _)| id);
+        let n = self.qos_pending.len().min(QOS_RECORDS_PER_PACKET);
+        self.last_qos_sent_us = now_us;
+        self.qos_pending
+            .drain(..n)
+            .map(|(id, at)| QosRecord {
+                packet_id: id,
+                holding_ms: (now_us.saturating_sub(at) / 1000).min(u16::MAX as u64) as u16,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_log_finds_data_by_id_and_seq() {
+        let mut log = SentLog::new();
+        for i in 0..10u64 {
+            log.record(PacketKind::Data, 1000 + i, 100, i * 10);
+        }
+        assert_eq!(log.find_data(1007), Some((7, 70)));
+        assert_eq!(log.send_time_of_seq(3), Some(30));
+        assert_eq!(log.send_time_of_seq(10), None);
+        assert_eq!(log.data_bytes_sent, 1000);
+        // Odd IDs are sampled for QoS.
+        assert_eq!(log.take_qos(1001), Some(10));
+        assert_eq!(log.take_qos(1002), None);
+        assert_eq!(log.expire_qos(55), 2); // 1003 @30, 1005 @50
+    }
+
+    #[test]
+    fn qos_records_ascending_and_capped() {
+        let mut rx = ReceiveLog::default();
+        for i in (0..300u64).rev() {
+            rx.record(PacketKind::Data, 2 * i + 1, 10, 1_000);
+        }
+        rx.record(PacketKind::Measurement, 7777, 10, 1_000);
+        assert!(rx.qos_due(1_000, 1_000_000));
+        let recs = rx.take_qos_records(6_000);
+        assert_eq!(recs.len(), QOS_RECORDS_PER_PACKET);
+        assert!(recs.windows(2).all(|w| w[0].packet_id < w[1].packet_id));
+        assert_eq!(recs[0], QosRecord { packet_id: 1, holding_ms: 5 });
+        assert_eq!(rx.qos_pending.len(), 160);
+        let ack = rx.make_ack(2_000).unwrap();
+        assert_eq!((ack.received_count, ack.newest_packet_id, ack.holding_us), (300, 1, 1_000));
+    }
+}

@@ -1,0 +1,414 @@
+//! The per-packet decision (issue item 5): an immutable selection table published by the slow path and
+//! read lock-free by every worker.
+//!
+//! The bond (slow path, one owner) rebuilds a [`SelectionTable`] whenever the usable set, the active path
+//! or the allocation changes and publishes it through a [`SelectionHandle`] (an atomically swapped
+//! `Arc`). A worker's decision is an index computation on that table plus, for balance-aware flows, one
+//! atomic load in the shared [`FlowTable`]: O(1), no locks, no allocation. Per-worker state (round-robin
+//! position, random stream, assignment cursor) lives in a [`WorkerCursor`] each worker owns, so all cores
+//! can send to the same peer at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::flow::FlowHash;
+use crate::path::PathId;
+use crate::rng::SeededRng;
+
+/// Buckets of the balance-xor hash table (flows map to buckets, buckets to paths).
+pub const HASH_BUCKETS: usize = 4096;
+/// Length of the weighted assignment sequence for balance-aware.
+pub const ASSIGN_SEQUENCE_LEN: usize = 1024;
+
+/// What a worker does with one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection<'a> {
+    /// No path in the bond: use classic VL1 path selection or relay (§6).
+    NoPath,
+    One(PathId),
+    /// Broadcast: the same packet on each of these paths.
+    All(&'a [PathId]),
+}
+
+/// How the table maps a packet to a path.
+#[derive(Debug)]
+pub enum TableKind {
+    NoPath,
+    /// Active-backup, or the only usable path.
+    Single(PathId),
+    Broadcast,
+    /// balance-rr; `packets_per_link` 0 = a random path per packet.
+    RoundRobin { packets_per_link: u32 },
+    /// balance-xor: flow hash → bucket → path.
+    FlowHash { bucket_path: Box<[PathId]> },
+    /// balance-aware, flow modes: flows pinned in the flow table; new flows follow the weighted sequence.
+    Flows { flows: Arc<FlowTable> },
+    /// balance-aware, packet mode: each packet takes the next entry of the weighted sequence.
+    WeightedPackets,
+}
+
+/// An immutable snapshot of the bond's decision state.
+#[derive(Debug)]
+pub struct SelectionTable {
+    pub generation: u64,
+    pub kind: TableKind,
+    /// Usable paths in slot order (round-robin and broadcast use it directly).
+    pub paths: Vec<PathId>,
+    /// Bit i set: path i may carry traffic.
+    pub usable_mask: u64,
+    /// Smooth weighted round-robin sequence over `paths` (balance-aware).
+    pub assign_sequence: Vec<PathId>,
+}
+
+/// A worker's own decision state.
+#[derive(Clone, Debug)]
+pub struct WorkerCursor {
+    packets: u64,
+    assigned: u64,
+    rng: SeededRng,
+}
+
+impl WorkerCursor {
+    /// `worker` distinguishes workers so their random streams and sequences do not align.
+    pub fn new(worker: u64) -> Self {
+        WorkerCursor { packets: 0, assigned: worker.wrapping_mul(389), rng: SeededRng::new(0xB0AD ^ worker) }
+    }
+}
+
+impl SelectionTable {
+    pub fn empty() -> Self {
+        SelectionTable { generation: 0, kind: TableKind::NoPath, paths: Vec::new(), usable_mask: 0, assign_sequence: Vec::new() }
+    }
+
+    /// Decide where one packet goes. `now_us` is used only to age flow-table entries.
+    #[inline]
+    pub fn select(&self, flow: FlowHash, now_us: u64, cursor: &mut WorkerCursor) -> Selection<'_> {
+        match &self.kind {
+            TableKind::NoPath => Selection::NoPath,
+            TableKind::Single(p) => Selection::One(*p),
+            TableKind::Broadcast => Selection::All(&self.paths),
+            TableKind::RoundRobin { packets_per_link } => {
+                let n = self.paths.len() as u64;
+                let slot = if *packets_per_link == 0 {
+                    cursor.rng.below(n)
+                } else {
+                    (cursor.packets / *packets_per_link as u64) % n
+                };
+                cursor.packets = cursor.packets.wrapping_add(1);
+                Selection::One(self.paths[slot as usize])
+            }
+            TableKind::FlowHash { bucket_path } => {
+                Selection::One(bucket_path[(flow.0 % bucket_path.len() as u64) as usize])
+            }
+            TableKind::WeightedPackets => {
+                let i = cursor.assigned % self.assign_sequence.len() as u64;
+                cursor.assigned = cursor.assigned.wrapping_add(1);
+                Selection::One(self.assign_sequence[i as usize])
+            }
+            TableKind::Flows { flows } => {
+                let next = || {
+                    let i = cursor.assigned % self.assign_sequence.len() as u64;
+                    cursor.assigned = cursor.assigned.wrapping_add(1);
+                    self.assign_sequence[i as usize]
+                };
+                Selection::One(flows.lookup_or_assign(flow, flow_epoch(now_us), self.usable_mask, next))
+            }
+        }
+    }
+}
+
+/// Coarse time for flow-table ageing (~1.05 s units).
+pub fn flow_epoch(now_us: u64) -> u16 {
+    (now_us >> 20) as u16
+}
+
+/// Set associativity of the flow table (4 × 8 bytes: half a cache line).
+const WAYS: usize = 4;
+
+/// Shared flow → path table for balance-aware (§6.6): set-associative, one `AtomicU64` per entry:
+/// bits 0..8 path, 8..24 last-seen epoch, 24..64 tag (top bits of the flow hash, bit 63 forced so an entry
+/// is never 0 = empty). Workers read and refresh it lock-free; the slow path rebalances it.
+#[derive(Debug)]
+pub struct FlowTable {
+    entries: Box<[AtomicU64]>,
+    mask: usize,
+}
+
+#[inline]
+fn tag_of(flow: FlowHash) -> u64 {
+    (flow.0 | (1 << 63)) & !0xFF_FFFF
+}
+
+#[inline]
+fn entry(tag: u64, epoch: u16, path: PathId) -> u64 {
+    tag | ((epoch as u64) << 8) | path.0 as u64
+}
+
+#[inline]
+fn entry_path(e: u64) -> PathId {
+    PathId((e & 0xFF) as u8)
+}
+
+#[inline]
+fn entry_epoch(e: u64) -> u16 {
+    ((e >> 8) & 0xFFFF) as u16
+}
+
+impl FlowTable {
+    /// `capacity` is rounded up to a power of two (at least one set).
+    pub fn new(capacity: usize) -> Self {
+        let n = capacity.max(WAYS).next_power_of_two();
+        FlowTable { entries: (0..n).map(|_| AtomicU64::new(0)).collect(), mask: n - 1 }
+    }
+
+    #[inline]
+    fn set_of(&self, flow: FlowHash) -> usize {
+        (flow.0 as usize & self.mask) & !(WAYS - 1)
+    }
+
+    /// The flow's path; a new flow (or one whose path is no longer usable) takes `assign()`.
+    #[inline]
+    pub fn lookup_or_assign(&self, flow: FlowHash, epoch: u16, usable_mask: u64, assign: impl FnOnce() -> PathId) -> PathId {
+        let set = self.set_of(flow);
+        let tag = tag_of(flow);
+        let ways = &self.entries[set..set + WAYS];
+        let mut victim = 0;
+        let mut victim_age = 0u16;
+        for (i, slot) in ways.iter().enumerate() {
+            let e = slot.load(Ordering::Relaxed);
+            if e & !0xFF_FFFF == tag {
+                let path = entry_path(e);
+                if usable_mask & (1u64 << (path.0 & 63)) != 0 {
+                    if entry_epoch(e) != epoch {
+                        // At most one write per flow per epoch; losing the race to the slow path is fine.
+                        let _ = slot.compare_exchange(e, entry(tag, epoch, path), Ordering::Relaxed, Ordering::Relaxed);
+                    }
+                    return path;
+                }
+                let new = assign();
+                let _ = slot.compare_exchange(e, entry(tag, epoch, new), Ordering::Relaxed, Ordering::Relaxed);
+                return new;
+            }
+            let age = if e == 0 { u16::MAX } else { epoch.wrapping_sub(entry_epoch(e)) };
+            if age > victim_age || i == 0 {
+                victim = i;
+                victim_age = age;
+            }
+        }
+        let new = assign();
+        let slot = &ways[victim];
+        let old = slot.load(Ordering::Relaxed);
+        let _ = slot.compare_exchange(old, entry(tag, epoch, new), Ordering::Relaxed, Ordering::Relaxed);
+        new
+    }
+
+    /// Active flows (seen within `max_age` epochs) per path.
+    pub fn count_active(&self, epoch: u16, max_age: u16) -> [u32; 64] {
+        let mut counts = [0u32; 64];
+        for slot in self.entries.iter() {
+            let e = slot.load(Ordering::Relaxed);
+            if e != 0 && epoch.wrapping_sub(entry_epoch(e)) <= max_age {
+                counts[(entry_path(e).0 & 63) as usize] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Move active flows so that each path holds at most `targets[path]`, moving only the excess (the
+    /// fewest moves that reach the targets). Flows on paths outside `usable_mask` all move. Returns the
+    /// number of flows moved.
+    pub fn rebalance(&self, epoch: u16, max_age: u16, usable_mask: u64, targets: &[u32; 64]) -> u64 {
+        let mut counts = self.count_active(epoch, max_age);
+        let mut moved = 0;
+        for slot in self.entries.iter() {
+            let e = slot.load(Ordering::Relaxed);
+            if e == 0 || epoch.wrapping_sub(entry_epoch(e)) > max_age {
+                continue;
+            }
+            let from = (entry_path(e).0 & 63) as usize;
+            let usable = usable_mask & (1u64 << from) != 0;
+            if usable && counts[from] <= targets[from] {
+                continue;
+            }
+            // The usable path furthest below its target.
+            let Some(to) = (0..64)
+                .filter(|&p| usable_mask & (1u64 << p) != 0 && counts[p] < targets[p])
+                .max_by_key(|&p| (targets[p] - counts[p], std::cmp::Reverse(p)))
+            else {
+                if usable {
+                    continue;
+                }
+                break;
+            };
+            let new = entry(e & !0xFF_FFFF, entry_epoch(e), PathId(to as u8));
+            if slot.compare_exchange(e, new, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                counts[from] -= 1;
+                counts[to] += 1;
+                moved += 1;
+            }
+        }
+        moved
+    }
+}
+
+/// The atomically swapped pointer workers read the current table through.
+pub struct SelectionHandle {
+    current: ArcSwap<SelectionTable>,
+}
+
+impl SelectionHandle {
+    pub fn new(table: SelectionTable) -> Self {
+        SelectionHandle { current: ArcSwap::from_pointee(table) }
+    }
+
+    /// The current table (lock-free; hold the guard only for the duration of a burst).
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<SelectionTable>> {
+        self.current.load()
+    }
+
+    pub fn load_full(&self) -> Arc<SelectionTable> {
+        self.current.load_full()
+    }
+
+    pub fn publish(&self, table: SelectionTable) {
+        self.current.store(Arc::new(table));
+    }
+}
+
+impl std::fmt::Debug for SelectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelectionHandle").field("generation", &self.current.load().generation).finish()
+    }
+}
+
+/// Smooth weighted round-robin (as in nginx): a well-interleaved sequence in which path i appears in
+/// proportion to `weights[i]`.
+pub fn weighted_sequence(paths: &[PathId], weights: &[f64], len: usize) -> Vec<PathId> {
+    let total: f64 = weights.iter().sum();
+    if paths.is_empty() || total <= 0.0 {
+        return paths.to_vec();
+    }
+    let mut current = vec![0.0f64; paths.len()];
+    let mut out = Vec::with_capacity(len);
+    for _ in 0..len {
+        let mut best = 0;
+        for i in 0..paths.len() {
+            current[i] += weights[i];
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(paths[best]);
+    }
+    out
+}
+
+/// Split `total` items into integer targets proportional to `weights` (largest remainder).
+pub fn proportional_targets(total: u32, weights: &[f64]) -> Vec<u32> {
+    let sum: f64 = weights.iter().sum();
+    if weights.is_empty() || sum <= 0.0 {
+        return vec![0; weights.len()];
+    }
+    let exact: Vec<f64> = weights.iter().map(|w| w / sum * total as f64).collect();
+    let mut out: Vec<u32> = exact.iter().map(|x| x.floor() as u32).collect();
+    let mut rest = total - out.iter().sum::<u32>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    for i in order {
+        if rest == 0 {
+            break;
+        }
+        out[i] += 1;
+        rest -= 1;
+    }
+    out
+}
+
+/// Rebuild a bucket → path table for `paths` with equal shares, keeping every bucket whose path is still
+/// present and under its share (the fewest moves). `previous` may be empty.
+pub fn rebalance_buckets(previous: &[PathId], paths: &[PathId], buckets: usize) -> Vec<PathId> {
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    let targets = proportional_targets(buckets as u32, &vec![1.0; paths.len()]);
+    let index = |p: PathId| paths.iter().position(|&q| q == p);
+    let mut counts = vec![0u32; paths.len()];
+    let mut out: Vec<Option<PathId>> = vec![None; buckets];
+    if previous.len() == buckets {
+        for (b, &p) in previous.iter().enumerate() {
+            if let Some(i) = index(p)
+                && counts[i] < targets[i]
+            {
+                counts[i] += 1;
+                out[b] = Some(p);
+            }
+        }
+    }
+    let mut next = 0;
+    for slot in out.iter_mut().filter(|s| s.is_none()) {
+        while counts[next] >= targets[next] {
+            next = (next + 1) % paths.len();
+        }
+        counts[next] += 1;
+        *slot = Some(paths[next]);
+        next = (next + 1) % paths.len();
+    }
+    out.into_iter().map(|p| p.unwrap_or(paths[0])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_sequence_is_proportional() {
+        let paths = [PathId(0), PathId(1)];
+        let seq = weighted_sequence(&paths, &[1000.0, 100.0], 1100);
+        assert_eq!(seq.iter().filter(|&&p| p == PathId(1)).count(), 100);
+        // Interleaved: the small path appears in the first 12 entries.
+        assert!(seq[..12].contains(&PathId(1)));
+        assert_eq!(proportional_targets(64, &[1000.0, 100.0]), vec![58, 6]);
+    }
+
+    #[test]
+    fn bucket_rebuild_moves_only_what_it_must() {
+        let all = [PathId(0), PathId(1), PathId(2)];
+        let a = rebalance_buckets(&[], &all, 300);
+        let b = rebalance_buckets(&a, &[PathId(0), PathId(2)], 300);
+        let moved = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert_eq!(moved, 100, "only path 1's buckets move");
+        let c = rebalance_buckets(&b, &all, 300);
+        assert_eq!(c.iter().filter(|&&p| p == PathId(1)).count(), 100);
+        assert_eq!(b.iter().zip(&c).filter(|(x, y)| x != y).count(), 100);
+    }
+
+    #[test]
+    fn flow_table_pins_and_rebalances_minimally() {
+        let table = FlowTable::new(1024);
+        let mask = 0b11;
+        let mut i = 0u64;
+        let flows: Vec<FlowHash> = (0..40u64).map(|f| FlowHash(crate::flow::fmix64(f + 1))).collect();
+        for f in &flows {
+            let p = table.lookup_or_assign(*f, 5, mask, || PathId(0));
+            assert_eq!(p, PathId(0));
+        }
+        // Pinned: the assigner is not consulted again.
+        for f in &flows {
+            assert_eq!(table.lookup_or_assign(*f, 5, mask, || { i += 1; PathId(1) }), PathId(0));
+        }
+        assert_eq!(i, 0);
+        let mut targets = [0u32; 64];
+        targets[0] = 30;
+        targets[1] = 10;
+        assert_eq!(table.rebalance(5, 2, mask, &targets), 10);
+        let counts = table.count_active(5, 2);
+        assert_eq!((counts[0], counts[1]), (30, 10));
+        // Path 0 unusable: its flows are reassigned on lookup.
+        let moved_to: Vec<PathId> = flows.iter().map(|f| table.lookup_or_assign(*f, 5, 0b10, || PathId(1))).collect();
+        assert!(moved_to.iter().all(|&p| p == PathId(1)));
+    }
+}

@@ -1,0 +1,329 @@
+//! Traffic of our own for tests and benchmarks (this kernel has no pktgen): a paced UDP sender
+//! whose payloads carry sequence numbers, a sink that counts loss, duplicates and reordering per
+//! flow, and a raw AF_PACKET blaster for throughput runs. All of it refuses destinations outside
+//! 198.18.0.0/15 and stops by itself (bounded count and time).
+use crate::is_benchmark_addr;
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// Payload layout: sequence number (u64 LE) ‖ flow number (u32 LE) ‖ filler.
+pub const HEADER_LEN: usize = 12;
+
+/// What a paced sender should send.
+#[derive(Clone, Debug)]
+pub struct SendSpec {
+    pub src_ip: Ipv4Addr,
+    /// One socket (one 4-tuple, one flow) per source port.
+    pub src_ports: Vec<u16>,
+    pub dst: SocketAddrV4,
+    /// Datagrams in total, spread round-robin over the flows.
+    pub count: u64,
+    /// Datagrams per second (all flows together).
+    pub rate: u64,
+    pub payload_len: usize,
+    /// Hard stop, whatever has been sent.
+    pub max_duration: Duration,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SendReport {
+    pub sent: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+}
+
+/// Sends `spec.count` datagrams paced at `spec.rate`. Run it inside a namespace thread.
+pub fn send_udp(spec: &SendSpec) -> Result<SendReport> {
+    if !is_benchmark_addr(*spec.dst.ip()) {
+        bail!("refusing to send to {}: outside 198.18.0.0/15", spec.dst);
+    }
+    if spec.src_ports.is_empty() || spec.payload_len < HEADER_LEN {
+        bail!("need at least one source port and a payload of {HEADER_LEN}+ bytes");
+    }
+    let sockets = spec
+        .src_ports
+        .iter()
+        .map(|&port| {
+            let socket = UdpSocket::bind(SocketAddrV4::new(spec.src_ip, port))
+                .with_context(|| format!("binding {}:{port}", spec.src_ip))?;
+            socket.connect(spec.dst).context("connect")?;
+            Ok(socket)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut payload = vec![0x5au8; spec.payload_len];
+    let mut seq_per_flow = vec![0u64; sockets.len()];
+    let start = Instant::now();
+    let mut report = SendReport::default();
+    let interval = Duration::from_secs_f64(1.0 / spec.rate.max(1) as f64);
+    for n in 0..spec.count {
+        let due = start + interval.mul_f64(n as f64);
+        let now = Instant::now();
+        if now - start > spec.max_duration {
+            break;
+        }
+        if due > now {
+            let wait = due - now;
+            if wait > Duration::from_micros(200) {
+                std::thread::sleep(wait);
+            }
+        }
+        let flow = (n % sockets.len() as u64) as usize;
+        payload[..8].copy_from_slice(&seq_per_flow[flow].to_le_bytes());
+        payload[8..12].copy_from_slice(&(flow as u32).to_le_bytes());
+        match sockets[flow].send(&payload) {
+            Ok(_) => {
+                report.sent += 1;
+                seq_per_flow[flow] += 1;
+            }
+            // ENOBUFS and friends: count, keep the sequence (the datagram was not sent).
+            Err(_) => report.errors += 1,
+        }
+    }
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
+
+/// What a sink saw.
+#[derive(Clone, Debug, Default)]
+pub struct SinkReport {
+    pub received: u64,
+    /// Datagrams whose sequence number was lower than one already seen on the same flow.
+    pub reordered: u64,
+    pub duplicates: u64,
+    pub malformed: u64,
+    pub flows: usize,
+}
+
+/// A UDP socket that counts what arrives. Bind it before traffic starts.
+pub struct UdpSink {
+    socket: UdpSocket,
+}
+
+impl UdpSink {
+    pub fn bind(addr: SocketAddrV4) -> Result<Self> {
+        let socket = UdpSocket::bind(addr).with_context(|| format!("binding sink {addr}"))?;
+        set_rcvbuf(&socket, 64 << 20);
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+        Ok(UdpSink { socket })
+    }
+
+    /// Receives until `expected` datagrams arrived, `idle` passed without any, or `deadline`.
+    pub fn collect(&self, expected: u64, idle: Duration, deadline: Duration) -> SinkReport {
+        let start = Instant::now();
+        let mut last_rx = Instant::now();
+        let mut report = SinkReport::default();
+        // Per flow: highest sequence seen, and which sequences were seen.
+        let mut flows: HashMap<u32, (u64, Vec<u64>)> = HashMap::new();
+        let mut buf = vec![0u8; 65536];
+        while report.received + report.malformed < expected && start.elapsed() < deadline {
+            match self.socket.recv(&mut buf) {
+                Ok(n) if n >= HEADER_LEN => {
+                    last_rx = Instant::now();
+                    let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                    let flow = u32::from_le_bytes(buf[8..12].try_into().unwrap());
+                    let (highest, seen) = flows.entry(flow).or_insert((0, Vec::new()));
+                    let (word, bit) = ((seq / 64) as usize, seq % 64);
+                    if seen.len() <= word {
+                        seen.resize(word + 1, 0);
+                    }
+                    if seen[word] & (1 << bit) != 0 {
+                        report.duplicates += 1;
+                        continue;
+                    }
+                    seen[word] |= 1 << bit;
+                    if seq < *highest {
+                        report.reordered += 1;
+                    }
+                    *highest = (*highest).max(seq);
+                    report.received += 1;
+                }
+                Ok(_) => report.malformed += 1,
+                Err(_) => {
+                    if report.received > 0 && last_rx.elapsed() > idle {
+                        break;
+                    }
+                }
+            }
+        }
+        report.flows = flows.len();
+        report
+    }
+}
+
+fn set_rcvbuf(socket: &UdpSocket, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    // SO_RCVBUFFORCE ignores rmem_max (we are root); fall back to the capped option.
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &bytes as *const i32 as *const libc::c_void,
+                std::mem::size_of::<i32>() as u32,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
+}
+
+/// A frame template for the raw blaster: Ethernet/IPv4/UDP with valid IP checksum.
+#[derive(Clone, Debug)]
+pub struct RawFlow {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    /// Whole Ethernet frame length (without FCS), at least 60.
+    pub frame_len: usize,
+}
+
+impl RawFlow {
+    pub fn frame(&self, seq: u64) -> Vec<u8> {
+        let len = self.frame_len.max(60);
+        let mut f = vec![0u8; len];
+        f[0..6].copy_from_slice(&self.dst_mac);
+        f[6..12].copy_from_slice(&self.src_mac);
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip_len = (len - 14) as u16;
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+        ip[6] = 0x40; // DF
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&self.src.ip().octets());
+        ip[16..20].copy_from_slice(&self.dst.ip().octets());
+        let sum = ipv4_checksum(ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let udp_len = ip_len - 20;
+        f[34..36].copy_from_slice(&self.src.port().to_be_bytes());
+        f[36..38].copy_from_slice(&self.dst.port().to_be_bytes());
+        f[38..40].copy_from_slice(&udp_len.to_be_bytes());
+        // UDP checksum 0: "none" is valid for IPv4.
+        if len >= 42 + 8 {
+            f[42..50].copy_from_slice(&seq.to_le_bytes());
+        }
+        f
+    }
+}
+
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Sends raw frames on `ifname` as fast as the socket takes them, cycling over `flows`, until
+/// `duration` passes or `max_frames` are sent. Returns frames sent. Run inside a namespace thread.
+pub fn blast_raw(ifname: &str, flows: &[RawFlow], duration: Duration, max_frames: u64) -> Result<u64> {
+    for flow in flows {
+        if !is_benchmark_addr(*flow.dst.ip()) {
+            bail!("refusing to send to {}: outside 198.18.0.0/15", flow.dst);
+        }
+    }
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+    }
+    let guard = FdGuard(fd);
+    let cname = std::ffi::CString::new(ifname)?;
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        bail!("no interface {ifname}");
+    }
+    let one: i32 = 1;
+    unsafe {
+        libc::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one as *const i32 as *const _, 4);
+    }
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex as i32;
+    addr.sll_halen = 6;
+    if unsafe { libc::bind(fd, &addr as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32) } != 0 {
+        bail!("bind AF_PACKET to {ifname}: {}", std::io::Error::last_os_error());
+    }
+    const BURST: usize = 64;
+    let mut frames: Vec<Vec<u8>> = (0..BURST).map(|i| flows[i % flows.len()].frame(i as u64)).collect();
+    let mut iovs: Vec<libc::iovec> = frames
+        .iter_mut()
+        .map(|f| libc::iovec { iov_base: f.as_mut_ptr() as *mut _, iov_len: f.len() })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov as *mut libc::iovec;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut seq = 0u64;
+    while start.elapsed() < duration && sent < max_frames {
+        for f in frames.iter_mut() {
+            if f.len() >= 50 {
+                f[42..50].copy_from_slice(&seq.to_le_bytes());
+            }
+            seq += 1;
+        }
+        let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), BURST as u32, 0) };
+        if n > 0 {
+            sent += n as u64;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    drop(guard);
+    Ok(sent)
+}
+
+struct FdGuard(i32);
+
+impl Drop for FdGuard {
+    fn drop(&mut self) {
+        unsafe { libc::close(self.0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_frames_have_valid_ip_checksums() {
+        let flow = RawFlow {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: "198.18.0.2:9993".parse().unwrap(),
+            frame_len: 64,
+        };
+        let f = flow.frame(7);
+        assert_eq!(f.len(), 64);
+        assert_eq!(ipv4_checksum(&f[14..34]), 0, "checksum over a valid header is 0");
+        assert_eq!(u16::from_be_bytes([f[38], f[39]]), 64 - 34);
+        assert_eq!(u64::from_le_bytes(f[42..50].try_into().unwrap()), 7);
+    }
+
+    #[test]
+    fn refuses_addresses_outside_the_benchmark_block() {
+        let spec = SendSpec {
+            src_ip: Ipv4Addr::LOCALHOST,
+            src_ports: vec![0],
+            dst: "10.0.0.1:9993".parse().unwrap(),
+            count: 1,
+            rate: 1,
+            payload_len: 64,
+            max_duration: Duration::from_secs(1),
+        };
+        assert!(send_udp(&spec).is_err());
+    }
+}
