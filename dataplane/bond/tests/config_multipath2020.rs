@@ -21,8 +21,11 @@ fn guide_text() -> String {
     })
 }
 
-/// Code blocks of the guide with their 1-based starting line.
-fn code_blocks(text: &str) -> Vec<(usize, String)> {
+/// A code block of the guide: its 1-based starting line and its text.
+type Block = (usize, String);
+
+/// Code blocks of the guide.
+fn code_blocks(text: &str) -> Vec<Block> {
     let lines: Vec<&str> = text.lines().collect();
     let mut blocks = Vec::new();
     let mut i = 0;
@@ -105,7 +108,7 @@ fn assert_accepted_with_warnings(
 }
 
 /// The complete documents and the `"key": value` fragments that are valid JSON once wrapped in `{}`.
-fn examples() -> (Vec<(usize, String)>, Vec<(usize, String)>) {
+fn examples() -> (Vec<Block>, Vec<Block>) {
     let mut documents = Vec::new();
     let mut fragments = Vec::new();
     for (line, block) in code_blocks(&guide_text()) {
@@ -181,7 +184,7 @@ fn every_fragment_is_accepted_inside_a_policy() {
 }
 
 /// Find the one complete example containing `needle`.
-fn example_with(needle: &str) -> (usize, String) {
+fn example_with(needle: &str) -> Block {
     let (documents, _) = examples();
     let found: Vec<_> = documents
         .into_iter()
