@@ -629,3 +629,58 @@ fn from_json_reports_the_same_errors() {
         )
     );
 }
+
+// ---- text positions ----
+
+#[test]
+fn errors_carry_the_text_position_of_the_key() {
+    let text = "{\n  \"settings\": {\n    \"policies\": {\n      \"p\": { \"basePolicy\": \"active-backup\",\n               \"failoverInterval\": 1 } } } }";
+    let e = assert_error(
+        text,
+        ConfigErrorKind::OutOfRange,
+        "settings.policies.p.failoverInterval",
+    );
+    assert_eq!(
+        e.position,
+        Some(TextPosition {
+            line: 5,
+            column: 16
+        })
+    );
+
+    let e = assert_error(
+        "{\"settings\": {\"policies\": {\"p\": {\"basePolicy\": \"broadcast\",\n \"links\": {\"é0\": {}, \"é0\": {}, \"é0\": {}}}}}}",
+        ConfigErrorKind::DuplicateKey,
+        "settings.policies.p.links.é0",
+    );
+    assert_eq!(
+        e.position,
+        Some(TextPosition {
+            line: 2,
+            column: 22
+        }),
+        "the second occurrence, counted in characters"
+    );
+
+    let e = assert_error("{\n\n  \"settings\": [1,, 2]}", ConfigErrorKind::Syntax, "");
+    assert_eq!(e.position.map(|p| p.line), Some(3));
+
+    let doc: serde_json::Value = serde_json::from_str(&with_policy(r#""upDelay": -1"#)).unwrap();
+    assert_eq!(
+        from_json(&doc).unwrap_err().position,
+        None,
+        "a Value has no text positions"
+    );
+}
+
+#[test]
+fn warnings_carry_the_text_position_of_the_key() {
+    let text = "{\"settings\": {\n\"policies\": {\"p\": {\"basePolicy\": \"balance-rr\",\n  \"packetsPerSlave\": 4}}}}";
+    let (_, warnings) = parse_local_conf(text).unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].path, "settings.policies.p.packetsPerSlave");
+    assert_eq!(
+        warnings[0].position,
+        Some(TextPosition { line: 3, column: 3 })
+    );
+}

@@ -43,6 +43,9 @@ pub struct ConfigError {
     pub kind: ConfigErrorKind,
     pub path: String,
     pub reason: String,
+    /// Where the offending key (or, for syntax errors, the bad character) is in the text; set by
+    /// `parse_local_conf`, `None` from `from_json` (a `Value` has no text).
+    pub position: Option<TextPosition>,
 }
 
 impl ConfigError {
@@ -51,6 +54,20 @@ impl ConfigError {
             kind,
             path: path.into(),
             reason: reason.into(),
+            position: None,
         }
+    }
+}
+
+/// A 1-based line and column (in characters) in the `local.conf` text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TextPosition {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for TextPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
     }
 }

@@ -20,6 +20,6 @@ mod path;
 mod render;
 pub mod settings;
 
-pub use error::{ConfigError, ConfigErrorKind};
+pub use error::{ConfigError, ConfigErrorKind, TextPosition};
 pub use parse::{from_json, parse_local_conf};
 pub use settings::*;

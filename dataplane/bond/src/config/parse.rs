@@ -17,7 +17,22 @@ use super::settings::*;
 
 /// Parse `local.conf` text. Duplicate keys in any object are rejected (with their path).
 pub fn parse_local_conf(text: &str) -> Result<(BondingConfig, Vec<ConfigWarning>), ConfigError> {
-    from_json(&json::parse_strict(text)?)
+    let doc = json::parse_strict(text)?;
+    match from_json(&doc) {
+        Ok((config, mut warnings)) => {
+            if !warnings.is_empty() {
+                let positions = json::key_positions(text);
+                for w in &mut warnings {
+                    w.position = positions.get(&w.path).copied();
+                }
+            }
+            Ok((config, warnings))
+        }
+        Err(mut e) => {
+            e.position = json::key_positions(text).get(&e.path).copied();
+            Err(e)
+        }
+    }
 }
 
 /// Interpret an already-parsed `local.conf` document. (A `Value` cannot hold duplicate keys, so that
@@ -157,6 +172,7 @@ impl Parser {
         self.warnings.push(ConfigWarning {
             path: path.into(),
             message: message.into(),
+            position: None,
         });
     }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use super::error::{ConfigError, ConfigErrorKind};
+use super::error::{ConfigError, ConfigErrorKind, TextPosition};
 
 /// zerotier-one 1.14.1 default `failoverInterval` for every policy (§3).
 pub const DEFAULT_FAILOVER_INTERVAL_MS: u64 = 5_000;
@@ -558,6 +558,8 @@ pub struct ConfigWarning {
     /// JSON path of the key concerned (same syntax as [`ConfigError::path`]).
     pub path: String,
     pub message: String,
+    /// Where that key is in the text (set by `parse_local_conf` only).
+    pub position: Option<TextPosition>,
 }
 
 impl fmt::Display for ConfigWarning {
