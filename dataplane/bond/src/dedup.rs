@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_suppressed_once_seen() {
-        let mut f = DuplicateFilter::new(1024);
+        let mut f = DuplicateFilter::new(8192);
         for id in 1..=500u64 {
             assert!(f.first_sighting(id * 7919));
         }

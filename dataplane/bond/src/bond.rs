@@ -1,0 +1,603 @@
+//! The bond with one peer: events and `now` in; decisions, packets to send and the next timer out
+//! (quinn-proto style). Bonding spec §1 (model), §4 (measurement), §6 (policies).
+//!
+//! The owner (the dataplane's slow path, or the simulator) feeds every event for the peer's paths and calls
+//! [`Bond::handle_timeout`] when [`Bond::poll_timeout`] says; it drains [`Bond::poll_transmit`] (ECHO
+//! probes, QoS records, path acks to send) and [`Bond::poll_event`] (failovers, path up/down). Workers
+//! decide per packet through [`Bond::selection_handle`] without touching the bond.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::config::{Policy, PolicySettings};
+use crate::dedup::DuplicateFilter;
+use crate::error::BondError;
+use crate::failover::{ACK_INTERVAL_US, DetectorContext, FailureReason, LinkState};
+use crate::flow::FlowHash;
+use crate::measure::{PacketKind, PathAck, QOS_RECORDS_PER_PACKET, QosRecord};
+use crate::path::{MAX_PATHS, PathId, PathState};
+use crate::policy::active_backup::{self, ChangeReason};
+use crate::policy::balance;
+use crate::quality::{BUCKET_US, QualityReport};
+use crate::selection::{
+    ASSIGN_SEQUENCE_LEN, FlowTable, HASH_BUCKETS, Selection, SelectionHandle, SelectionTable, TableKind, WorkerCursor,
+    flow_epoch, proportional_targets, rebalance_buckets, weighted_sequence,
+};
+
+/// How often scores, avoidance and allocation are re-estimated.
+pub const ESTIMATE_INTERVAL_US: u64 = 100_000;
+/// How often balance-aware flow-dynamic rebalances flows.
+pub const REBALANCE_INTERVAL_US: u64 = 1_000_000;
+/// Flows seen within this many epochs (~1 s each) count as active for rebalancing.
+pub const ACTIVE_FLOW_EPOCHS: u16 = 3;
+/// QoS records are sent at least this often when there is something to report (zerotier-one uses
+/// 2 × failoverInterval; more often only sharpens the peer's estimate)...
+pub const QOS_INTERVAL_US: u64 = 1_000_000;
+/// ...and never more often than this (zerotier-one rate-gates QoS arriving faster than interval/64).
+pub const QOS_MIN_SPACING_US: u64 = 250_000;
+/// QoS samples older than this are forgotten (§3: 3 × QoS interval).
+pub const QOS_SAMPLE_TIMEOUT_US: u64 = 30_000_000;
+/// First avoidance hold-down; doubles for a path avoided again soon after, up to the maximum.
+pub const AVOID_HOLD_MIN_US: u64 = 5_000_000;
+pub const AVOID_HOLD_MAX_US: u64 = 120_000_000;
+/// Flow table size for balance-aware (entries; zerotier-one keeps up to 65 536 flows).
+pub const FLOW_TABLE_ENTRIES: usize = 16_384;
+
+/// Something to send on a path on the bond's behalf.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transmit {
+    /// Send an (empty) ECHO on `path`, then report its packet ID with [`Bond::on_echo_sent`].
+    Echo { path: PathId },
+    /// Send QOS_MEASUREMENT with these records on `path` (cipher suite 0, §8.13).
+    Qos { path: PathId, records: Vec<QosRecord> },
+    /// Send a ztplane path ack on `path` (only to peers that understand it).
+    Ack { path: PathId, ack: PathAck },
+}
+
+/// Something that happened, for logs, the CLI and the simulator.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum BondEvent {
+    PathDown { at_us: u64, path: u8, link: String, reason: FailureReason },
+    PathUp { at_us: u64, path: u8, link: String },
+    /// active-backup changed its active path.
+    ActiveChanged { at_us: u64, from: Option<String>, to: String, reason: ChangeReason },
+    /// balance-aware moved flows between paths (rebalancing or failure).
+    FlowsMoved { at_us: u64, count: u64 },
+    AvoidanceChanged { at_us: u64, link: String, avoided: bool },
+}
+
+/// What to do with a received data packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Deliver,
+    /// Already delivered (broadcast copy, or a replay): drop it.
+    Duplicate,
+}
+
+/// Counters over the bond's life.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BondStats {
+    pub flow_moves: u64,
+    pub active_changes: u64,
+    pub duplicates_suppressed: u64,
+    pub path_failures: u64,
+}
+
+/// The bond with one peer (see module docs).
+pub struct Bond {
+    settings: PolicySettings,
+    peer_acks: bool,
+    paths: Vec<PathState>,
+    active: Option<PathId>,
+    last_active_change_us: u64,
+    handle: Arc<SelectionHandle>,
+    generation: u64,
+    flows: Arc<FlowTable>,
+    buckets: Vec<PathId>,
+    dedup: DuplicateFilter,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<BondEvent>,
+    next_estimate_us: u64,
+    next_rebalance_us: u64,
+    published_key: Option<(u64, Option<PathId>, Vec<u64>)>,
+    cursor: WorkerCursor,
+    stats: BondStats,
+}
+
+impl Bond {
+    pub fn new(settings: PolicySettings, now_us: u64) -> Self {
+        Bond {
+            settings,
+            peer_acks: false,
+            paths: Vec::new(),
+            active: None,
+            last_active_change_us: now_us,
+            handle: Arc::new(SelectionHandle::new(SelectionTable::empty())),
+            generation: 0,
+            flows: Arc::new(FlowTable::new(FLOW_TABLE_ENTRIES)),
+            buckets: Vec::new(),
+            dedup: DuplicateFilter::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_estimate_us: now_us,
+            next_rebalance_us: now_us + REBALANCE_INTERVAL_US,
+            published_key: None,
+            cursor: WorkerCursor::new(u64::MAX),
+            stats: BondStats::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &PolicySettings {
+        &self.settings
+    }
+
+    /// The peer is a ztplane node: exchange path acks (exact loss, fast failure detection).
+    pub fn set_peer_acks(&mut self, enabled: bool) {
+        self.peer_acks = enabled;
+    }
+
+    /// Nominate a path on local interface `link` (§1.1). Refused if the policy lists its links and this
+    /// one is not an enabled member.
+    pub fn add_path(&mut self, link: &str, remote: &str, is_ipv6: bool, now_us: u64) -> Result<PathId, BondError> {
+        if self.paths.len() >= MAX_PATHS {
+            return Err(BondError::TooManyPaths { max: MAX_PATHS });
+        }
+        if !self.settings.allows_interface(link) {
+            return Err(BondError::LinkNotAllowed { link: link.to_string(), policy: self.settings.name.clone() });
+        }
+        let link_settings = self.settings.link(link).cloned().unwrap_or_else(|| crate::config::LinkSettings::new(link));
+        let id = PathId(self.paths.len() as u8);
+        self.paths.push(PathState::new(id, link, remote, is_ipv6, link_settings, now_us));
+        self.refresh(now_us);
+        Ok(id)
+    }
+
+    pub fn paths(&self) -> &[PathState] {
+        &self.paths
+    }
+
+    pub fn path(&self, id: PathId) -> Result<&PathState, BondError> {
+        self.paths.get(id.0 as usize).ok_or(BondError::UnknownPath(id))
+    }
+
+    fn path_mut(&mut self, id: PathId) -> Result<&mut PathState, BondError> {
+        self.paths.get_mut(id.0 as usize).ok_or(BondError::UnknownPath(id))
+    }
+
+    pub fn active_path(&self) -> Option<PathId> {
+        self.active
+    }
+
+    pub fn stats(&self) -> BondStats {
+        BondStats { duplicates_suppressed: self.dedup.suppressed, ..self.stats.clone() }
+    }
+
+    /// The shared handle workers read selection tables through.
+    pub fn selection_handle(&self) -> Arc<SelectionHandle> {
+        self.handle.clone()
+    }
+
+    /// Convenience for a single-threaded owner: decide with the bond's own cursor.
+    pub fn select(&mut self, flow: FlowHash, now_us: u64) -> Vec<PathId> {
+        let table = self.handle.load();
+        match table.select(flow, now_us, &mut self.cursor) {
+            Selection::NoPath => Vec::new(),
+            Selection::One(p) => vec![p],
+            Selection::All(ps) => ps.to_vec(),
+        }
+    }
+
+    pub fn quality(&self, id: PathId, now_us: u64) -> Result<QualityReport, BondError> {
+        Ok(self.path(id)?.quality.report(now_us))
+    }
+
+    // ---- events -------------------------------------------------------------------------------------
+
+    /// A data packet (FRAME / EXT_FRAME) was sent on `path`.
+    pub fn on_data_sent(&mut self, path: PathId, packet_id: u64, bytes: usize, now_us: u64) -> Result<(), BondError> {
+        let p = self.path_mut(path)?;
+        p.sent.record(PacketKind::Data, packet_id, bytes, now_us);
+        p.liveness.on_data_sent(now_us);
+        p.packets_sent += 1;
+        Ok(())
+    }
+
+    /// Any other packet (not QoS/ACK) was sent on `path` (sampled for QoS like zerotier-one, §4.2).
+    pub fn on_control_sent(&mut self, path: PathId, packet_id: u64, now_us: u64) -> Result<(), BondError> {
+        self.path_mut(path)?.sent.record(PacketKind::Control, packet_id, 0, now_us);
+        Ok(())
+    }
+
+    /// The ECHO requested by [`Transmit::Echo`] went out with this packet ID.
+    pub fn on_echo_sent(&mut self, path: PathId, packet_id: u64, now_us: u64) -> Result<(), BondError> {
+        let p = self.path_mut(path)?;
+        p.sent.record(PacketKind::Control, packet_id, 0, now_us);
+        p.liveness.on_probe_sent(packet_id, now_us);
+        Ok(())
+    }
+
+    /// An authenticated packet arrived on `path`. Call for every packet, including OK(ECHO), QoS and acks
+    /// (their contents go to the specific handlers too). Data packets are checked for duplicates.
+    pub fn on_packet_received(&mut self, path: PathId, packet_id: u64, bytes: usize, kind: PacketKind, now_us: u64) -> Result<Delivery, BondError> {
+        let peer_acks = self.peer_acks;
+        let p = self.path_mut(path)?;
+        let was_usable = p.usable();
+        p.liveness.on_receive(now_us, peer_acks);
+        p.quality.record_rx(now_us, true);
+        p.received.record(kind, packet_id, bytes, now_us);
+        if was_usable != p.usable() {
+            self.refresh(now_us);
+        }
+        if kind == PacketKind::Data && !self.dedup.first_sighting(packet_id) {
+            return Ok(Delivery::Duplicate);
+        }
+        Ok(Delivery::Deliver)
+    }
+
+    /// A packet on `path` failed authentication (MAC) — counted in the path's error ratio.
+    pub fn on_auth_failure(&mut self, path: PathId, now_us: u64) -> Result<(), BondError> {
+        self.path_mut(path)?.quality.record_rx(now_us, false);
+        Ok(())
+    }
+
+    /// A malformed packet arrived on `path` — counted in the path's error ratio.
+    pub fn on_malformed(&mut self, path: PathId, now_us: u64) -> Result<(), BondError> {
+        self.on_auth_failure(path, now_us)
+    }
+
+    /// OK(ECHO) arrived on `path` in reply to `in_re_packet_id`.
+    pub fn on_echo_reply(&mut self, path: PathId, in_re_packet_id: u64, now_us: u64) -> Result<(), BondError> {
+        let p = self.path_mut(path)?;
+        if let Some(rtt) = p.liveness.on_probe_answered(in_re_packet_id, now_us) {
+            p.quality.record_rtt(rtt);
+        }
+        Ok(())
+    }
+
+    /// QOS_MEASUREMENT records arrived on `path` (from zerotier-one or ztplane).
+    pub fn on_qos_records(&mut self, path: PathId, records: &[QosRecord], now_us: u64) -> Result<(), BondError> {
+        let peer_acks = self.peer_acks;
+        let p = self.path_mut(path)?;
+        let mut matched = 0u64;
+        for r in records {
+            if let Some(sent_at) = p.sent.take_qos(r.packet_id) {
+                matched += 1;
+                let rtt = now_us.saturating_sub(sent_at).saturating_sub(r.holding_ms as u64 * 1000);
+                if rtt > 0 {
+                    p.quality.record_rtt(rtt);
+                }
+            }
+        }
+        // Loss from a zerotier-one peer: a short QoS packet means its table was drained, so sampled packets
+        // sent well before it and still unreported were lost — valid only if its 420-entry table could not
+        // have overflowed since the previous report.
+        if !peer_acks {
+            if records.len() < QOS_RECORDS_PER_PACKET && p.sent.sampled_since_qos <= QOS_RECORDS_PER_PACKET as u64 {
+                let grace = p.quality.srtt_us() + 4 * p.quality.rttvar_us() + 50_000;
+                let lost = p.sent.expire_qos(now_us.saturating_sub(grace));
+                p.quality.record_outcomes(now_us, matched + lost, matched, 0);
+            }
+            p.sent.sampled_since_qos = 0;
+        }
+        Ok(())
+    }
+
+    /// A ztplane path ack arrived on `path`.
+    pub fn on_path_ack(&mut self, path: PathId, ack: PathAck, now_us: u64) -> Result<(), BondError> {
+        let p = self.path_mut(path)?;
+        let Some((seq, sent_at)) = p.sent.find_data(ack.newest_packet_id) else {
+            return Ok(());
+        };
+        let rtt = now_us.saturating_sub(sent_at).saturating_sub(ack.holding_us as u64);
+        p.quality.record_rtt(rtt.max(1));
+        let covered = seq + 1;
+        if covered > p.sent.acked_seq && ack.received_count >= p.sent.acked_received {
+            let sent = covered - p.sent.acked_seq;
+            let received = ack.received_count - p.sent.acked_received;
+            let bytes = ack.received_bytes.saturating_sub(p.sent.acked_bytes);
+            p.quality.record_outcomes(now_us, sent, received, bytes);
+            p.sent.acked_seq = covered;
+            p.sent.acked_received = ack.received_count;
+            p.sent.acked_bytes = ack.received_bytes;
+        }
+        if covered >= p.sent.acked_seq {
+            let next = p.sent.send_time_of_seq(covered);
+            p.liveness.on_ack(next, p.sent.data_sent.saturating_sub(covered));
+        }
+        Ok(())
+    }
+
+    /// `zerotier-cli bond <peer> rotate`: make the next path in failover order active (active-backup).
+    pub fn rotate(&mut self, now_us: u64) -> bool {
+        if self.settings.base != Policy::ActiveBackup {
+            return false;
+        }
+        let current = self.active.and_then(|a| self.paths.get(a.0 as usize));
+        let next = active_backup::failover_order(&self.paths, current).first().map(|p| p.id);
+        match next {
+            Some(n) => {
+                self.set_active(n, ChangeReason::Rotate, now_us);
+                self.publish(now_us, true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ---- timers -------------------------------------------------------------------------------------
+
+    fn context(&self, p: &PathState, now_us: u64) -> DetectorContext {
+        DetectorContext {
+            srtt_us: p.quality.srtt_us(),
+            rttvar_us: p.quality.rttvar_us(),
+            loss: p.quality.loss_ratio(now_us, crate::quality::DECISION_WINDOW_BUCKETS),
+            failover_interval_us: self.settings.failover_interval_ms * 1000,
+            monitor_interval_us: (self.settings.monitor_interval_ms() * 1000).max(1_000),
+            up_delay_us: self.settings.up_delay_ms * 1000,
+            down_delay_us: self.settings.down_delay_ms * 1000,
+            peer_acks: self.peer_acks,
+        }
+    }
+
+    /// The next time [`Bond::handle_timeout`] must run.
+    pub fn poll_timeout(&self, now_us: u64) -> u64 {
+        let mut next = self.next_estimate_us;
+        for p in &self.paths {
+            let ctx = self.context(p, now_us);
+            let mut probe = p.liveness.clone();
+            next = next.min(probe.evaluate(now_us, &ctx));
+            if self.peer_acks && p.received.ack_owed {
+                next = next.min(p.received.last_ack_sent_us + ACK_INTERVAL_US);
+            }
+            if !p.received.qos_pending.is_empty() {
+                let spacing = p.received.last_qos_sent_us + QOS_MIN_SPACING_US;
+                let due = if p.received.qos_pending.len() >= QOS_RECORDS_PER_PACKET {
+                    spacing
+                } else {
+                    spacing.max(p.received.last_qos_sent_us + QOS_INTERVAL_US)
+                };
+                next = next.min(due);
+            }
+        }
+        next.max(now_us)
+    }
+
+    /// Run timers: failure detection, probes, acks, QoS records, estimation, rebalancing.
+    pub fn handle_timeout(&mut self, now_us: u64) {
+        let mut changed = false;
+        for i in 0..self.paths.len() {
+            let ctx = self.context(&self.paths[i], now_us);
+            let p = &mut self.paths[i];
+            let was_usable = p.usable();
+            let before = p.liveness.state;
+            p.liveness.evaluate(now_us, &ctx);
+            let after = p.liveness.state;
+            if p.liveness.probe_wanted {
+                p.liveness.probe_wanted = false;
+                // Marked as sent now so that the probe is not requested twice; the ID follows.
+                p.liveness.last_probe_us = now_us;
+                p.liveness.probe = Some((u64::MAX, now_us));
+                self.transmits.push_back(Transmit::Echo { path: p.id });
+            }
+            if self.peer_acks && p.received.ack_owed && now_us >= p.received.last_ack_sent_us + ACK_INTERVAL_US
+                && let Some(ack) = p.received.make_ack(now_us)
+            {
+                self.transmits.push_back(Transmit::Ack { path: p.id, ack });
+            }
+            let qos_ready = now_us >= p.received.last_qos_sent_us + QOS_MIN_SPACING_US;
+            if qos_ready && p.received.qos_due(now_us, QOS_INTERVAL_US) {
+                let records = p.received.take_qos_records(now_us);
+                self.transmits.push_back(Transmit::Qos { path: p.id, records });
+            }
+            if was_usable != p.usable() {
+                changed = true;
+                p.quality.set_usable(now_us, p.usable());
+                if p.usable() {
+                    self.events.push_back(BondEvent::PathUp { at_us: now_us, path: p.id.0, link: p.link.clone() });
+                } else {
+                    self.stats.path_failures += 1;
+                    let reason = match (before, after) {
+                        (_, LinkState::Down { reason, .. }) => reason,
+                        _ => FailureReason::FailoverInterval,
+                    };
+                    self.events.push_back(BondEvent::PathDown { at_us: now_us, path: p.id.0, link: p.link.clone(), reason });
+                }
+            }
+        }
+        if now_us >= self.next_estimate_us {
+            self.next_estimate_us = now_us + ESTIMATE_INTERVAL_US;
+            changed |= self.estimate(now_us);
+            for p in &mut self.paths {
+                p.sent.expire_qos(now_us.saturating_sub(QOS_SAMPLE_TIMEOUT_US));
+            }
+        }
+        if changed {
+            self.refresh(now_us);
+        } else if self.settings.base == Policy::ActiveBackup {
+            // Reselection methods can fire without a usability change (scores move, hold-downs expire).
+            self.refresh(now_us);
+        }
+        if self.settings.base == Policy::BalanceAware && now_us >= self.next_rebalance_us {
+            self.next_rebalance_us = now_us + REBALANCE_INTERVAL_US;
+            self.rebalance_flows(now_us, false);
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<BondEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- decisions ----------------------------------------------------------------------------------
+
+    /// Re-score paths; returns whether avoidance changed.
+    fn estimate(&mut self, now_us: u64) -> bool {
+        let spec = self.settings.quality;
+        let balance = matches!(self.settings.base, Policy::BalanceRr | Policy::BalanceXor | Policy::BalanceAware);
+        let mut changed = false;
+        for p in &mut self.paths {
+            let (score, over_max) = p.quality.score(now_us, &spec);
+            p.score = score;
+            if !balance {
+                continue;
+            }
+            if over_max && !p.avoided && p.usable() {
+                p.avoided = true;
+                p.on_trial = false;
+                p.avoid_hold_us = if p.avoid_hold_us == 0 { AVOID_HOLD_MIN_US } else { (p.avoid_hold_us * 2).min(AVOID_HOLD_MAX_US) };
+                p.avoid_until_us = now_us + p.avoid_hold_us;
+                changed = true;
+                self.events.push_back(BondEvent::AvoidanceChanged { at_us: now_us, link: p.link.clone(), avoided: true });
+            } else if p.avoided && now_us >= p.avoid_until_us {
+                // Re-admit on a reduced share; the next estimations decide.
+                p.avoided = false;
+                p.on_trial = true;
+                p.avoid_until_us = now_us;
+                changed = true;
+                self.events.push_back(BondEvent::AvoidanceChanged { at_us: now_us, link: p.link.clone(), avoided: false });
+            } else if p.on_trial && !over_max {
+                let (_, known) = p.quality.loss_counts(now_us, crate::quality::DECISION_WINDOW_BUCKETS);
+                let trial_for = now_us.saturating_sub(p.avoid_until_us);
+                if known >= 200 || trial_for >= 10 * BUCKET_US * 2 {
+                    p.on_trial = false;
+                    p.avoid_hold_us /= 2;
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    fn set_active(&mut self, to: PathId, reason: ChangeReason, now_us: u64) {
+        let from = self.active.and_then(|a| self.paths.get(a.0 as usize)).map(|p| p.link.clone());
+        self.active = Some(to);
+        self.last_active_change_us = now_us;
+        self.stats.active_changes += 1;
+        let to_link = self.paths[to.0 as usize].link.clone();
+        self.events.push_back(BondEvent::ActiveChanged { at_us: now_us, from, to: to_link, reason });
+    }
+
+    /// Re-decide the active path (active-backup) and publish a new table if anything changed.
+    fn refresh(&mut self, now_us: u64) {
+        if self.settings.base == Policy::ActiveBackup
+            && let Some((to, reason)) =
+                active_backup::reselect(&self.paths, self.active, self.settings.link_select, self.last_active_change_us, now_us)
+        {
+            self.set_active(to, reason, now_us);
+        }
+        self.publish(now_us, false);
+    }
+
+    /// The path to use when nothing is usable: the one heard from most recently (keeps trying, and a
+    /// false alarm costs nothing).
+    fn fallback_path(&self) -> Option<PathId> {
+        self.paths.iter().max_by_key(|p| (p.liveness.last_rx_us, std::cmp::Reverse(p.id))).map(|p| p.id)
+    }
+
+    fn publish(&mut self, now_us: u64, force: bool) {
+        let base = self.settings.base;
+        let respect_avoidance = matches!(base, Policy::BalanceRr | Policy::BalanceXor | Policy::BalanceAware);
+        let bonded = match base {
+            Policy::Broadcast => self.paths.iter().filter(|p| p.usable()).map(|p| p.id).collect(),
+            _ => balance::bonded_set(&self.paths, respect_avoidance),
+        };
+        let weights = if base == Policy::BalanceAware { balance::allocation_weights(&self.paths, &bonded) } else { Vec::new() };
+        // Publish only when the decision inputs changed (weights quantised so noise does not churn tables).
+        let key = (
+            bonded.iter().fold(0u64, |m, p| m | (1 << p.0)),
+            self.active,
+            weights.iter().map(|w| (w * 1000.0).round() as u64).collect::<Vec<_>>(),
+        );
+        if !force && self.published_key.as_ref() == Some(&key) {
+            return;
+        }
+        let old_mask = self.published_key.as_ref().map_or(0, |k| k.0);
+        self.published_key = Some(key);
+        let bonded_mask = bonded.iter().fold(0u64, |m, p| m | (1 << p.0));
+        let kind = if bonded.is_empty() {
+            match (base, self.fallback_path()) {
+                (_, None) => TableKind::NoPath,
+                (_, Some(p)) => TableKind::Single(p),
+            }
+        } else {
+            match base {
+                Policy::None => {
+                    let best = bonded.iter().copied().max_by(|a, b| {
+                        self.paths[a.0 as usize].score.total_cmp(&self.paths[b.0 as usize].score).then(b.cmp(a))
+                    });
+                    best.map_or(TableKind::NoPath, TableKind::Single)
+                }
+                Policy::ActiveBackup => match self.active {
+                    Some(a) if self.paths[a.0 as usize].usable() => TableKind::Single(a),
+                    _ => self.fallback_path().map_or(TableKind::NoPath, TableKind::Single),
+                },
+                Policy::Broadcast => TableKind::Broadcast,
+                Policy::BalanceRr => TableKind::RoundRobin { packets_per_link: self.settings.packets_per_link },
+                Policy::BalanceXor => {
+                    self.buckets = rebalance_buckets(&self.buckets, &bonded, HASH_BUCKETS);
+                    TableKind::FlowHash { bucket_path: self.buckets.clone().into_boxed_slice() }
+                }
+                Policy::BalanceAware => match self.settings.balance {
+                    crate::config::BalanceMode::Packet => TableKind::WeightedPackets,
+                    _ => TableKind::Flows { flows: self.flows.clone() },
+                },
+            }
+        };
+        let paths = if bonded.is_empty() { self.fallback_path().into_iter().collect() } else { bonded.clone() };
+        let mut assign_sequence = if base == Policy::BalanceAware && !bonded.is_empty() {
+            weighted_sequence(&bonded, &weights, ASSIGN_SEQUENCE_LEN)
+        } else {
+            paths.clone()
+        };
+        if assign_sequence.is_empty() {
+            assign_sequence = paths.clone();
+        }
+        self.generation += 1;
+        let usable_mask = if bonded.is_empty() { paths.iter().fold(0, |m, p| m | (1u64 << p.0)) } else { bonded_mask };
+        self.handle.publish(SelectionTable { generation: self.generation, kind, paths, usable_mask, assign_sequence });
+        if base == Policy::BalanceAware && old_mask != bonded_mask {
+            self.rebalance_flows(now_us, true);
+        }
+    }
+
+    /// Move balance-aware flows towards the target allocation. `membership_changed`: paths joined or left
+    /// (flow-static moves flows only then, and only off paths that left).
+    fn rebalance_flows(&mut self, now_us: u64, membership_changed: bool) {
+        if self.settings.balance == crate::config::BalanceMode::Packet {
+            return;
+        }
+        let table = self.handle.load_full();
+        let epoch = flow_epoch(now_us);
+        let counts = self.flows.count_active(epoch, ACTIVE_FLOW_EPOCHS);
+        let bonded: Vec<PathId> = table.paths.clone();
+        let weights = balance::allocation_weights(&self.paths, &bonded);
+        let total: u32 = counts.iter().sum();
+        if total == 0 {
+            return;
+        }
+        let ideal = proportional_targets(total, &weights);
+        let mut targets = [0u32; 64];
+        let dynamic = self.settings.balance == crate::config::BalanceMode::FlowDynamic;
+        for (p, t) in bonded.iter().zip(&ideal) {
+            targets[p.0 as usize] = if dynamic { *t } else { (*t).max(counts[p.0 as usize]) };
+        }
+        if !dynamic && !membership_changed {
+            return;
+        }
+        // Leave small imbalances alone: moving a flow costs reordering.
+        let excess: u32 = (0..64).map(|i| counts[i].saturating_sub(targets[i])).sum();
+        let stranded = (0..64).any(|i| counts[i] > 0 && table.usable_mask & (1 << i) == 0);
+        if !stranded && excess <= (total / 50).max(1) {
+            return;
+        }
+        let moved = self.flows.rebalance(epoch, ACTIVE_FLOW_EPOCHS, table.usable_mask, &targets);
+        if moved > 0 {
+            self.stats.flow_moves += moved;
+            self.events.push_back(BondEvent::FlowsMoved { at_us: now_us, count: moved });
+        }
+    }
+}
