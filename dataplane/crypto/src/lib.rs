@@ -18,6 +18,7 @@ pub mod gmac_siv;
 mod hashcash;
 mod identity;
 mod peer_key;
+pub mod poly1305;
 pub mod salsa20;
 
 pub use address::Address;
@@ -32,8 +33,5 @@ pub use peer_key::{PEER_KEY_LEN, PeerKey};
 /// Poly1305 one-time authenticator (RFC 8439), full 16-byte tag; ZeroTier puts the first 8 bytes on the
 /// wire (§6.2). Exposed for test vectors and benchmarks.
 pub fn poly1305_tag(one_time_key: &[u8; 32], message: &[u8]) -> [u8; 16] {
-    use poly1305::universal_hash::KeyInit;
-    poly1305::Poly1305::new(one_time_key.into())
-        .compute_unpadded(message)
-        .into()
+    poly1305::tag(one_time_key, message)
 }

@@ -272,3 +272,32 @@ fn sha_vectors() {
         assert_eq!(hex(&Sha384::digest(&input)), field(v, "sha384"));
     }
 }
+
+#[test]
+fn poly1305_matches_reference_crate_on_random_inputs() {
+    use poly1305_ref::universal_hash::KeyInit;
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for len in (0..300).chain([1000, 1372, 2811, 9997]) {
+        // Keys with extreme limbs as well as random ones.
+        let key: [u8; 32] = match len % 3 {
+            0 => std::array::from_fn(|_| next() as u8),
+            1 => [0xff; 32],
+            _ => std::array::from_fn(|i| if i < 16 { 0xff } else { next() as u8 }),
+        };
+        let message: Vec<u8> = (0..len).map(|i| if len % 5 == 0 { 0xff } else { (next() ^ i as u64) as u8 }).collect();
+        let expected: [u8; 16] = poly1305_ref::Poly1305::new(&key.into()).compute_unpadded(&message).into();
+        assert_eq!(ztplane_crypto::poly1305_tag(&key, &message), expected, "len {len}");
+        // Incremental updates in uneven pieces give the same tag.
+        let mut state = ztplane_crypto::poly1305::Poly1305::new(&key);
+        for piece in message.chunks(7 + len % 13) {
+            state.update(piece);
+        }
+        assert_eq!(state.finalize(), expected, "incremental len {len}");
+    }
+}
