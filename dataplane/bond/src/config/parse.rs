@@ -253,7 +253,7 @@ impl Parser {
                     for (address, policy) in bonds {
                         let entry_path = child(&key_path, address);
                         let peer = parse_address(&entry_path, address)?;
-                        if let Some((_, _, _)) = peers.iter().find(|(_, a, _)| *a == peer) {
+                        if peers.iter().any(|(_, a, _)| *a == peer) {
                             return Err(ConfigError::new(
                                 Kind::DuplicateKey,
                                 entry_path,
