@@ -1,7 +1,58 @@
-//! `ztplanectl decode` (not yet written).
-use anyhow::{Result, bail};
+//! `ztplanectl decode --pcap FILE --identity PATH [--identity PATH ...]`
+//!
+//! Decodes a classic pcap of ZeroTier 1.x traffic with the given identities (`.secret` or
+//! `.public` files) and prints one JSON object per datagram, one per line, then the summary
+//! object — the record and summary schema of `conformance/zt-1.14.1/README.md`.
+use anyhow::{Context, Result, bail};
+use std::io::{BufWriter, Write};
 use std::process::ExitCode;
+use ztplane_protocol::Identity;
+use ztplane_protocol::inspect::inspect_pcap;
 
-pub fn run(_args: &[String]) -> Result<ExitCode> {
-    bail!("ztplanectl decode is not implemented yet")
+const USAGE: &str = "usage: ztplanectl decode --pcap FILE --identity PATH [--identity PATH ...]";
+
+struct Args {
+    pcap: String,
+    identities: Vec<String>,
+}
+
+fn parse_args(args: &[String]) -> Result<Args> {
+    let mut pcap = None;
+    let mut identities = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--pcap" => pcap = Some(it.next().context("--pcap needs a file")?.clone()),
+            "--identity" => identities.push(it.next().context("--identity needs a path")?.clone()),
+            "-h" | "--help" => bail!("{USAGE}"),
+            other => bail!("unexpected argument {other:?}; {USAGE}"),
+        }
+    }
+    let pcap = pcap.with_context(|| format!("--pcap is required; {USAGE}"))?;
+    if identities.is_empty() {
+        bail!("at least one --identity is required; {USAGE}");
+    }
+    Ok(Args { pcap, identities })
+}
+
+fn load_identity(path: &str) -> Result<Identity> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read identity file {path}"))?;
+    text.trim().parse::<Identity>().map_err(|e| anyhow::anyhow!("bad identity file {path}: {e}"))
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let args = parse_args(args)?;
+    let identities = args.identities.iter().map(|p| load_identity(p)).collect::<Result<Vec<_>>>()?;
+    let pcap = std::fs::read(&args.pcap).with_context(|| format!("cannot read pcap file {}", args.pcap))?;
+    let inspection = inspect_pcap(&pcap, identities).with_context(|| format!("bad pcap file {}", args.pcap))?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for record in &inspection.records {
+        serde_json::to_writer(&mut out, record)?;
+        out.write_all(b"\n")?;
+    }
+    serde_json::to_writer(&mut out, &inspection.summary)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
