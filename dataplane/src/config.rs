@@ -30,6 +30,8 @@ pub struct FwdConfig {
     pub stats_interval: Duration,
     /// Where to write the final statistics as JSON (besides stdout).
     pub stats_json: Option<PathBuf>,
+    /// Created once the workers run (for scripts and tests that wait for readiness).
+    pub ready_file: Option<PathBuf>,
 }
 
 impl Default for FwdConfig {
@@ -49,6 +51,7 @@ impl Default for FwdConfig {
             duration: None,
             stats_interval: Duration::from_secs(1),
             stats_json: None,
+            ready_file: None,
         }
     }
 }
@@ -66,7 +69,8 @@ pub const FWD_USAGE: &str = "usage: ztplane fwd --iface A --iface B [options]
   --instance NAME      name of this dataplane instance (default \"default\")
   --duration SECS      stop after SECS seconds
   --stats-interval S   seconds between rate lines (default 1; 0 = none)
-  --stats-json PATH    also write the final statistics to PATH";
+  --stats-json PATH    also write the final statistics to PATH
+  --ready-file PATH    create PATH once forwarding has started";
 
 impl FwdConfig {
     pub fn from_args(args: &[String]) -> Result<Self, DataplaneError> {
@@ -94,6 +98,7 @@ impl FwdConfig {
                 "--duration" => config.duration = Some(parse_secs(&value(flag)?, flag)?),
                 "--stats-interval" => config.stats_interval = parse_secs(&value(flag)?, flag)?,
                 "--stats-json" => config.stats_json = Some(PathBuf::from(value(flag)?)),
+                "--ready-file" => config.ready_file = Some(PathBuf::from(value(flag)?)),
                 other => return Err(DataplaneError::Config(format!("unknown option {other:?}\n{FWD_USAGE}"))),
             }
         }

@@ -133,6 +133,12 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
         })
         .collect::<Result<_, _>>()?;
 
+    if let Some(path) = &config.ready_file {
+        if let Err(err) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            log::error!("--ready-file {}: {err}; stopping", path.display());
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
     let started = Instant::now();
     let mut last = (Instant::now(), worker_stats.iter().map(|s| stats::get(&s.tx)).collect::<Vec<_>>());
     while !stop.load(Ordering::Relaxed) {
