@@ -292,7 +292,12 @@ impl Bond {
         let rtt = now_us.saturating_sub(sent_at).saturating_sub(ack.holding_us as u64);
         p.quality.record_rtt(rtt.max(1));
         let covered = seq + 1;
-        if covered > p.sent.acked_seq && ack.received_count >= p.sent.acked_received {
+        if p.sent.resync_on_next_ack {
+            p.sent.resync_on_next_ack = false;
+            p.sent.acked_seq = covered;
+            p.sent.acked_received = ack.received_count;
+            p.sent.acked_bytes = ack.received_bytes;
+        } else if covered > p.sent.acked_seq && ack.received_count >= p.sent.acked_received {
             let sent = covered - p.sent.acked_seq;
             let received = ack.received_count - p.sent.acked_received;
             let bytes = ack.received_bytes.saturating_sub(p.sent.acked_bytes);
@@ -397,6 +402,7 @@ impl Bond {
                     self.events.push_back(BondEvent::PathUp { at_us: now_us, path: p.id.0, link: p.link.clone() });
                 } else {
                     self.stats.path_failures += 1;
+                    p.sent.resync_on_next_ack = true;
                     let reason = match (before, after) {
                         (_, LinkState::Down { reason, .. }) => reason,
                         _ => FailureReason::FailoverInterval,

@@ -78,6 +78,9 @@ pub struct SentLog {
     pub acked_seq: u64,
     pub acked_received: u64,
     pub acked_bytes: u64,
+    /// The path was down: the next ack only re-establishes the reference point. Packets lost in the
+    /// outage are the outage's (availability), not the link's loss ratio once it is back.
+    pub resync_on_next_ack: bool,
 }
 
 impl SentLog {
@@ -92,6 +95,7 @@ impl SentLog {
             acked_seq: 0,
             acked_received: 0,
             acked_bytes: 0,
+            resync_on_next_ack: false,
         }
     }
 

@@ -1,0 +1,158 @@
+//! active-backup on the simulator: fast failover, each reselection method, failoverTo, delays, flaps.
+mod sim_common;
+use sim_common::*;
+use ztplane_bond::BondEvent;
+use ztplane_bond::config::{LinkMode, LinkSelectMethod, LinkSettings, Policy, PolicySettings};
+
+fn cut_scenario(primary_ms: u32, spare_ms: u32, back_at_ms: Option<u32>, duration_ms: u32) -> String {
+    let back = back_at_ms.map_or(String::new(), |t| format!(r#", {{"at_ms": {t}, "link": "eth0", "set": {{"up": true}}}}"#));
+    format!(
+        r#"{{"duration_ms": {duration_ms}, "seed": 7,
+        "links": [{{"name": "eth0", "latency_ms": {primary_ms}, "jitter_ms": 1}}, {{"name": "eth1", "latency_ms": {spare_ms}, "jitter_ms": 1}}],
+        "events": [{{"at_ms": 5000, "link": "eth0", "set": {{"up": false}}}}{back}],
+        "traffic": {{"flows": 8, "packets_per_second": 2000, "packet_bytes": 1200}}}}"#
+    )
+}
+
+#[test]
+fn primary_cut_loses_at_most_100ms_with_default_settings() {
+    for (primary, spare) in [(10, 30), (30, 10), (20, 20), (30, 30)] {
+        let settings = active_backup(LinkSelectMethod::Always);
+        assert_eq!(settings.failover_interval_ms, 5_000, "default zerotier-one failoverInterval");
+        let r = run(&cut_scenario(primary, spare, None, 10_000), settings);
+        let f = &r.failovers[0];
+        assert_eq!((f.from.as_str(), f.to.as_str()), ("eth0", "eth1"));
+        let detection = f.detection_ms.expect("caused by the cut");
+        assert!(detection < 100.0, "{primary}/{spare} ms: detection {detection} ms");
+        assert!(r.outage_ms <= 100.0, "{primary}/{spare} ms: outage {} ms", r.outage_ms);
+        // Lost packets are those in flight plus those sent before detection: 2 packets per ms.
+        assert!(r.lost <= 200, "{primary}/{spare}: lost {}", r.lost);
+        assert_eq!(r.failovers.len(), 1, "no flapping: {:?}", r.failovers);
+    }
+}
+
+#[test]
+fn always_returns_to_the_primary_when_it_is_back() {
+    let r = run(&cut_scenario(30, 10, Some(9_000), 16_000), active_backup(LinkSelectMethod::Always));
+    assert_eq!(r.failovers.len(), 2, "{:?}", r.failovers);
+    let back = &r.failovers[1];
+    assert_eq!((back.from.as_str(), back.to.as_str(), back.reason.as_str()), ("eth1", "eth0", "reselect"));
+    // Back within a probe interval (failoverInterval/3 = 1.67 s) plus an RTT.
+    assert!(back.at_ms > 9_000.0 && back.at_ms < 9_000.0 + 1_800.0, "{}", back.at_ms);
+    // Although eth0 is the slower link: `always` means the primary.
+}
+
+#[test]
+fn better_returns_only_to_a_better_primary() {
+    // Primary faster than the spare: goes back.
+    let r = run(&cut_scenario(10, 30, Some(9_000), 16_000), active_backup(LinkSelectMethod::Better));
+    assert_eq!(r.failovers.len(), 2, "{:?}", r.failovers);
+    assert_eq!(r.failovers[1].to, "eth0");
+    // Primary slower than the spare: stays on the spare.
+    let r = run(&cut_scenario(30, 10, Some(9_000), 16_000), active_backup(LinkSelectMethod::Better));
+    assert_eq!(r.failovers.len(), 1, "{:?}", r.failovers);
+    let tail = r.share_between(link_index(&r, "eth1"), 12_000, 16_000);
+    assert!(tail > 0.99, "stays on eth1: {tail}");
+}
+
+#[test]
+fn failure_changes_only_when_the_active_link_fails() {
+    let json = r#"{"duration_ms": 20000, "seed": 3,
+        "links": [{"name": "eth0", "latency_ms": 10}, {"name": "eth1", "latency_ms": 20}],
+        "events": [{"at_ms": 4000, "link": "eth0", "set": {"up": false}},
+                   {"at_ms": 7000, "link": "eth0", "set": {"up": true}},
+                   {"at_ms": 14000, "link": "eth1", "set": {"up": false}}],
+        "traffic": {"flows": 4, "packets_per_second": 1000}}"#;
+    let r = run(json, active_backup(LinkSelectMethod::Failure));
+    let hops: Vec<(&str, &str, &str)> = r.failovers.iter().map(|f| (f.from.as_str(), f.to.as_str(), f.reason.as_str())).collect();
+    assert_eq!(hops, vec![("eth0", "eth1", "failure"), ("eth1", "eth0", "failure")]);
+    assert!(r.failovers[1].at_ms > 14_000.0 && r.failovers[1].detection_ms.unwrap() < 100.0);
+    assert!(r.outage_ms <= 100.0, "{}", r.outage_ms);
+}
+
+#[test]
+fn optimize_moves_to_the_best_link_after_the_hold_down() {
+    // No primary preference: both links primary; eth0 is chosen first, eth1 is much better.
+    let settings = PolicySettings {
+        link_select: LinkSelectMethod::Optimize,
+        links: vec![link("eth0", LinkMode::Primary), link("eth1", LinkMode::Primary)],
+        quality: ztplane_bond::config::LinkQualitySpec { lat_max_ms: 100.0, ..Default::default() },
+        ..policy(Policy::ActiveBackup)
+    };
+    let json = r#"{"duration_ms": 20000, "seed": 5,
+        "links": [{"name": "eth0", "latency_ms": 40}, {"name": "eth1", "latency_ms": 5}],
+        "traffic": {"flows": 2, "packets_per_second": 1000}}"#;
+    let r = run(json, settings);
+    assert_eq!(r.failovers.len(), 1, "{:?}", r.failovers);
+    let f = &r.failovers[0];
+    assert_eq!((f.from.as_str(), f.to.as_str(), f.reason.as_str()), ("eth0", "eth1", "reselect"));
+    assert!(f.at_ms >= 15_000.0 && f.at_ms < 15_500.0, "after the 15 s hold-down: {}", f.at_ms);
+    assert_eq!(r.lost, 0);
+}
+
+#[test]
+fn failover_to_chain_is_followed() {
+    let settings = PolicySettings {
+        links: vec![
+            LinkSettings { failover_to: Some("eth2".into()), ..link("eth0", LinkMode::Primary) },
+            link("eth1", LinkMode::Spare),
+            LinkSettings { failover_to: Some("eth1".into()), ..link("eth2", LinkMode::Spare) },
+        ],
+        ..policy(Policy::ActiveBackup)
+    };
+    let json = r#"{"duration_ms": 12000, "seed": 11,
+        "links": [{"name": "eth0", "latency_ms": 10}, {"name": "eth1", "latency_ms": 10}, {"name": "eth2", "latency_ms": 25}],
+        "events": [{"at_ms": 3000, "link": "eth0", "set": {"up": false}}, {"at_ms": 7000, "link": "eth2", "set": {"up": false}}],
+        "traffic": {"flows": 4, "packets_per_second": 1000}}"#;
+    let r = run(json, settings);
+    let hops: Vec<(&str, &str)> = r.failovers.iter().map(|f| (f.from.as_str(), f.to.as_str())).collect();
+    // eth1 scores as well as eth2 or better, but eth0's failoverTo names eth2, and eth2's names eth1.
+    assert_eq!(hops, vec![("eth0", "eth2"), ("eth2", "eth1")]);
+    assert!(r.outage_ms <= 100.0, "{}", r.outage_ms);
+}
+
+#[test]
+fn down_delay_and_up_delay_are_honoured() {
+    let settings = PolicySettings { down_delay_ms: 400, up_delay_ms: 3_000, ..active_backup(LinkSelectMethod::Always) };
+    let r = run(&cut_scenario(10, 20, Some(8_000), 16_000), settings);
+    assert_eq!(r.failovers.len(), 2, "{:?}", r.failovers);
+    let down = r.failovers[0].detection_ms.unwrap();
+    assert!((400.0..500.0).contains(&down), "downDelay 400 ms: {down}");
+    let back = r.failovers[1].at_ms;
+    assert!(back >= 8_000.0 + 3_000.0 && back < 8_000.0 + 3_000.0 + 1_800.0, "upDelay 3 s: {back}");
+}
+
+#[test]
+fn a_flapping_link_is_held_down_longer_each_time() {
+    // eth0 goes down for 0.5 s every 2.5 s; each return to it must wait longer (1 s, 2 s, 4 s, ...).
+    let mut events = Vec::new();
+    for i in 0..6 {
+        let t = 2_000 + i * 2_500;
+        events.push(format!(r#"{{"at_ms": {t}, "link": "eth0", "set": {{"up": false}}}}"#));
+        events.push(format!(r#"{{"at_ms": {}, "link": "eth0", "set": {{"up": true}}}}"#, t + 500));
+    }
+    let json = format!(
+        r#"{{"duration_ms": 20000, "seed": 2,
+        "links": [{{"name": "eth0", "latency_ms": 10}}, {{"name": "eth1", "latency_ms": 15}}],
+        "events": [{}], "traffic": {{"flows": 2, "packets_per_second": 1000}}}}"#,
+        events.join(",")
+    );
+    let settings = PolicySettings { failover_interval_ms: 600, ..active_backup(LinkSelectMethod::Always) };
+    let r = run(&json, settings);
+    let ups: Vec<u64> = r.events.iter().filter_map(|e| match e {
+        BondEvent::PathUp { at_us, link, .. } if link == "eth0" => Some(*at_us),
+        _ => None,
+    }).collect();
+    let downs: Vec<u64> = r.events.iter().filter_map(|e| match e {
+        BondEvent::PathDown { at_us, link, .. } if link == "eth0" => Some(*at_us),
+        _ => None,
+    }).collect();
+    assert!(downs.len() >= 3, "{downs:?}");
+    // Time from the link coming back (the event) to the path being used again.
+    let waits: Vec<u64> = ups.iter().map(|&u| (u / 1000 - 2_500) % 2_500).collect();
+    assert!(ups.len() < downs.len() + 1 && ups.len() >= 2, "ups {ups:?} downs {downs:?}");
+    assert!(waits[1] > waits[0] + 500, "back-off grows: {waits:?}");
+    // Fewer returns to eth0 than cuts: the back-off kept it out for some of the cycles.
+    let returns = r.failovers.iter().filter(|f| f.to == "eth0").count();
+    assert!(returns < 6, "{:?}", r.failovers);
+}
