@@ -75,6 +75,8 @@ pub struct Inspector {
     keys: HashMap<(Address, Address), Option<Arc<PeerKey>>>,
     slots: FragmentSlots<PathKey, usize, REASSEMBLY_SLOTS>,
     records: Vec<Map<String, Value>>,
+    /// UDP (source, destination) of every record (None for non-UDP frames).
+    paths: Vec<Option<(SocketAddr, SocketAddr)>>,
     /// Record index → undecoded reason (kind other, orphan fragment, packet without decode).
     undecoded: BTreeMap<usize, String>,
     first_time_us: Option<i64>,
@@ -108,6 +110,7 @@ impl Inspector {
             keys: HashMap::new(),
             slots: FragmentSlots::new(REASSEMBLY_TIMEOUT_MS),
             records: Vec::new(),
+            paths: Vec::new(),
             undecoded: BTreeMap::new(),
             first_time_us: None,
             heads_by_id: HashMap::new(),
@@ -170,12 +173,14 @@ impl Inspector {
         self.count_kind("other");
         self.undecoded.insert(index, reason.to_string());
         self.records.push(m);
+        self.paths.push(None);
     }
 
     /// Feed the next datagram in capture order.
     pub fn push(&mut self, d: Datagram<'_>) {
         let index = self.records.len();
         let mut rec = self.base_record(&d);
+        self.paths.push(Some((d.src, d.dst)));
         let now_ms = (d.time_us - self.first_time_us.unwrap_or(d.time_us)).max(0) as u64 / 1000;
         match classify(d.payload) {
             DatagramKind::Fragment => {
@@ -378,10 +383,7 @@ impl Inspector {
     }
 
     fn head_phys(&self, index: usize) -> Option<(SocketAddr, SocketAddr)> {
-        let r = &self.records[index];
-        let src = r.get("src")?.as_str()?.parse().ok()?;
-        let dst = r.get("dst")?.as_str()?.parse().ok()?;
-        Some((src, dst))
+        self.paths.get(index).copied().flatten()
     }
 
     /// First earlier head with this wire ID sent from `from` to `to`.
@@ -464,11 +466,10 @@ impl Inspector {
 
     fn netconf_values_json(&self, dict: &Dictionary) -> Value {
         let mut m = Map::new();
-        if let Some(v) = dict.get("C") {
-            if let Ok(com) = CertificateOfMembership::read(&mut Reader::new(v)) {
+        if let Some(v) = dict.get("C")
+            && let Ok(com) = CertificateOfMembership::read(&mut Reader::new(v)) {
                 m.insert("C".into(), self.com_json(&com));
             }
-        }
         if let Some(v) = dict.get("COO") {
             let mut r = Reader::new(v);
             let mut coos = Vec::new();
@@ -546,13 +547,11 @@ impl Inspector {
             m.insert("signature_len".into(), json!(s.signature.len()));
             m.insert("signature_ok".into(), json!(signature_ok));
         }
-        if signature_ok || chunk.signed.is_none() {
-            if let Ok(Some(whole)) = self.configs.add(chunk) {
-                if let Ok(dict) = Dictionary::parse(&whole) {
+        if (signature_ok || chunk.signed.is_none())
+            && let Ok(Some(whole)) = self.configs.add(chunk)
+                && let Ok(dict) = Dictionary::parse(&whole) {
                     m.insert("dictionary".into(), self.dictionary_json(&dict, true));
                 }
-            }
-        }
         Value::Object(m)
     }
 

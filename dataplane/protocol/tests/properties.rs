@@ -46,11 +46,10 @@ fn fixture() -> &'static Fixture {
             let find = |a| identities.iter().find(|i| i.address() == a);
             let (Some(s), Some(d)) = (find(v.source()), find(v.destination())) else { continue };
             let key = if s.has_secret() { s.agree(d) } else { d.agree(s) };
-            if let Ok(key) = key {
-                if heads.len() < 120 {
+            if let Ok(key) = key
+                && heads.len() < 120 {
                     heads.push((key, u.payload.to_vec()));
                 }
-            }
         }
         let moon = std::fs::read(common::conformance_dir().join("nodes/0000002c80d43748.moon")).unwrap();
         let pcap_prefix = pcap[..end_of_40].to_vec();
@@ -105,12 +104,11 @@ proptest! {
             } else {
                 d[13] = 0xff;
                 d[14] = nibbles;
-                if let Ok(f) = FragmentView::parse(&d) {
-                    if let Ok(Reassembly::Complete { len, tags }) = slots.push_fragment(key, &f, i, t, &mut out) {
+                if let Ok(f) = FragmentView::parse(&d)
+                    && let Ok(Reassembly::Complete { len, tags }) = slots.push_fragment(key, &f, i, t, &mut out) {
                         prop_assert!(len <= MAX_PACKET_LEN);
                         prop_assert!(tags.len() >= 2);
                     }
-                }
             }
             prop_assert!(slots.in_progress() <= 8);
         }

@@ -36,7 +36,7 @@ pub struct MulticastLike {
 
 /// Decode a MULTICAST_LIKE payload (repeated 18-byte records).
 pub fn decode_likes(payload: &[u8]) -> Result<Vec<MulticastLike>> {
-    if payload.len() % 18 != 0 {
+    if !payload.len().is_multiple_of(18) {
         return Err(ProtocolError::TrailingBytes { what: "MULTICAST_LIKE records", count: payload.len() % 18 });
     }
     let mut r = Reader::new(payload);

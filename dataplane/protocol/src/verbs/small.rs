@@ -100,7 +100,7 @@ impl ErrorMessage {
 
 /// WHOIS: one or more addresses.
 pub fn decode_whois(payload: &[u8]) -> Result<Vec<Address>> {
-    if payload.is_empty() || payload.len() % 5 != 0 {
+    if payload.is_empty() || !payload.len().is_multiple_of(5) {
         return Err(ProtocolError::InvalidValue { what: "WHOIS payload length", value: payload.len() as u64 });
     }
     let mut r = Reader::new(payload);
