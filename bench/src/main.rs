@@ -2,6 +2,7 @@
 //! Each prints a table with an in-run baseline and writes `target/bench/NAME.json`.
 mod bond;
 mod crypto;
+mod io;
 mod report;
 
 use anyhow::{Result, bail};
@@ -9,11 +10,12 @@ use anyhow::{Result, bail};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
-        bail!("usage: ztplane-bench <crypto|bond> [options]");
+        bail!("usage: ztplane-bench <io|crypto|bond> [options]");
     };
     match name.as_str() {
         "crypto" => crypto::run(&args[1..]),
         "bond" => bond::run(&args[1..]),
-        other => bail!("unknown benchmark {other:?} (known: crypto, bond; io runs from xtask)"),
+        "io" => io::run(&args[1..]),
+        other => bail!("unknown benchmark {other:?} (known: io, crypto, bond)"),
     }
 }

@@ -1,1 +1,131 @@
-fn main() {}
+//! `cargo xtask <verb>`: the one entry point for setting up, running, testing, benchmarking and
+//! fuzzing ztplane. `run` and `test` install what is missing first (see `setup`).
+mod demo;
+mod setup;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <verb>
+  setup                    install what is missing (apt packages, rust-src, bpf-linker, bpffs)
+  run [-- FWD ARGS]        no arguments: the embedded two-namespace demo;
+                           with arguments: `ztplane fwd ARGS` on real NICs
+                           (e.g. -- --iface eth1 --iface eth2 --queues 0-3 --cores 2-5)
+  test                     all tests, including root-only namespace/XDP tests
+  bench NAME               io | crypto | bond: figures beside an in-run baseline,
+                           written to target/bench/NAME.json
+  fuzz NAME [--seconds N]  run a cargo-fuzz target of the protocol parsers";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::run(),
+        Some("run") => setup::run().and_then(|()| run(&args[1..])),
+        Some("test") => setup::run().and_then(|()| test()),
+        Some("bench") => setup::run().and_then(|()| bench(&args[1..])),
+        Some("fuzz") => fuzz(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Builds the release `ztplane` binary and returns its path.
+pub fn build_ztplane() -> Result<PathBuf> {
+    status(cargo().args(["build", "--release", "--quiet", "-p", "ztplane", "--bin", "ztplane"]))?;
+    Ok(workspace_root().join("target/release/ztplane"))
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let args: Vec<String> = args.iter().filter(|a| a.as_str() != "--").cloned().collect();
+    let binary = build_ztplane()?;
+    if args.is_empty() {
+        return demo::run(&binary);
+    }
+    status(Command::new(binary).arg("fwd").args(&args))
+}
+
+fn test() -> Result<()> {
+    shared_present()?;
+    // Release: the namespace tests push real traffic and the crypto tests real bytes.
+    status(cargo().args(["test", "--release", "--workspace", "--exclude", "ztplane-ebpf"]))
+}
+
+fn shared_present() -> Result<()> {
+    let shared = workspace_root().join("../shared");
+    if !shared.join("conformance/zt-1.14.1").is_dir() {
+        bail!("{} is missing: tests need the shared reference material beside the repository", shared.display());
+    }
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let Some(name) = args.first() else { bail!("bench needs a NAME: io, crypto or bond") };
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "-p", "ztplane-bench", "--", name]).args(&args[1..]);
+    if name == "io" {
+        cmd.env("ZTPLANE_BIN", build_ztplane()?);
+    }
+    status(&mut cmd)
+}
+
+fn fuzz(args: &[String]) -> Result<()> {
+    let Some(name) = args.first() else { bail!("fuzz needs a target NAME (see dataplane/protocol/fuzz/fuzz_targets)") };
+    let mut seconds = 60u64;
+    let mut it = args[1..].iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--seconds" => seconds = it.next().context("--seconds needs a value")?.parse().context("--seconds")?,
+            other => bail!("unknown fuzz option {other:?}"),
+        }
+    }
+    let fuzz_dir = workspace_root().join("dataplane/protocol/fuzz");
+    if !fuzz_dir.join("fuzz_targets").join(format!("{name}.rs")).exists() {
+        bail!("no fuzz target {name:?} in {}", fuzz_dir.display());
+    }
+    let have = Command::new("cargo").args(["fuzz", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !have {
+        eprintln!("fuzz: installing cargo-fuzz");
+        status(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    status(
+        Command::new("cargo")
+            .current_dir(workspace_root())
+            .args(["+nightly", "fuzz", "run", "--fuzz-dir"])
+            .arg(&fuzz_dir)
+            .arg(name)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}")),
+    )
+}

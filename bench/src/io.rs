@@ -1,0 +1,97 @@
+//! `cargo xtask bench io`: packets per second through `ztplane fwd` beside the Linux kernel
+//! bridging the same traffic between the same namespaces, in the same run.
+//!
+//! Each case gets a fresh sender ↔ dut ↔ sink bed (2-queue veths). A raw AF_PACKET blaster in
+//! the sender offers as much as one core can send; what counts is what reaches the sink's
+//! interface (its RX counter), which drops everything in nftables so no replies flow back.
+//! Frame sizes are Ethernet frames without FCS. Two cores are shared by the blaster, the kernel
+//! and the workers, so compare the ratios measured in one run rather than absolute figures.
+use crate::report;
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::time::Duration;
+use ztplane_testkit::bed::{FwdBed, GEN_IP, SINK_IP};
+use ztplane_testkit::traffic::{RawFlow, blast_raw};
+
+const SIZES: [usize; 2] = [64, 1400];
+const FLOWS: u16 = 16;
+const BLAST: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Copy)]
+enum Forwarder {
+    KernelBridge,
+    Ztplane { workers: usize },
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    if !args.is_empty() {
+        bail!("bench io takes no options");
+    }
+    let binary = PathBuf::from(std::env::var("ZTPLANE_BIN").context("ZTPLANE_BIN (run it as `cargo xtask bench io`)")?);
+    let mut records = Vec::new();
+    println!("{:<14} {:>8} {:>6} {:>10} {:>9} {:>10}", "mode", "workers", "bytes", "offered", "Mpps", "Gbit/s");
+    for bytes in SIZES {
+        for forwarder in [Forwarder::KernelBridge, Forwarder::Ztplane { workers: 1 }, Forwarder::Ztplane { workers: 2 }] {
+            let (offered, delivered) = measure(&binary, forwarder, bytes)?;
+            let secs = BLAST.as_secs_f64();
+            let mpps = delivered as f64 / secs / 1e6;
+            let gbps = delivered as f64 * bytes as f64 * 8.0 / secs / 1e9;
+            let (mode, workers) = match forwarder {
+                Forwarder::KernelBridge => ("kernel-bridge", 0),
+                Forwarder::Ztplane { workers } => ("ztplane-fwd", workers),
+            };
+            println!(
+                "{mode:<14} {:>8} {bytes:>6} {:>9.3}M {mpps:>9.3} {gbps:>10.2}",
+                if workers == 0 { "-".to_string() } else { workers.to_string() },
+                offered as f64 / secs / 1e6
+            );
+            records.push(json!({"mode": mode, "workers": workers, "bytes": bytes, "mpps": mpps, "gbps": gbps,
+                "offered_mpps": offered as f64 / secs / 1e6}));
+        }
+    }
+    let path = report::write("io", &records)?;
+    println!("(kernel-bridge workers '-': the kernel's own softirq processing; offered = what the blaster sent)");
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Returns (frames offered, frames delivered to the sink) over one blast.
+fn measure(binary: &std::path::Path, forwarder: Forwarder, bytes: usize) -> Result<(u64, u64)> {
+    let bed = FwdBed::new(2)?;
+    bed.sink.exec(
+        "nft",
+        &["add table inet bench; add chain inet bench in { type filter hook prerouting priority -300; policy drop; }"],
+    )?;
+    let dataplane = match forwarder {
+        Forwarder::KernelBridge => {
+            bed.bridge()?;
+            None
+        }
+        Forwarder::Ztplane { workers } => {
+            let cores = if workers == 1 { "0" } else { "0-1" };
+            Some(bed.start_ztplane(binary, &["--cores", cores, "--duration", "60"])?)
+        }
+    };
+    let flows: Vec<RawFlow> = (0..FLOWS)
+        .map(|i| RawFlow {
+            src_mac: bed.gen_mac,
+            dst_mac: bed.sink_mac,
+            src: SocketAddrV4::new(GEN_IP, 42000 + i),
+            dst: SocketAddrV4::new(SINK_IP, 9993),
+            frame_len: bytes,
+        })
+        .collect();
+    let before = bed.sink.link_counter("sink0", "rx_packets")?;
+    let offered = bed.sender.run(move || blast_raw("gen0", &flows, BLAST, u64::MAX))??;
+    std::thread::sleep(Duration::from_millis(200));
+    let delivered = bed.sink.link_counter("sink0", "rx_packets")? - before;
+    if let Some(dataplane) = dataplane {
+        let exit = dataplane.stop()?;
+        if !exit.status.success() {
+            bail!("ztplane failed: {}", exit.stderr);
+        }
+    }
+    Ok((offered, delivered))
+}
