@@ -260,9 +260,11 @@ impl Bond {
         let peer_acks = self.peer_acks;
         let p = self.path_mut(path)?;
         let mut matched = 0u64;
+        let mut first_matched_sent = u64::MAX;
         for r in records {
             if let Some(sent_at) = p.sent.take_qos(r.packet_id) {
                 matched += 1;
+                first_matched_sent = first_matched_sent.min(sent_at);
                 let rtt = now_us.saturating_sub(sent_at).saturating_sub(r.holding_ms as u64 * 1000);
                 if rtt > 0 {
                     p.quality.record_rtt(rtt);
@@ -270,12 +272,16 @@ impl Bond {
             }
         }
         // Loss from a zerotier-one peer: a short QoS packet means its table was drained, so sampled packets
-        // sent well before it and still unreported were lost — valid only if its 420-entry table could not
-        // have overflowed since the previous report.
+        // sent within the window it covers (from its oldest record until about an RTT ago) and still
+        // unreported were lost — valid only if the peer's table could not have overflowed since the previous
+        // report. Packets older than the window may have been in a report that was itself lost: not counted.
         if !peer_acks {
-            if records.len() < QOS_RECORDS_PER_PACKET && p.sent.sampled_since_qos <= QOS_RECORDS_PER_PACKET as u64 {
+            if matched > 0
+                && records.len() < QOS_RECORDS_PER_PACKET
+                && p.sent.sampled_since_qos <= QOS_RECORDS_PER_PACKET as u64
+            {
                 let grace = p.quality.srtt_us() + 4 * p.quality.rttvar_us() + 50_000;
-                let lost = p.sent.expire_qos(now_us.saturating_sub(grace));
+                let lost = p.sent.settle_qos(first_matched_sent, now_us.saturating_sub(grace));
                 p.quality.record_outcomes(now_us, matched + lost, matched, 0);
             }
             p.sent.sampled_since_qos = 0;

@@ -141,19 +141,28 @@ impl SentLog {
 
     /// Forget sampled packets sent before `cutoff_us`; returns how many were forgotten.
     pub fn expire_qos(&mut self, cutoff_us: u64) -> u64 {
-        let mut expired = 0;
+        self.settle_qos(0, cutoff_us)
+    }
+
+    /// Forget sampled packets sent before `cutoff_us`, returning how many of them were sent at or after
+    /// `counted_from_us` (those a drained QoS report should have named: lost). Older ones belong to a report
+    /// that itself may have been lost, so they are dropped without being counted.
+    pub fn settle_qos(&mut self, counted_from_us: u64, cutoff_us: u64) -> u64 {
+        let mut counted = 0;
         while let Some(&id) = self.qos_order.front() {
             match self.qos_pending.get(&id) {
                 Some(&at) if at >= cutoff_us => break,
-                Some(_) => {
+                Some(&at) => {
                     self.qos_pending.remove(&id);
-                    expired += 1;
+                    if at >= counted_from_us {
+                        counted += 1;
+                    }
                 }
                 None => {}
             }
             self.qos_order.pop_front();
         }
-        expired
+        counted
     }
 }
 
