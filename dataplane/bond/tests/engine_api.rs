@@ -1,0 +1,220 @@
+//! The engine through its public API, without the simulator: per-packet decisions (allocation-free,
+//! shared by threads), measurement inputs, errors.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use ztplane_bond::config::{BalanceMode, LinkMode, LinkSettings, Policy, PolicySettings};
+use ztplane_bond::{Bond, BondError, Delivery, FlowHash, PacketKind, PathId, QosRecord, Selection, Transmit, WorkerCursor};
+
+/// Counts allocations per thread (tests run in parallel) to prove the decision allocates nothing.
+struct CountingAlloc;
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn bond_with(settings: PolicySettings, links: usize) -> Bond {
+    let mut bond = Bond::new(settings, 0);
+    for i in 0..links {
+        bond.add_path(&format!("eth{i}"), "198.18.0.2:9993", false, 0).unwrap();
+    }
+    bond
+}
+
+fn one(s: Selection<'_>) -> PathId {
+    match s {
+        Selection::One(p) => p,
+        other => panic!("expected one path, got {other:?}"),
+    }
+}
+
+#[test]
+fn balance_rr_turns_carry_exactly_packets_per_link() {
+    let bond = bond_with(PolicySettings { packets_per_link: 8, ..PolicySettings::standard(Policy::BalanceRr) }, 3);
+    let table = bond.selection_handle().load_full();
+    let mut cursor = WorkerCursor::new(0);
+    let picks: Vec<u8> = (0..48).map(|_| one(table.select(FlowHash(1), 0, &mut cursor)).0).collect();
+    let expected: Vec<u8> = (0..48).map(|i| ((i / 8) % 3) as u8).collect();
+    assert_eq!(picks, expected, "8 packets per link, in turn (zerotier-one always sends 65)");
+    // 0 = a random link per packet.
+    let bond = bond_with(PolicySettings { packets_per_link: 0, ..PolicySettings::standard(Policy::BalanceRr) }, 4);
+    let table = bond.selection_handle().load_full();
+    let mut counts = [0u32; 4];
+    for _ in 0..40_000 {
+        counts[one(table.select(FlowHash(1), 0, &mut cursor)).0 as usize] += 1;
+    }
+    assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+}
+
+#[test]
+fn the_per_packet_decision_allocates_nothing() {
+    let variants = [
+        PolicySettings::standard(Policy::ActiveBackup),
+        PolicySettings::standard(Policy::Broadcast),
+        PolicySettings::standard(Policy::BalanceRr),
+        PolicySettings::standard(Policy::BalanceXor),
+        PolicySettings::standard(Policy::BalanceAware),
+        PolicySettings { balance: BalanceMode::Packet, ..PolicySettings::standard(Policy::BalanceAware) },
+    ];
+    for settings in variants {
+        let base = settings.base;
+        let bond = bond_with(settings, 8);
+        let handle = bond.selection_handle();
+        let mut cursor = WorkerCursor::new(3);
+        let mut sink = 0usize;
+        let before = allocations();
+        for i in 0..10_000u64 {
+            let table = handle.load();
+            sink += match table.select(FlowHash(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), 1_000_000, &mut cursor) {
+                Selection::One(p) => p.0 as usize,
+                Selection::All(ps) => ps.len(),
+                Selection::NoPath => 1000,
+            };
+        }
+        let after = allocations();
+        assert_eq!(after - before, 0, "{base:?} allocated during 10 000 decisions");
+        assert!(sink < 1000 * 10_000, "{base:?} always decided");
+    }
+}
+
+#[test]
+fn workers_decide_concurrently_while_the_slow_path_republishes() {
+    let settings = PolicySettings { balance: BalanceMode::FlowDynamic, ..PolicySettings::standard(Policy::BalanceAware) };
+    let mut bond = bond_with(settings, 4);
+    let handle = bond.selection_handle();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let handle = handle.clone();
+                s.spawn(move || {
+                    let mut cursor = WorkerCursor::new(w);
+                    let mut seen = [0u64; 4];
+                    for i in 0..200_000u64 {
+                        let table = handle.load();
+                        match table.select(FlowHash((i % 512).wrapping_mul(0x9E37_79B9_7F4A_7C15)), 2_000_000, &mut cursor) {
+                            Selection::One(p) => seen[p.0 as usize] += 1,
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        // Meanwhile the owner keeps running timers, which republish tables as paths are probed and fail.
+        for t in 0..200u64 {
+            bond.handle_timeout(t * 50_000);
+            while bond.poll_transmit().is_some() {}
+        }
+        for w in workers {
+            let seen = w.join().unwrap();
+            assert_eq!(seen.iter().sum::<u64>(), 200_000);
+        }
+    });
+}
+
+#[test]
+fn qos_records_from_a_zerotier_peer_give_latency() {
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    let p = PathId(0);
+    // Odd IDs are sampled (zerotier-one's rule); even ones are not.
+    for i in 0..20u64 {
+        bond.on_data_sent(p, 2 * i + 1, 1000, i * 1_000).unwrap();
+        bond.on_data_sent(p, 2 * i + 2, 1000, i * 1_000).unwrap();
+    }
+    // Each packet is reported 40 ms after it was sent, having been held 10 ms by the peer: RTT 30 ms.
+    let records: Vec<QosRecord> = (0..20u64).map(|i| QosRecord { packet_id: 2 * i + 1, holding_ms: 10 }).collect();
+    for (i, r) in records.iter().enumerate() {
+        bond.on_qos_records(p, std::slice::from_ref(r), i as u64 * 1_000 + 40_000).unwrap();
+    }
+    let q = bond.quality(p, 100_000).unwrap();
+    assert!((q.latency_ms - 30.0).abs() < 0.01, "{}", q.latency_ms);
+    assert_eq!(q.rtt_samples, 20);
+    // Unknown or even IDs are ignored.
+    bond.on_qos_records(p, &[QosRecord { packet_id: 2, holding_ms: 0 }], 200_000).unwrap();
+    assert_eq!(bond.quality(p, 200_000).unwrap().rtt_samples, 20);
+}
+
+#[test]
+fn we_emit_qos_records_a_zerotier_peer_understands() {
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    let p = PathId(0);
+    for i in 0..10u64 {
+        bond.on_packet_received(p, 100 + i, 500, PacketKind::Data, 1_000_000 + i * 1_000).unwrap();
+    }
+    bond.on_packet_received(p, 999, 100, PacketKind::Measurement, 1_000_000).unwrap();
+    let mut qos = None;
+    for t in (1_010_000..3_000_000).step_by(10_000) {
+        bond.handle_timeout(t);
+        while let Some(tx) = bond.poll_transmit() {
+            if let Transmit::Qos { path, records } = tx {
+                assert_eq!(path, p, "sent on the path it measures");
+                qos.get_or_insert((t, records));
+            }
+        }
+    }
+    let (at, records) = qos.expect("a QoS packet within the QoS interval");
+    let ids: Vec<u64> = records.iter().map(|r| r.packet_id).collect();
+    assert_eq!(ids, vec![101, 103, 105, 107, 109], "odd IDs, ascending, measurement verbs excluded");
+    assert_eq!(records[0].holding_ms as u64, (at - 1_001_000) / 1000);
+}
+
+#[test]
+fn authentication_failures_and_malformed_packets_count_as_errors() {
+    let mut bond = bond_with(PolicySettings::standard(Policy::Broadcast), 2);
+    for i in 0..18u64 {
+        bond.on_packet_received(PathId(1), 10 + i, 100, PacketKind::Control, 500_000).unwrap();
+    }
+    bond.on_auth_failure(PathId(1), 500_000).unwrap();
+    bond.on_malformed(PathId(1), 500_000).unwrap();
+    let q = bond.quality(PathId(1), 600_000).unwrap();
+    assert!((q.error_ratio - 0.1).abs() < 1e-9, "{}", q.error_ratio);
+    assert_eq!(bond.quality(PathId(0), 600_000).unwrap().error_ratio, 0.0);
+}
+
+#[test]
+fn duplicate_data_is_suppressed_across_paths() {
+    let mut bond = bond_with(PolicySettings::standard(Policy::Broadcast), 2);
+    assert_eq!(bond.on_packet_received(PathId(0), 77, 100, PacketKind::Data, 0).unwrap(), Delivery::Deliver);
+    assert_eq!(bond.on_packet_received(PathId(1), 77, 100, PacketKind::Data, 5).unwrap(), Delivery::Duplicate);
+    assert_eq!(bond.stats().duplicates_suppressed, 1);
+}
+
+#[test]
+fn rotate_and_errors() {
+    let settings = PolicySettings {
+        links: vec![
+            LinkSettings { mode: LinkMode::Primary, ..LinkSettings::new("eth0") },
+            LinkSettings { mode: LinkMode::Spare, ..LinkSettings::new("eth1") },
+        ],
+        ..PolicySettings::standard(Policy::ActiveBackup)
+    };
+    let mut bond = bond_with(settings, 2);
+    assert_eq!(bond.active_path(), Some(PathId(0)));
+    assert!(bond.rotate(10));
+    assert_eq!(bond.active_path(), Some(PathId(1)));
+    match bond.add_path("wlan0", "x", false, 0) {
+        Err(BondError::LinkNotAllowed { link, .. }) => assert_eq!(link, "wlan0"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(bond.on_data_sent(PathId(9), 1, 1, 0), Err(BondError::UnknownPath(PathId(9)))));
+    let mut big = Bond::new(PolicySettings::standard(Policy::BalanceRr), 0);
+    for i in 0..64 {
+        big.add_path(&format!("eth{i}"), "x", false, 0).unwrap();
+    }
+    assert!(matches!(big.add_path("eth64", "x", false, 0), Err(BondError::TooManyPaths { max: 64 })));
+    assert!(!Bond::new(PolicySettings::standard(Policy::Broadcast), 0).rotate(0));
+}
