@@ -454,6 +454,7 @@ impl Bond {
         for p in &mut self.paths {
             let (score, over_max) = p.quality.score(now_us, &spec);
             p.score = score;
+            p.quality.update_capacity_estimate(now_us);
             if !balance {
                 continue;
             }
@@ -517,7 +518,7 @@ impl Bond {
             Policy::Broadcast => self.paths.iter().filter(|p| p.usable()).map(|p| p.id).collect(),
             _ => balance::bonded_set(&self.paths, respect_avoidance),
         };
-        let weights = if base == Policy::BalanceAware { balance::allocation_weights(&self.paths, &bonded) } else { Vec::new() };
+        let weights = if base == Policy::BalanceAware { balance::allocation_weights(&self.paths, &bonded, now_us) } else { Vec::new() };
         // Publish only when the decision inputs changed (weights quantised so noise does not churn tables).
         let key = (
             bonded.iter().fold(0u64, |m, p| m | (1 << p.0)),
@@ -586,7 +587,7 @@ impl Bond {
         let epoch = flow_epoch(now_us);
         let counts = self.flows.count_active(epoch, ACTIVE_FLOW_EPOCHS);
         let bonded: Vec<PathId> = table.paths.clone();
-        let weights = balance::allocation_weights(&self.paths, &bonded);
+        let weights = balance::allocation_weights(&self.paths, &bonded, now_us);
         let total: u32 = counts.iter().sum();
         if total == 0 {
             return;

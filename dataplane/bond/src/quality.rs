@@ -51,7 +51,14 @@ pub struct LinkQuality {
     nominated_us: u64,
     usable_since_us: Option<u64>,
     usable_total_us: u64,
+    /// Throughput the path delivered while it showed signs of saturation (Mbit/s, smoothed); `None` until
+    /// it has been seen saturated.
+    capacity_estimate_mbps: Option<f64>,
 }
+
+/// Queueing delay above the minimum RTT that counts as a sign of saturation (together with a few times
+/// the path's normal delay variation).
+pub const SATURATION_QUEUEING_US: f64 = 5_000.0;
 
 /// A point-in-time report of a path's quality (what `zerotier-cli bond <peer> show` would print, and more).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -72,6 +79,8 @@ pub struct QualityReport {
     pub throughput_mean_mbps: f64,
     pub throughput_max_mbps: f64,
     pub throughput_variance: f64,
+    /// Measured capacity (throughput while saturated), if the path has been seen saturated.
+    pub capacity_estimate_mbps: Option<f64>,
     pub availability: f64,
 }
 
@@ -90,6 +99,7 @@ impl LinkQuality {
             nominated_us: now_us,
             usable_since_us: Some(now_us),
             usable_total_us: 0,
+            capacity_estimate_mbps: None,
         }
     }
 
@@ -218,6 +228,31 @@ impl LinkQuality {
         (mean, max, var)
     }
 
+    /// Update the capacity estimate from the last complete bucket: if the path delivered traffic while
+    /// its RTT was inflated by queueing or it was losing packets, what it delivered is what it can carry.
+    pub fn update_capacity_estimate(&mut self, now_us: u64) {
+        let previous = (now_us / BUCKET_US).saturating_sub(1) + 1;
+        let Some(b) = self.buckets.iter().find(|b| b.epoch == previous && b.delivered_bytes > 0) else {
+            return;
+        };
+        let mbps = b.delivered_bytes as f64 * 8.0 / BUCKET_US as f64;
+        let loss = if b.outcomes == 0 { 0.0 } else { 1.0 - b.delivered as f64 / b.outcomes as f64 };
+        let queueing = match (self.srtt_us, self.rtt_min_us) {
+            (Some(srtt), min) if min != u64::MAX => srtt - min as f64 > SATURATION_QUEUEING_US.max(4.0 * self.jitter_us),
+            _ => false,
+        };
+        if queueing || loss > 0.01 {
+            self.capacity_estimate_mbps = Some(match self.capacity_estimate_mbps {
+                None => mbps,
+                Some(old) => 0.8 * old + 0.2 * mbps,
+            });
+        }
+    }
+
+    pub fn capacity_estimate_mbps(&self) -> Option<f64> {
+        self.capacity_estimate_mbps
+    }
+
     pub fn availability(&self, now_us: u64) -> f64 {
         let total = now_us.saturating_sub(self.nominated_us);
         if total == 0 {
@@ -269,6 +304,7 @@ impl LinkQuality {
             throughput_mean_mbps: thr_mean,
             throughput_max_mbps: thr_max,
             throughput_variance: thr_var,
+            capacity_estimate_mbps: self.capacity_estimate_mbps,
             availability: self.availability(now_us),
         }
     }

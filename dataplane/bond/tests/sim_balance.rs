@@ -99,6 +99,21 @@ fn balance_aware_without_capacities_uses_measured_quality() {
 }
 
 #[test]
+fn balance_aware_learns_capacity_it_was_not_told() {
+    // 45 Mbit/s offered; eth1 can carry 20. Nothing configured: the engine sees eth1 saturate (queueing,
+    // loss), measures what it delivered, and allocates below it.
+    let json = r#"{"duration_ms": 20000, "seed": 3,
+        "links": [{"name": "eth0", "latency_ms": 10, "capacity_mbps": 1000}, {"name": "eth1", "latency_ms": 10, "capacity_mbps": 20}],
+        "traffic": {"flows": 64, "packets_per_second": 4000, "packet_bytes": 1400}}"#;
+    let r = run(json, aware(BalanceMode::FlowDynamic, None));
+    assert!((r.lost as f64) < 0.005 * r.sent as f64, "lost {} of {}", r.lost, r.sent);
+    let measured = r.links[1].estimated.capacity_mbps.expect("eth1 was seen saturated");
+    assert!(measured > 5.0 && measured <= 21.0, "{measured}");
+    let late = r.share_between(1, 10_000, 20_000);
+    assert!(late > 0.1 && late < 20.0 / 44.8, "eth1 carries some traffic but no more than it can: {late}");
+}
+
+#[test]
 fn balance_aware_rebalances_with_few_moves_when_a_link_returns() {
     let json = r#"{"duration_ms": 12000, "seed": 3,
         "links": [{"name": "eth0", "latency_ms": 10}, {"name": "eth1", "latency_ms": 10}],

@@ -3,7 +3,9 @@
 //!
 //! Allocation (balance-aware): configured `alloc` shares if any link has one; else configured `capacity`
 //! scaled by measured quality (§5's exp(-4·x/max) score, relative to the best path); else measured
-//! quality alone — never zerotier-one's 0/0 when no capacity is configured (§11.6). Paths exceeding a
+//! capacity (throughput delivered while saturated, see [`crate::quality`]) scaled by quality once any path
+//! has been seen saturated; else quality alone — never zerotier-one's 0/0 when no capacity is configured
+//! (§11.6). Paths exceeding a
 //! `linkQuality` maximum are avoided (no share) unless every path is.
 
 use crate::path::{PathId, PathState};
@@ -27,11 +29,12 @@ pub fn bonded_set(paths: &[PathState], respect_avoidance: bool) -> Vec<PathId> {
 }
 
 /// Target weights for `bonded` paths (balance-aware).
-pub fn allocation_weights(paths: &[PathState], bonded: &[PathId]) -> Vec<f64> {
+pub fn allocation_weights(paths: &[PathState], bonded: &[PathId], now_us: u64) -> Vec<f64> {
     let members: Vec<&PathState> = bonded.iter().filter_map(|id| paths.iter().find(|p| p.id == *id)).collect();
     let any_alloc = members.iter().any(|p| p.settings.alloc.is_some());
     let any_capacity = members.iter().any(|p| p.settings.capacity.is_some_and(|c| c > 0));
     let best_score = members.iter().map(|p| p.score).fold(0.0, f64::max).max(1e-9);
+    let max_measured = members.iter().filter_map(|p| p.quality.capacity_estimate_mbps()).reduce(f64::max);
     members
         .iter()
         .map(|p| {
@@ -39,6 +42,14 @@ pub fn allocation_weights(paths: &[PathState], bonded: &[PathId]) -> Vec<f64> {
                 p.settings.alloc.unwrap_or(0.0)
             } else if any_capacity {
                 p.settings.capacity.unwrap_or(0) as f64 * (p.score / best_score)
+            } else if let Some(known) = max_measured {
+                // A path not yet seen saturated can carry at least what it carries now; assume it is as
+                // large as the largest measured one or half again its current load, whichever is more.
+                let own = p.quality.capacity_estimate_mbps().unwrap_or_else(|| {
+                    let (mean, _, _) = p.quality.throughput_mbps(now_us, crate::quality::DECISION_WINDOW_BUCKETS);
+                    known.max(1.5 * mean)
+                });
+                own * (p.score / best_score)
             } else {
                 p.score / best_score
             };

@@ -85,6 +85,8 @@ pub struct Estimated {
     pub error_ratio: f64,
     pub throughput_mbps: f64,
     pub throughput_max_mbps: f64,
+    /// Capacity measured while the link was saturated (absent if it never was).
+    pub capacity_mbps: Option<f64>,
     pub availability: f64,
 }
 
@@ -488,6 +490,7 @@ pub fn run_policy(scenario: &Scenario, settings: PolicySettings) -> Result<SimRe
                     error_ratio: estimated.error_ratio,
                     throughput_mbps: estimated.throughput_mean_mbps,
                     throughput_max_mbps: estimated.throughput_max_mbps,
+                    capacity_mbps: estimated.capacity_estimate_mbps,
                     availability: estimated.availability,
                 },
             }
