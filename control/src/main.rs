@@ -1,19 +1,23 @@
 //! `ztplanectl`: the control process. Subcommands live one per module.
 mod decode;
 mod policy;
+mod xdp;
 
 use anyhow::Result;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: ztplanectl <command> ...
   decode --pcap FILE --identity PATH [--identity PATH ...]
-  policy simulate --config local.conf --scenario scenario.json";
+  policy simulate --config local.conf --scenario scenario.json
+  xdp stats [--instance NAME] [--bpffs PATH]
+  xdp ports list|add PORT|remove PORT [--instance NAME] [--bpffs PATH]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result: Result<ExitCode> = match args.first().map(String::as_str) {
         Some("decode") => decode::run(&args[1..]),
         Some("policy") => policy::run(&args[1..]),
+        Some("xdp") => xdp::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -285,6 +285,42 @@ pub fn blast_raw(ifname: &str, flows: &[RawFlow], duration: Duration, max_frames
     Ok(sent)
 }
 
+/// Sends each of `frames` once, as is, on `ifname` (crafted frames: VLAN, IPv6, malformed).
+/// Run inside a namespace thread. Returns how many were sent.
+pub fn send_frames(ifname: &str, frames: &[Vec<u8>]) -> Result<usize> {
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+    }
+    let _guard = FdGuard(fd);
+    let cname = std::ffi::CString::new(ifname)?;
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        bail!("no interface {ifname}");
+    }
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex as i32;
+    addr.sll_halen = 6;
+    let mut sent = 0;
+    for frame in frames {
+        let rc = unsafe {
+            libc::sendto(
+                fd,
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc >= 0 {
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
 struct FdGuard(i32);
 
 impl Drop for FdGuard {

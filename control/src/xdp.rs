@@ -1,0 +1,94 @@
+//! `ztplanectl xdp`: reads the steering counters and changes the steered UDP ports of a running
+//! dataplane through the maps it pins under `<bpffs>/<instance>/<iface>/`.
+use anyhow::{Context, Result, bail};
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use ztplane_ebpf_common::{COUNTERS_MAP, Counter, MAX_PORTS, PORTS_MAP};
+
+const DEFAULT_BPFFS: &str = "/run/ztplane/bpffs";
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let mut instance = "default".to_string();
+    let mut bpffs = PathBuf::from(DEFAULT_BPFFS);
+    let mut words = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--instance" => instance = it.next().context("--instance needs a value")?.clone(),
+            "--bpffs" => bpffs = PathBuf::from(it.next().context("--bpffs needs a value")?),
+            _ => words.push(arg.as_str()),
+        }
+    }
+    let dir = bpffs.join(&instance);
+    let ifaces = interfaces(&dir)?;
+    match words.as_slice() {
+        ["stats"] => {
+            for iface in &ifaces {
+                let counters = read_counters(&dir.join(iface))?;
+                let mut record = json!({"iface": iface});
+                for counter in Counter::ALL {
+                    record[counter.name()] = json!(counters[counter as usize]);
+                }
+                println!("{record}");
+            }
+        }
+        ["ports", "list"] => {
+            for iface in &ifaces {
+                let mut ports = ports_map(&dir.join(iface))?.keys().collect::<Result<Vec<u16>, _>>()?;
+                ports.sort_unstable();
+                println!("{}", json!({"iface": iface, "ports": ports}));
+            }
+        }
+        ["ports", verb @ ("add" | "remove"), port] => {
+            let port: u16 = port.parse().ok().filter(|&p| p != 0).with_context(|| format!("bad port {port:?}"))?;
+            for iface in &ifaces {
+                let mut map = ports_map(&dir.join(iface))?;
+                if *verb == "add" {
+                    if map.keys().count() >= MAX_PORTS as usize {
+                        bail!("{iface}: already {MAX_PORTS} ports steered");
+                    }
+                    map.insert(port, 1, 0).with_context(|| format!("{iface}: adding port {port}"))?;
+                } else if map.remove(&port).is_err() {
+                    bail!("{iface}: port {port} is not steered");
+                }
+            }
+            eprintln!("ztplanectl: port {port} {}d on {}", verb, ifaces.join(", "));
+        }
+        _ => {
+            eprintln!("usage: ztplanectl xdp stats | xdp ports list|add PORT|remove PORT [--instance NAME] [--bpffs PATH]");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn interfaces(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("no running instance at {} (is ztplane running? right --instance/--bpffs?)", dir.display()))?;
+    let mut names: Vec<String> = entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("instance at {} has no interfaces", dir.display());
+    }
+    Ok(names)
+}
+
+fn pinned(path: &Path) -> Result<Map> {
+    let data = MapData::from_pin(path).with_context(|| format!("opening pinned map {}", path.display()))?;
+    Map::from_map_data(data).with_context(|| format!("map {}", path.display()))
+}
+
+fn ports_map(dir: &Path) -> Result<BpfHashMap<MapData, u16, u8>> {
+    Ok(BpfHashMap::try_from(pinned(&dir.join(PORTS_MAP))?)?)
+}
+
+fn read_counters(dir: &Path) -> Result<[u64; 4]> {
+    let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(pinned(&dir.join(COUNTERS_MAP))?)?;
+    let mut out = [0u64; 4];
+    for counter in Counter::ALL {
+        out[counter as usize] = map.get(&(counter as u32), 0)?.iter().sum();
+    }
+    Ok(out)
+}
