@@ -38,6 +38,12 @@ pub fn open_packet<'a>(key: &PeerKey, packet: &'a mut [u8], scratch: &'a mut [u8
     Ok(Opened { suite: d.suite, aes_iv: d.aes_iv, verb_byte, payload })
 }
 
+/// Armor an already laid-out packet in place (header with hops 0, verb byte, payload): sets the
+/// cipher bits and MAC and encrypts (spec §6). Thin wrapper over `ztplane_crypto::armor`.
+pub fn armor_in_place(key: &PeerKey, packet: &mut [u8], suite: CipherSuite) -> Result<()> {
+    ztplane_crypto::armor(key, packet, suite).map_err(|e| ProtocolError::Armor(e.to_string()))
+}
+
 /// What to send.
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'k> {
@@ -75,7 +81,7 @@ pub fn build_packet(out: &Outgoing<'_>, message: &Message<'_>) -> Result<Vec<u8>
     let flags = if total > out.mtu { FLAG_FRAGMENTED } else { 0 };
     write_header(&mut packet, out.packet_id, &out.destination, &out.source, flags, VerbByte::new(message.verb(), compressed))?;
     packet[PAYLOAD_OFFSET..].copy_from_slice(body);
-    ztplane_crypto::armor(out.key, &mut packet, out.suite).map_err(|e| ProtocolError::Armor(e.to_string()))?;
+    armor_in_place(out.key, &mut packet, out.suite)?;
     Ok(packet)
 }
 
