@@ -419,8 +419,8 @@ pub fn run_policy(scenario: &Scenario, settings: PolicySettings) -> Result<SimRe
                 }
             }
         }
-        for node in 0..2 {
-            if touched[node] {
+        for (node, touched) in touched.into_iter().enumerate() {
+            if touched {
                 sim.service(node);
             }
         }
