@@ -30,9 +30,10 @@ pub enum ProtocolError {
     /// Compression was asked for but would not shrink the payload.
     #[error("payload does not compress")]
     Incompressible,
-    /// The packet failed authentication or decryption (spec §6).
-    #[error("dearmor failed: {0}")]
-    Armor(String),
+    /// The packet failed authentication or could not be armored (spec §6); the crypto crate's
+    /// reason (MAC mismatch, unsupported suite, length) is kept for counting.
+    #[error("armor/dearmor failed: {0}")]
+    Armor(#[from] ztplane_crypto::ArmorError),
     /// No key is available for this (source, destination) pair.
     #[error("no key for {0}")]
     NoKey(String),

@@ -26,7 +26,7 @@ pub struct Opened<'a> {
 /// Authenticate, decrypt and decompress a whole (reassembled) packet in place. `scratch`
 /// receives the decompressed payload when the verb byte has the compressed flag.
 pub fn open_packet<'a>(key: &PeerKey, packet: &'a mut [u8], scratch: &'a mut [u8]) -> Result<Opened<'a>> {
-    let d = ztplane_crypto::dearmor(key, packet).map_err(|e| ProtocolError::Armor(e.to_string()))?;
+    let d = ztplane_crypto::dearmor(key, packet)?;
     let packet: &'a [u8] = packet;
     let verb_byte = VerbByte(packet[VERB_OFFSET]);
     let payload = if verb_byte.compressed() {
@@ -41,7 +41,7 @@ pub fn open_packet<'a>(key: &PeerKey, packet: &'a mut [u8], scratch: &'a mut [u8
 /// Armor an already laid-out packet in place (header with hops 0, verb byte, payload): sets the
 /// cipher bits and MAC and encrypts (spec §6). Thin wrapper over `ztplane_crypto::armor`.
 pub fn armor_in_place(key: &PeerKey, packet: &mut [u8], suite: CipherSuite) -> Result<()> {
-    ztplane_crypto::armor(key, packet, suite).map_err(|e| ProtocolError::Armor(e.to_string()))
+    Ok(ztplane_crypto::armor(key, packet, suite)?)
 }
 
 /// What to send.
