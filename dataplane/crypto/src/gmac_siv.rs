@@ -15,11 +15,15 @@ pub struct AesGmacSiv {
     ghash: GHash,
     k1_enc: Aes256Enc,
     k1_dec: Aes256Dec,
+    /// The VAES/VPCLMULQDQ implementation, when the CPU has it (chosen at key setup).
+    #[cfg(target_arch = "x86_64")]
+    vaes: Option<crate::gmac_siv_vaes::VaesKeys>,
 }
 
 impl AesGmacSiv {
     /// From the two AES-256 keys (for packets: derived from the peer key, see [`crate::PeerKey`]).
     pub fn new(k0: &[u8; 32], k1: &[u8; 32]) -> Self {
+        let k0_bytes = k0;
         let k0 = Aes256Enc::new(k0.into());
         let mut h = aes::Block::default();
         k0.encrypt_block(&mut h);
@@ -28,7 +32,29 @@ impl AesGmacSiv {
             k0,
             k1_enc: Aes256Enc::new(k1.into()),
             k1_dec: Aes256Dec::new(k1.into()),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU features were just checked.
+            vaes: crate::gmac_siv_vaes::available().then(|| unsafe { crate::gmac_siv_vaes::VaesKeys::new(k0_bytes, k1) }),
         }
+    }
+
+    /// The same keys without the SIMD implementation (reference for tests and benchmarks).
+    pub fn without_simd(&self) -> Self {
+        let mut copy = self.clone();
+        #[cfg(target_arch = "x86_64")]
+        {
+            copy.vaes = None;
+        }
+        copy
+    }
+
+    /// Name of the implementation in use.
+    pub fn implementation(&self) -> &'static str {
+        #[cfg(target_arch = "x86_64")]
+        if self.vaes.is_some() {
+            return "vaes+vpclmulqdq (avx512)";
+        }
+        "aes-ni + ghash crates"
     }
 
     /// GMAC_K0 with 96-bit nonce `iv ‖ 0⁴` over `aad ‖ zero pad to 16 ‖ payload`, folded to 64 bits.
@@ -68,6 +94,11 @@ impl AesGmacSiv {
 
     /// Encrypts `payload` in place and returns the 16-byte SIV tag.
     pub fn encrypt_in_place(&self, iv: &[u8; 8], aad: &[u8], payload: &mut [u8]) -> [u8; 16] {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(vaes) = &self.vaes {
+            // SAFETY: `vaes` exists only if the CPU features were detected.
+            return unsafe { vaes.encrypt_in_place(iv, aad, payload) };
+        }
         let folded = self.folded_gmac(iv, aad, payload);
         let mut tag = aes::Block::default();
         tag[..8].copy_from_slice(iv);
@@ -86,10 +117,19 @@ impl AesGmacSiv {
         aad: &[u8],
         payload: &mut [u8],
     ) -> Option<[u8; 8]> {
-        self.ctr_xor(tag, payload);
         let mut iv_and_folded = aes::Block::from(*tag);
         self.k1_dec.decrypt_block(&mut iv_and_folded);
         let iv: [u8; 8] = iv_and_folded[..8].try_into().expect("8 bytes");
+        #[cfg(target_arch = "x86_64")]
+        if let Some(vaes) = &self.vaes {
+            // SAFETY: `vaes` exists only if the CPU features were detected.
+            let folded = unsafe {
+                vaes.decrypt_ctr(tag, payload);
+                vaes.gmac(&iv, aad, payload)
+            };
+            return bool::from(folded.ct_eq(&iv_and_folded[8..])).then_some(iv);
+        }
+        self.ctr_xor(tag, payload);
         let folded = self.folded_gmac(&iv, aad, payload);
         bool::from(folded.ct_eq(&iv_and_folded[8..])).then_some(iv)
     }

@@ -15,6 +15,8 @@ mod address;
 mod armor;
 mod error;
 pub mod gmac_siv;
+#[cfg(target_arch = "x86_64")]
+mod gmac_siv_vaes;
 mod hashcash;
 mod identity;
 mod peer_key;

@@ -44,7 +44,11 @@ impl Poly1305 {
     /// Absorbs 16-byte blocks; `high_bit` is 1 for full blocks (the 2^128 term), 0 for the padded final one.
     #[inline(always)]
     fn blocks(&mut self, data: &[u8], high_bit: u64) {
-        let (r0, r1, s1) = (u128::from(self.r0), u128::from(self.r1), u128::from(self.s1));
+        let (r0, r1, s1) = (
+            u128::from(self.r0),
+            u128::from(self.r1),
+            u128::from(self.s1),
+        );
         let (mut h0, mut h1, mut h2) = (self.h0, self.h1, self.h2);
         for block in data.chunks_exact(16) {
             let t = u128::from(h0) + u128::from(le64(&block[0..8]));

@@ -131,37 +131,104 @@ fn aes_gmac_siv_vectors() {
     let file = json("vectors/aes_gmac_siv.json");
     let k0: [u8; 32] = unhex_array(field(&file, "k0"));
     let k1: [u8; 32] = unhex_array(field(&file, "k1"));
-    let siv = AesGmacSiv::new(&k0, &k1);
+    let fast = AesGmacSiv::new(&k0, &k1);
     let vectors = file["vectors"].as_array().unwrap();
     assert_eq!(vectors.len(), 85);
-    for v in vectors {
-        let len = v["length"].as_u64().unwrap() as usize;
-        let iv: [u8; 8] = unhex_array(field(v, "iv"));
-        assert_eq!(iv, (len as u64).to_le_bytes());
-        let plaintext: Vec<u8> = (0..len).map(|i| i as u8).collect();
-        let aad = plaintext.clone();
-        let mut data = plaintext.clone();
-        let tag = siv.encrypt_in_place(&iv, &aad, &mut data);
-        assert_eq!(hex(&tag), field(v, "tag"), "length {len}");
-        assert_eq!(
-            hex(&Sha384::digest(&data)),
-            field(v, "ciphertextSha384"),
-            "length {len}"
-        );
-        assert_eq!(
-            siv.decrypt_in_place(&tag, &aad, &mut data),
-            Some(iv),
-            "length {len}"
-        );
-        assert_eq!(data, plaintext);
-        if len > 0 {
-            let mut tampered = tag;
-            tampered[len % 16] ^= 1;
-            let mut data2 = data.clone();
-            siv.encrypt_in_place(&iv, &aad, &mut data2);
-            assert_eq!(siv.decrypt_in_place(&tampered, &aad, &mut data2), None);
+    // Both the run-time selected implementation and the portable (crate-based) one.
+    for siv in [fast.clone(), fast.without_simd()] {
+        for v in vectors {
+            let len = v["length"].as_u64().unwrap() as usize;
+            let iv: [u8; 8] = unhex_array(field(v, "iv"));
+            assert_eq!(iv, (len as u64).to_le_bytes());
+            let plaintext: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let aad = plaintext.clone();
+            let mut data = plaintext.clone();
+            let tag = siv.encrypt_in_place(&iv, &aad, &mut data);
+            assert_eq!(hex(&tag), field(v, "tag"), "length {len}");
+            assert_eq!(
+                hex(&Sha384::digest(&data)),
+                field(v, "ciphertextSha384"),
+                "length {len}"
+            );
+            assert_eq!(
+                siv.decrypt_in_place(&tag, &aad, &mut data),
+                Some(iv),
+                "length {len}"
+            );
+            assert_eq!(data, plaintext);
+            if len > 0 {
+                let mut tampered = tag;
+                tampered[len % 16] ^= 1;
+                let mut data2 = data.clone();
+                siv.encrypt_in_place(&iv, &aad, &mut data2);
+                assert_eq!(siv.decrypt_in_place(&tampered, &aad, &mut data2), None);
+            }
         }
     }
+}
+
+#[test]
+fn aes_gmac_siv_simd_matches_portable_on_random_inputs() {
+    let mut seed = 0xdead_beef_cafe_f00du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..40 {
+        let k0: [u8; 32] = std::array::from_fn(|_| next() as u8);
+        let k1: [u8; 32] = std::array::from_fn(|_| next() as u8);
+        let fast = AesGmacSiv::new(&k0, &k1);
+        let portable = fast.without_simd();
+        for len in [
+            0usize, 1, 15, 16, 17, 63, 64, 65, 191, 255, 256, 257, 319, 511, 512, 1373, 2811, 9997,
+        ] {
+            let len = len + round % 3;
+            let aad: Vec<u8> = (0..(next() % 40) as usize).map(|_| next() as u8).collect();
+            let iv: [u8; 8] = std::array::from_fn(|_| next() as u8);
+            let plaintext: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let (mut a, mut b) = (plaintext.clone(), plaintext.clone());
+            let tag_a = fast.encrypt_in_place(&iv, &aad, &mut a);
+            let tag_b = portable.encrypt_in_place(&iv, &aad, &mut b);
+            assert_eq!(
+                tag_a,
+                tag_b,
+                "{} len {len} aad {}",
+                fast.implementation(),
+                aad.len()
+            );
+            assert_eq!(a, b, "len {len}");
+            assert_eq!(fast.decrypt_in_place(&tag_a, &aad, &mut a), Some(iv));
+            assert_eq!(a, plaintext);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if ["avx512f", "avx512bw", "vaes", "vpclmulqdq"]
+        .iter()
+        .all(|f| match *f {
+            "avx512f" => std::is_x86_feature_detected!("avx512f"),
+            "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
+            "vaes" => std::is_x86_feature_detected!("vaes"),
+            _ => std::is_x86_feature_detected!("vpclmulqdq"),
+        })
+    {
+        assert!(
+            AesGmacSiv::new(&[0; 32], &[0; 32])
+                .implementation()
+                .contains("vaes"),
+            "SIMD path not selected"
+        );
+    }
+    // Counter carry inside the 32-bit counter word: tags whose byte 12..16 is near 0x7fffffff.
+    let fast = AesGmacSiv::new(&[1; 32], &[2; 32]);
+    let portable = fast.without_simd();
+    let mut data = vec![0x5au8; 4096];
+    let mut expected = data.clone();
+    let tag = [0xff; 16];
+    fast.decrypt_in_place(&tag, b"", &mut data);
+    portable.decrypt_in_place(&tag, b"", &mut expected);
+    assert_eq!(data, expected);
 }
 
 #[test]
@@ -290,9 +357,23 @@ fn poly1305_matches_reference_crate_on_random_inputs() {
             1 => [0xff; 32],
             _ => std::array::from_fn(|i| if i < 16 { 0xff } else { next() as u8 }),
         };
-        let message: Vec<u8> = (0..len).map(|i| if len % 5 == 0 { 0xff } else { (next() ^ i as u64) as u8 }).collect();
-        let expected: [u8; 16] = poly1305_ref::Poly1305::new(&key.into()).compute_unpadded(&message).into();
-        assert_eq!(ztplane_crypto::poly1305_tag(&key, &message), expected, "len {len}");
+        let message: Vec<u8> = (0..len)
+            .map(|i| {
+                if len % 5 == 0 {
+                    0xff
+                } else {
+                    (next() ^ i as u64) as u8
+                }
+            })
+            .collect();
+        let expected: [u8; 16] = poly1305_ref::Poly1305::new(&key.into())
+            .compute_unpadded(&message)
+            .into();
+        assert_eq!(
+            ztplane_crypto::poly1305_tag(&key, &message),
+            expected,
+            "len {len}"
+        );
         // Incremental updates in uneven pieces give the same tag.
         let mut state = ztplane_crypto::poly1305::Poly1305::new(&key);
         for piece in message.chunks(7 + len % 13) {
