@@ -59,9 +59,9 @@ fn check(capture: &str) {
     let want = expected["records"].as_array().unwrap();
     assert_eq!(lines.len(), want.len() + 1, "one line per datagram plus the summary");
     for (g, w) in lines.iter().zip(want) {
-        assert!(num_eq(g, w), "record {} differs:\n got {g}\nwant {w}", w["index"]);
+        assert!(g == w && num_eq(g, w), "record {} differs:\n got {g}\nwant {w}", w["index"]);
     }
-    assert!(num_eq(lines.last().unwrap(), &expected["summary"]), "summary differs");
+    assert_eq!(lines.last().unwrap(), &expected["summary"], "summary differs");
 }
 
 #[test]
