@@ -25,16 +25,25 @@ enum Forwarder {
     Ztplane { workers: usize },
 }
 
+/// Options: `--fwd-args "ARGS"` adds options to every `ztplane fwd` (e.g. `--xdp-mode generic`);
+/// `--bytes N` measures one frame size only.
 pub fn run(args: &[String]) -> Result<()> {
-    if !args.is_empty() {
-        bail!("bench io takes no options");
+    let mut fwd_args: Vec<String> = Vec::new();
+    let mut sizes = SIZES.to_vec();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--fwd-args" => fwd_args = it.next().context("--fwd-args needs a value")?.split_whitespace().map(String::from).collect(),
+            "--bytes" => sizes = vec![it.next().context("--bytes needs a value")?.parse().context("--bytes")?],
+            other => bail!("unknown bench io option {other:?} (--fwd-args \"...\", --bytes N)"),
+        }
     }
     let binary = PathBuf::from(std::env::var("ZTPLANE_BIN").context("ZTPLANE_BIN (run it as `cargo xtask bench io`)")?);
     let mut records = Vec::new();
     println!("{:<14} {:>8} {:>6} {:>10} {:>9} {:>10}", "mode", "workers", "bytes", "offered", "Mpps", "Gbit/s");
-    for bytes in SIZES {
+    for bytes in sizes {
         for forwarder in [Forwarder::KernelBridge, Forwarder::Ztplane { workers: 1 }, Forwarder::Ztplane { workers: 2 }] {
-            let (offered, delivered) = measure(&binary, forwarder, bytes)?;
+            let (offered, delivered) = measure(&binary, forwarder, bytes, &fwd_args)?;
             let secs = BLAST.as_secs_f64();
             let mpps = delivered as f64 / secs / 1e6;
             let gbps = delivered as f64 * bytes as f64 * 8.0 / secs / 1e9;
@@ -58,7 +67,7 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// Returns (frames offered, frames delivered to the sink) over one blast.
-fn measure(binary: &std::path::Path, forwarder: Forwarder, bytes: usize) -> Result<(u64, u64)> {
+fn measure(binary: &std::path::Path, forwarder: Forwarder, bytes: usize, fwd_args: &[String]) -> Result<(u64, u64)> {
     let bed = FwdBed::new(2)?;
     bed.sink.exec(
         "nft",
@@ -71,7 +80,9 @@ fn measure(binary: &std::path::Path, forwarder: Forwarder, bytes: usize) -> Resu
         }
         Forwarder::Ztplane { workers } => {
             let cores = if workers == 1 { "0" } else { "0-1" };
-            Some(bed.start_ztplane(binary, &["--cores", cores, "--duration", "60"])?)
+            let mut args = vec!["--cores", cores, "--duration", "60"];
+            args.extend(fwd_args.iter().map(String::as_str));
+            Some(bed.start_ztplane(binary, &args)?)
         }
     };
     let flows: Vec<RawFlow> = (0..FLOWS)

@@ -92,8 +92,9 @@ fn shared_present() -> Result<()> {
 
 fn bench(args: &[String]) -> Result<()> {
     let Some(name) = args.first() else { bail!("bench needs a NAME: io, crypto or bond") };
+    let options = args[1..].iter().filter(|a| a.as_str() != "--");
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "--quiet", "-p", "ztplane-bench", "--", name]).args(&args[1..]);
+    cmd.args(["run", "--release", "--quiet", "-p", "ztplane-bench", "--", name]).args(options);
     if name == "io" {
         cmd.env("ZTPLANE_BIN", build_ztplane()?);
     }
