@@ -116,6 +116,33 @@ pub fn needs_fragmentation(len: usize, mtu: usize) -> bool {
     len > mtu
 }
 
+/// The caller tags of the pieces of one set, in fragment order (head first); fixed size, no
+/// allocation. Derefs to a slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PieceTags<T> {
+    tags: [T; MAX_FRAGMENTS],
+    len: u8,
+}
+
+impl<T: Copy + Default> PieceTags<T> {
+    fn collect(pieces: &[Piece<T>; MAX_FRAGMENTS]) -> Self {
+        let mut tags = [T::default(); MAX_FRAGMENTS];
+        let mut len = 0;
+        for tag in pieces.iter().filter_map(|p| p.tag) {
+            tags[len] = tag;
+            len += 1;
+        }
+        Self { tags, len: len as u8 }
+    }
+}
+
+impl<T> core::ops::Deref for PieceTags<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.tags[..self.len as usize]
+    }
+}
+
 /// Result of offering a datagram to [`FragmentSlots`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reassembly<T> {
@@ -125,14 +152,14 @@ pub enum Reassembly<T> {
     Duplicate,
     /// The packet is complete: `len` bytes were written to the output buffer; `tags` are the
     /// caller's tags of the pieces in fragment order (head first).
-    Complete { len: usize, tags: Vec<T> },
+    Complete { len: usize, tags: PieceTags<T> },
 }
 
 /// An incomplete set that was dropped, with the tags of the pieces it held.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Evicted<K, T> {
     pub key: K,
-    pub tags: Vec<T>,
+    pub tags: PieceTags<T>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -174,8 +201,8 @@ impl<K, T: Copy + Default> Slot<K, T> {
         self.pieces = [Piece::default(); MAX_FRAGMENTS];
     }
 
-    fn tags(&self) -> Vec<T> {
-        self.pieces.iter().filter_map(|p| p.tag).collect()
+    fn tags(&self) -> PieceTags<T> {
+        PieceTags::collect(&self.pieces)
     }
 }
 
@@ -186,13 +213,34 @@ pub struct FragmentSlots<K, T, const N: usize = DEFAULT_SLOTS> {
     slots: Vec<Slot<K, T>>,
     next: usize,
     timeout_ms: u64,
+    /// Reports of dropped sets, bounded at `2 × N` (oldest reports give way).
     evicted: Vec<Evicted<K, T>>,
+    unreported_evictions: u64,
 }
 
 impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
     /// All memory is allocated here, once.
     pub fn new(timeout_ms: u64) -> Self {
-        Self { slots: (0..N).map(|_| Slot::new()).collect(), next: 0, timeout_ms, evicted: Vec::new() }
+        Self {
+            slots: (0..N).map(|_| Slot::new()).collect(),
+            next: 0,
+            timeout_ms,
+            evicted: Vec::with_capacity(2 * N),
+            unreported_evictions: 0,
+        }
+    }
+
+    fn report_eviction(&mut self, e: Evicted<K, T>) {
+        if self.evicted.len() >= 2 * N {
+            self.evicted.remove(0);
+            self.unreported_evictions += 1;
+        }
+        self.evicted.push(e);
+    }
+
+    /// Evictions whose reports were discarded because nobody drained them in time.
+    pub fn unreported_evictions(&self) -> u64 {
+        self.unreported_evictions
     }
 
     /// Number of incomplete sets currently held.
@@ -202,25 +250,28 @@ impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
 
     /// Drop sets older than the timeout; they are reported by [`Self::take_evicted`].
     pub fn expire(&mut self, now_ms: u64) {
-        for slot in &mut self.slots {
+        for i in 0..N {
+            let slot = &mut self.slots[i];
             if slot.key.is_some() && now_ms.saturating_sub(slot.started_ms) > self.timeout_ms {
                 let key = slot.key.take();
-                if let Some(key) = key {
-                    self.evicted.push(Evicted { key, tags: slot.tags() });
-                }
+                let tags = slot.tags();
                 slot.clear();
+                if let Some(key) = key {
+                    self.report_eviction(Evicted { key, tags });
+                }
             }
         }
     }
 
-    /// Sets dropped by expiry or ring reuse since the last call.
-    pub fn take_evicted(&mut self) -> Vec<Evicted<K, T>> {
-        core::mem::take(&mut self.evicted)
+    /// Sets dropped by expiry, ring reuse or overflow since the last call (no allocation).
+    pub fn drain_evicted(&mut self) -> impl Iterator<Item = Evicted<K, T>> + '_ {
+        self.evicted.drain(..)
     }
 
-    /// Sets still incomplete (e.g. at end of a capture), drained.
+    /// Every dropped and every still-incomplete set (e.g. at the end of a capture); empties
+    /// the slots.
     pub fn drain_incomplete(&mut self) -> Vec<Evicted<K, T>> {
-        let mut out = self.take_evicted();
+        let mut out: Vec<_> = self.evicted.drain(..).collect();
         for slot in &mut self.slots {
             if let Some(key) = slot.key.take() {
                 out.push(Evicted { key, tags: slot.tags() });
@@ -241,10 +292,12 @@ impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
                 let victim = self.next;
                 self.next = (self.next + 1) % N;
                 let slot = &mut self.slots[victim];
-                if let Some(old) = slot.key.take() {
-                    self.evicted.push(Evicted { key: old, tags: slot.tags() });
-                }
+                let old = slot.key.take();
+                let tags = slot.tags();
                 slot.clear();
+                if let Some(old) = old {
+                    self.report_eviction(Evicted { key: old, tags });
+                }
                 victim
             }
         };
@@ -307,7 +360,7 @@ impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
             // A hostile set that would not fit one packet: drop the whole set.
             let tags = slot.tags();
             slot.clear();
-            self.evicted.push(Evicted { key, tags });
+            self.report_eviction(Evicted { key, tags });
             return Err(ProtocolError::TooLarge { what: "reassembled packet", value: needed, limit: MAX_PACKET_LEN });
         }
         let offset = slot.used;
@@ -403,7 +456,7 @@ mod tests {
             match result.unwrap() {
                 Reassembly::Complete { len, tags } => {
                     assert_eq!(&out[..len], &p[..]);
-                    assert_eq!(tags, vec![0, 1, 2, 3]);
+                    assert_eq!(&*tags, &[0, 1, 2, 3]);
                 }
                 other => panic!("{other:?}"),
             }
@@ -422,7 +475,9 @@ mod tests {
         assert_eq!(slots.in_progress(), 1);
         slots.expire(101);
         assert_eq!(slots.in_progress(), 0);
-        assert_eq!(slots.take_evicted(), vec![Evicted { key: 1, tags: vec![0] }]);
+        let evicted: Vec<_> = slots.drain_evicted().collect();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!((evicted[0].key, &*evicted[0].tags), (1, &[0usize][..]));
         // late fragment starts a new set and never completes on its own
         let f = FragmentView::parse(&parts[1]).unwrap();
         assert_eq!(slots.push_fragment(1, &f, 1, 200, &mut out).unwrap(), Reassembly::Pending);
@@ -430,7 +485,24 @@ mod tests {
         slots.push_head(2, &parts[0], 5, 200, &mut out).unwrap();
         slots.push_head(3, &parts[0], 6, 200, &mut out).unwrap();
         assert_eq!(slots.in_progress(), 2);
-        assert_eq!(slots.take_evicted().len(), 1);
+        assert_eq!(slots.drain_evicted().count(), 1);
+    }
+
+    #[test]
+    fn eviction_reports_are_bounded() {
+        let mut slots: FragmentSlots<u64, usize, 2> = FragmentSlots::new(100);
+        let mut out = [0u8; MAX_PACKET_LEN];
+        let head = packet(3000, 1);
+        for key in 0..10u64 {
+            slots.push_head(key, &head[..1432], key as usize, 0, &mut out).unwrap();
+        }
+        assert_eq!(slots.in_progress(), 2);
+        let reports: Vec<_> = slots.drain_evicted().collect();
+        assert_eq!(reports.len(), 4, "at most 2 x N reports kept");
+        assert_eq!(reports.iter().map(|e| e.key).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+        assert_eq!(slots.unreported_evictions(), 4);
+        assert_eq!(slots.drain_incomplete().len(), 2);
+        assert_eq!(slots.in_progress(), 0);
     }
 
     #[test]

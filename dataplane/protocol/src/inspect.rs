@@ -178,6 +178,11 @@ impl Inspector {
 
     /// Feed the next datagram in capture order.
     pub fn push(&mut self, d: Datagram<'_>) {
+        self.push_datagram(d);
+        self.mark_evicted();
+    }
+
+    fn push_datagram(&mut self, d: Datagram<'_>) {
         let index = self.records.len();
         let mut rec = self.base_record(&d);
         self.paths.push(Some((d.src, d.dst)));
@@ -861,20 +866,32 @@ impl Inspector {
         );
     }
 
+    /// A fragment set that never completed: fragments become orphans, a head stays undecoded.
+    fn mark_dropped(&mut self, tags: &[usize]) {
+        for &idx in tags {
+            let rec = &mut self.records[idx];
+            if rec.get("kind").and_then(Value::as_str) == Some("fragment") {
+                rec.insert("orphan".into(), json!(true));
+                self.undecoded.insert(idx, "orphan fragment".into());
+            } else {
+                rec.insert("error".into(), json!("incomplete: fragments missing"));
+                self.counters.mac_unverifiable += 1;
+                self.undecoded.insert(idx, "incomplete fragmented packet".into());
+            }
+        }
+    }
+
+    fn mark_evicted(&mut self) {
+        let dropped: Vec<_> = self.slots.drain_evicted().collect();
+        for set in dropped {
+            self.mark_dropped(&set.tags);
+        }
+    }
+
     /// End of capture: mark orphan fragments and incomplete packets, build the summary.
     pub fn finish(mut self) -> Inspection {
         for set in self.slots.drain_incomplete() {
-            for idx in set.tags {
-                let rec = &mut self.records[idx];
-                if rec.get("kind").and_then(Value::as_str) == Some("fragment") {
-                    rec.insert("orphan".into(), json!(true));
-                    self.undecoded.insert(idx, "orphan fragment".into());
-                } else {
-                    rec.insert("error".into(), json!("incomplete: fragments missing"));
-                    self.counters.mac_unverifiable += 1;
-                    self.undecoded.insert(idx, "incomplete fragmented packet".into());
-                }
-            }
+            self.mark_dropped(&set.tags);
         }
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
         for r in self.undecoded.values() {

@@ -85,6 +85,51 @@ pub fn build_packet(out: &Outgoing<'_>, message: &Message<'_>) -> Result<Vec<u8>
     Ok(packet)
 }
 
+/// Lay out and armor one packet in `buf` without allocating (the hot send path; no
+/// compression, as 1.14 never compresses unicast frames): header, verb byte, then the payload
+/// that `write_payload` writes into the buffer after byte 28, returning its length. Returns
+/// the packet length; the fragmented flag is set when it exceeds `out.mtu`.
+pub fn seal_into(
+    buf: &mut [u8],
+    out: &Outgoing<'_>,
+    verb: crate::header::Verb,
+    write_payload: impl FnOnce(&mut [u8]) -> Result<usize>,
+) -> Result<usize> {
+    let cap = buf.len().min(MAX_PACKET_LEN);
+    if cap < PAYLOAD_OFFSET {
+        return Err(ProtocolError::Truncated { what: "packet buffer", needed: PAYLOAD_OFFSET, available: cap });
+    }
+    let body = write_payload(&mut buf[PAYLOAD_OFFSET..cap])?;
+    let total = PAYLOAD_OFFSET + body;
+    if total > cap {
+        return Err(ProtocolError::TooLarge { what: "packet", value: total, limit: cap });
+    }
+    let flags = if total > out.mtu { FLAG_FRAGMENTED } else { 0 };
+    write_header(&mut buf[..total], out.packet_id, &out.destination, &out.source, flags, VerbByte::new(verb, false))?;
+    armor_in_place(out.key, &mut buf[..total], out.suite)?;
+    Ok(total)
+}
+
+/// FRAME (spec §8.6) straight into `buf`: network ID, ethertype, Ethernet payload.
+pub fn seal_frame_into(
+    buf: &mut [u8],
+    out: &Outgoing<'_>,
+    network_id: crate::network::NetworkId,
+    ethertype: u16,
+    ethernet_payload: &[u8],
+) -> Result<usize> {
+    seal_into(buf, out, crate::header::Verb::Frame, |p| {
+        let n = 10 + ethernet_payload.len();
+        if p.len() < n {
+            return Err(ProtocolError::TooLarge { what: "FRAME payload", value: n, limit: p.len() });
+        }
+        p[..8].copy_from_slice(&network_id.0.to_be_bytes());
+        p[8..10].copy_from_slice(&ethertype.to_be_bytes());
+        p[10..n].copy_from_slice(ethernet_payload);
+        Ok(n)
+    })
+}
+
 /// Build and cut into datagrams at `out.mtu`.
 pub fn send_datagrams(out: &Outgoing<'_>, message: &Message<'_>) -> Result<Vec<Vec<u8>>> {
     let packet = build_packet(out, message)?;

@@ -146,7 +146,7 @@ proptest! {
                     slots.push_fragment(0, &FragmentView::parse(d).unwrap(), i, 0, &mut out)
                 };
                 if let Ok(Reassembly::Complete { len, tags }) = r {
-                    prop_assert_eq!(tags, (0..parts.len()).collect::<Vec<_>>());
+                    prop_assert_eq!(tags.to_vec(), (0..parts.len()).collect::<Vec<_>>());
                     done = Some(out[..len].to_vec());
                 }
             }

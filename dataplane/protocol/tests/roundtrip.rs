@@ -495,3 +495,47 @@ fn config_chunks_reassemble_in_any_order() {
     }
     assert_eq!(Dictionary::parse(&done.unwrap()).unwrap(), dict);
 }
+
+#[test]
+fn zero_allocation_frame_path_matches_the_general_builder() {
+    use ztplane_protocol::packet::{build_packet, seal_frame_into};
+    let n = nodes();
+    let key_ab = n.a.agree(&n.b).unwrap();
+    let key_ba = n.b.agree(&n.a).unwrap();
+    let ether: Vec<u8> = (0..2800u32).map(|i| i as u8).collect();
+    for (suite, len) in [(CipherSuite::AesGmacSiv, 2800usize), (CipherSuite::Salsa2012Poly1305, 84), (CipherSuite::Poly1305, 0)] {
+        let out = Outgoing {
+            key: &key_ab,
+            packet_id: [9, 8, 7, 6, 5, 4, 3, 2],
+            destination: n.b.address(),
+            source: n.a.address(),
+            suite,
+            compress: false,
+            mtu: 1432,
+        };
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let total = seal_frame_into(&mut buf, &out, NWID, 0x0800, &ether[..len]).unwrap();
+        assert_eq!(total, 38 + len);
+        let general =
+            build_packet(&out, &Message::Frame(Frame { network_id: NWID, ethertype: 0x0800, payload: &ether[..len] })).unwrap();
+        assert_eq!(&buf[..total], &general[..], "same bytes as the allocating builder ({suite:?})");
+        assert_eq!(buf[18] & 0x40 != 0, total > 1432);
+        let mut scratch = vec![0u8; MAX_PACKET_LEN];
+        let opened = open_packet(&key_ba, &mut buf[..total], &mut scratch).unwrap();
+        match Message::decode(opened.verb_byte.verb(), opened.payload, None).unwrap() {
+            Message::Frame(f) => assert_eq!(f.payload, &ether[..len]),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut small = [0u8; 100];
+    let out = Outgoing {
+        key: &key_ab,
+        packet_id: [1; 8],
+        destination: n.b.address(),
+        source: n.a.address(),
+        suite: CipherSuite::AesGmacSiv,
+        compress: false,
+        mtu: 1432,
+    };
+    assert!(seal_frame_into(&mut small, &out, NWID, 0x0800, &ether[..200]).is_err());
+}
