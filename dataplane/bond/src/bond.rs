@@ -299,6 +299,10 @@ impl Bond {
         p.quality.record_rtt(rtt.max(1));
         let covered = seq + 1;
         if p.sent.resync_on_next_ack {
+            if covered < p.sent.acked_seq {
+                // A late ack for traffic from before the outage.
+                return Ok(());
+            }
             p.sent.resync_on_next_ack = false;
             p.sent.acked_seq = covered;
             p.sent.acked_received = ack.received_count;
@@ -314,7 +318,7 @@ impl Bond {
         }
         if covered >= p.sent.acked_seq {
             let next = p.sent.send_time_of_seq(covered);
-            p.liveness.on_ack(next, p.sent.data_sent.saturating_sub(covered));
+            p.liveness.on_ack(next);
         }
         Ok(())
     }
@@ -339,16 +343,28 @@ impl Bond {
     // ---- timers -------------------------------------------------------------------------------------
 
     fn context(&self, p: &PathState, now_us: u64) -> DetectorContext {
-        DetectorContext {
+        let mut ctx = DetectorContext {
             srtt_us: p.quality.srtt_us(),
             rttvar_us: p.quality.rttvar_us(),
+            rtt_peak_us: p.quality.rtt_peak_us(),
             loss: p.quality.loss_ratio(now_us, crate::quality::DECISION_WINDOW_BUCKETS),
             failover_interval_us: self.settings.failover_interval_ms * 1000,
             monitor_interval_us: (self.settings.monitor_interval_ms() * 1000).max(1_000),
             up_delay_us: self.settings.up_delay_ms * 1000,
             down_delay_us: self.settings.down_delay_ms * 1000,
             peer_acks: self.peer_acks,
+            overdue_packets: 0,
+            overdue_for_us: 0,
+        };
+        if self.peer_acks && p.liveness.usable() {
+            let cutoff = now_us.saturating_sub(ctx.ack_deadline_us());
+            ctx.overdue_packets = p.sent.count_sent_before(p.sent.acked_seq, cutoff);
+            if ctx.overdue_packets > 0 {
+                let oldest = p.sent.send_time_of_seq(p.sent.acked_seq).unwrap_or(cutoff);
+                ctx.overdue_for_us = cutoff.saturating_sub(oldest);
+            }
         }
+        ctx
     }
 
     /// The next time [`Bond::handle_timeout`] must run.
@@ -408,7 +424,9 @@ impl Bond {
                     self.events.push_back(BondEvent::PathUp { at_us: now_us, path: p.id.0, link: p.link.clone() });
                 } else {
                     self.stats.path_failures += 1;
+                    // Whatever was in flight is the outage's; measure afresh once the path is back.
                     p.sent.resync_on_next_ack = true;
+                    p.sent.acked_seq = p.sent.data_sent;
                     let reason = match (before, after) {
                         (_, LinkState::Down { reason, .. }) => reason,
                         _ => FailureReason::FailoverInterval,

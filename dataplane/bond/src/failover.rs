@@ -60,6 +60,8 @@ pub enum LinkState {
 pub struct DetectorContext {
     pub srtt_us: u64,
     pub rttvar_us: u64,
+    /// Recent peak RTT: with bursty jitter, srtt + 4·rttvar can be shorter than what the path just did.
+    pub rtt_peak_us: u64,
     /// Measured loss ratio on the path (decides how much silence is proof of failure).
     pub loss: f64,
     pub failover_interval_us: u64,
@@ -68,30 +70,45 @@ pub struct DetectorContext {
     pub down_delay_us: u64,
     /// The peer acknowledges data per path (ztplane).
     pub peer_acks: bool,
+    /// Data packets sent on the path more than [`DetectorContext::ack_deadline_us`] ago and not yet
+    /// acknowledged (ztplane peers), and how long the oldest of them has been overdue.
+    pub overdue_packets: u64,
+    pub overdue_for_us: u64,
 }
 
 impl DetectorContext {
-    /// Consecutive losses that are "impossible" at the measured loss rate.
-    fn losses_needed(&self) -> u64 {
+    /// Chance that one packet goes unconfirmed on a healthy path: it or its acknowledgement is lost.
+    fn unconfirmed_chance(&self) -> f64 {
         let p = self.loss.clamp(0.02, 0.9);
-        (FALSE_FAILURE_ODDS.ln() / p.ln()).ceil() as u64
+        1.0 - (1.0 - p) * (1.0 - p)
+    }
+
+    /// Consecutive unconfirmed packets (and ack intervals) that are "impossible" on a healthy path at
+    /// the measured loss rate.
+    pub fn losses_needed(&self) -> u64 {
+        (FALSE_FAILURE_ODDS.ln() / self.unconfirmed_chance().ln()).ceil() as u64
+    }
+
+    /// Unanswered probes in a row that make a failure (more on a lossy path).
+    pub fn probes_needed(&self) -> u32 {
+        ((1e-4f64).ln() / self.unconfirmed_chance().ln()).ceil().clamp(2.0, 16.0) as u32
+    }
+
+    fn rtt_bound_us(&self) -> u64 {
+        (self.srtt_us + 4 * self.rttvar_us.max(1_000)).max(self.rtt_peak_us)
     }
 
     fn probe_timeout_us(&self) -> u64 {
-        self.srtt_us + 4 * self.rttvar_us.max(1_000) + SCHEDULING_SLACK_US
+        self.rtt_bound_us() + SCHEDULING_SLACK_US
     }
 
-    fn ack_deadline_us(&self) -> u64 {
-        self.srtt_us + 4 * self.rttvar_us.max(1_000) + ACK_INTERVAL_US + SCHEDULING_SLACK_US
+    /// How long an ack may take: the RTT bound, the peer's ack coalescing and scheduling slack.
+    pub fn ack_deadline_us(&self) -> u64 {
+        self.rtt_bound_us() + ACK_INTERVAL_US + SCHEDULING_SLACK_US
     }
 
     fn probe_min_interval_us(&self) -> u64 {
         if self.peer_acks { ZTPLANE_ECHO_MIN_INTERVAL_US } else { ZEROTIER_ECHO_MIN_INTERVAL_US }
-    }
-
-    /// Unanswered probes in a row that make a failure (one more when the path is lossy).
-    fn probes_needed(&self) -> u32 {
-        if self.loss > 0.05 { 3 } else { 2 }
     }
 }
 
@@ -103,7 +120,6 @@ pub struct Liveness {
     /// Send time of the oldest data packet not yet covered by an ack (ztplane peers) or sent after the last
     /// receive (any peer).
     pub unacked_since_us: Option<u64>,
-    pub unacked_packets: u64,
     /// Outstanding probe: (ECHO packet ID, sent at), and unanswered probes in a row.
     pub probe: Option<(u64, u64)>,
     pub unanswered_probes: u32,
@@ -121,7 +137,6 @@ impl Liveness {
             state: LinkState::Up,
             last_rx_us: now_us,
             unacked_since_us: None,
-            unacked_packets: 0,
             probe: None,
             unanswered_probes: 0,
             last_probe_us: 0,
@@ -147,18 +162,17 @@ impl Liveness {
     pub fn on_data_sent(&mut self, now_us: u64) {
         if self.unacked_since_us.is_none() {
             self.unacked_since_us = Some(now_us);
-            self.unacked_packets = 0;
         }
-        self.unacked_packets += 1;
     }
 
     /// Anything authenticated arrived on the path.
     pub fn on_receive(&mut self, now_us: u64, peer_acks: bool) {
         self.last_rx_us = now_us;
+        // Anything arriving proves the path carries traffic; earlier unanswered probes were just lost.
+        self.unanswered_probes = 0;
         if !peer_acks {
             // Without acks, a receive is the only sign that earlier sends got through.
             self.unacked_since_us = None;
-            self.unacked_packets = 0;
         }
         match self.state {
             LinkState::Failing { .. } => self.state = LinkState::Up,
@@ -167,10 +181,9 @@ impl Liveness {
         }
     }
 
-    /// An ack covered data up to `acked_seq`; `next_unacked` is the send time of the first packet after it.
-    pub fn on_ack(&mut self, next_unacked: Option<u64>, still_unacked: u64) {
+    /// An ack arrived; `next_unacked` is the send time of the first packet it does not cover.
+    pub fn on_ack(&mut self, next_unacked: Option<u64>) {
         self.unacked_since_us = next_unacked;
-        self.unacked_packets = still_unacked;
     }
 
     pub fn on_probe_sent(&mut self, packet_id: u64, now_us: u64) {
@@ -202,7 +215,6 @@ impl Liveness {
     fn go_down(&mut self, now_us: u64, reason: FailureReason) {
         self.state = LinkState::Down { since_us: now_us, reason };
         self.unacked_since_us = None;
-        self.unacked_packets = 0;
         self.failures += 1;
         self.flap_level = (self.flap_level + 1).min(24);
         self.flap_changed_us = now_us;
@@ -301,30 +313,37 @@ impl Liveness {
         if self.unanswered_probes >= ctx.probes_needed() {
             return Some(FailureReason::ProbeTimeout);
         }
-        if let Some(since) = self.unacked_since_us {
-            let deadline = since
-                + if ctx.peer_acks {
-                    ctx.ack_deadline_us()
-                } else {
-                    // Without acks we only know that the peer usually answers within an RTT or so.
-                    ctx.probe_timeout_us() + ctx.srtt_us
-                };
+        if ctx.peer_acks {
+            // Overdue packets: more in a row than the path's loss rate explains means it is dead; fewer
+            // are worth a direct question.
+            let needed = ctx.losses_needed();
+            if ctx.overdue_packets >= needed && ctx.overdue_for_us >= needed * ACK_INTERVAL_US {
+                return Some(FailureReason::AckTimeout);
+            }
+            if ctx.overdue_packets > 0 {
+                self.want_probe(now_us, ctx);
+            }
+            if ctx.overdue_packets > 0 {
+                *next = (*next).min(now_us + ACK_INTERVAL_US);
+            } else if let Some(since) = self.unacked_since_us {
+                *next = (*next).min((since + ctx.ack_deadline_us()).max(now_us + 1));
+            }
+        } else if let Some(since) = self.unacked_since_us {
+            // Without acks we only know that the peer usually sends something back within an RTT or so.
+            let deadline = since + ctx.probe_timeout_us() + ctx.srtt_us;
             if now_us >= deadline {
-                if ctx.peer_acks && self.unacked_packets >= ctx.losses_needed() {
-                    return Some(FailureReason::AckTimeout);
-                }
-                // Too few packets to be sure, or no acks at all: ask directly.
-                if self.probe.is_none() && now_us >= self.last_probe_us + ctx.probe_min_interval_us() {
-                    self.probe_wanted = true;
-                }
-                if self.unanswered_probes >= 1 && ctx.peer_acks && self.unacked_packets >= 2 {
-                    return Some(FailureReason::ProbeTimeout);
-                }
+                self.want_probe(now_us, ctx);
             } else {
                 *next = (*next).min(deadline);
             }
         }
         None
+    }
+
+    fn want_probe(&mut self, now_us: u64, ctx: &DetectorContext) {
+        if self.probe.is_none() && now_us >= self.last_probe_us + ctx.probe_min_interval_us() {
+            self.probe_wanted = true;
+        }
     }
 }
 
@@ -336,33 +355,52 @@ mod tests {
         DetectorContext {
             srtt_us: 20_000,
             rttvar_us: 1_000,
+            rtt_peak_us: 21_000,
             loss: 0.0,
             failover_interval_us: 5_000_000,
             monitor_interval_us: 1_666_000,
             up_delay_us: 0,
             down_delay_us: 0,
             peer_acks: true,
+            overdue_packets: 0,
+            overdue_for_us: 0,
         }
     }
 
     #[test]
-    fn missing_acks_fail_a_path_within_tens_of_ms() {
-        let c = ctx();
+    fn overdue_packets_fail_a_path_and_a_few_only_trigger_a_probe() {
+        let mut c = ctx();
+        assert_eq!(c.ack_deadline_us(), 20_000 + 4_000 + ACK_INTERVAL_US + SCHEDULING_SLACK_US);
         let mut l = Liveness::new(0);
         l.probe_wanted = false;
-        for t in (0..50_000).step_by(1000) {
-            l.on_data_sent(t);
-        }
-        l.evaluate(30_000, &c);
+        l.on_data_sent(0);
+        c.overdue_packets = 2;
+        l.evaluate(40_000, &c);
         assert_eq!(l.state, LinkState::Up);
-        let mut t = 30_000;
-        while l.state == LinkState::Up && t < 1_000_000 {
-            t += 100;
-            l.evaluate(t, &c);
-        }
-        // Oldest unacked sent at 0; deadline = 20 + 4 + 2 + 5 ms.
-        assert!(t <= 32_000, "failed at {t}");
+        assert!(l.probe_wanted, "a couple of overdue packets: ask the peer");
+        c.overdue_packets = c.losses_needed();
+        l.evaluate(41_000, &c);
+        assert_eq!(l.state, LinkState::Up, "not yet overdue for enough ack intervals");
+        c.overdue_for_us = c.losses_needed() * ACK_INTERVAL_US;
+        l.evaluate(42_000, &c);
         assert!(matches!(l.state, LinkState::Down { reason: FailureReason::AckTimeout, .. }));
+    }
+
+    #[test]
+    fn unanswered_probes_fail_a_path_but_any_receive_clears_them() {
+        let c = ctx();
+        let mut l = Liveness::new(0);
+        l.on_probe_sent(1, 0);
+        l.evaluate(30_000, &c);
+        assert_eq!(l.unanswered_probes, 1);
+        l.on_receive(31_000, true);
+        assert_eq!(l.unanswered_probes, 0);
+        for (i, t) in [40_000u64, 70_000, 100_000].into_iter().enumerate() {
+            assert!(l.usable());
+            l.on_probe_sent(2 + i as u64, t);
+            l.evaluate(t + 30_000, &c);
+        }
+        assert!(matches!(l.state, LinkState::Down { reason: FailureReason::ProbeTimeout, .. }));
     }
 
     #[test]
@@ -372,9 +410,8 @@ mod tests {
         c.up_delay_us = 300_000;
         let mut l = Liveness::new(0);
         l.probe_wanted = false;
-        for t in (0..20_000).step_by(1000) {
-            l.on_data_sent(t);
-        }
+        c.overdue_packets = 10;
+        c.overdue_for_us = 20_000;
         l.evaluate(40_000, &c);
         assert!(matches!(l.state, LinkState::Failing { .. }));
         assert!(l.usable());
@@ -382,6 +419,7 @@ mod tests {
         assert!(l.usable());
         l.evaluate(240_000, &c);
         assert!(!l.usable());
+        c.overdue_packets = 0;
         l.on_receive(1_000_000, true);
         assert!(matches!(l.state, LinkState::Recovering { .. }));
         l.evaluate(1_299_000, &c);
@@ -390,14 +428,14 @@ mod tests {
         assert!(l.usable());
         assert_eq!(l.flap_level, 1);
         // A second failure soon after: back-off 1 s exceeds upDelay.
-        for t in (1_400_000..1_420_000).step_by(1000) {
-            l.on_data_sent(t);
-        }
+        c.overdue_packets = 10;
+        c.overdue_for_us = 20_000;
         l.evaluate(1_440_000, &c);
         l.evaluate(1_640_000, &c);
         assert!(!l.usable());
         assert_eq!(l.flap_level, 2);
         assert_eq!(l.flap_hold_us(), 1_000_000);
+        c.overdue_packets = 0;
         l.on_receive(2_000_000, true);
         l.evaluate(2_999_000, &c);
         assert!(!l.usable());
@@ -413,8 +451,8 @@ mod tests {
     #[test]
     fn lossy_paths_need_more_silence() {
         let mut c = ctx();
-        assert_eq!(c.losses_needed(), 4);
+        assert_eq!((c.losses_needed(), c.probes_needed()), (5, 3));
         c.loss = 0.2;
-        assert_eq!(c.losses_needed(), 9);
+        assert_eq!((c.losses_needed(), c.probes_needed()), (14, 10));
     }
 }

@@ -125,6 +125,27 @@ impl SentLog {
         Some(self.ring[(seq % SENT_RING as u64) as usize].1)
     }
 
+    /// How many data packets from sequence `from_seq` on were sent at or before `cutoff_us` (send times
+    /// grow with the sequence, so this is a binary search over the remembered ones).
+    pub fn count_sent_before(&self, from_seq: u64, cutoff_us: u64) -> u64 {
+        let oldest = self.data_sent.saturating_sub(SENT_RING as u64);
+        let (mut lo, mut hi) = (from_seq.max(oldest), self.data_sent);
+        if lo >= hi {
+            return 0;
+        }
+        let first = lo;
+        // Find the first sequence sent after the cutoff.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.ring[(mid % SENT_RING as u64) as usize].1 <= cutoff_us {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo - first
+    }
+
     /// Sequence number and send time of the data packet `packet_id`, searching newest first.
     pub fn find_data(&self, packet_id: u64) -> Option<(u64, u64)> {
         let remembered = self.data_sent.min(SENT_RING as u64);

@@ -42,6 +42,8 @@ struct Bucket {
 pub struct LinkQuality {
     srtt_us: Option<f64>,
     rttvar_us: f64,
+    /// Recent peak RTT: jumps to a higher sample, decays slowly towards lower ones (bursty jitter).
+    rtt_peak_us: f64,
     jitter_us: f64,
     last_rtt_us: Option<u64>,
     rtt_max_us: u64,
@@ -89,6 +91,7 @@ impl LinkQuality {
         LinkQuality {
             srtt_us: None,
             rttvar_us: INITIAL_RTT_US as f64 / 2.0,
+            rtt_peak_us: 0.0,
             jitter_us: 0.0,
             last_rtt_us: None,
             rtt_max_us: 0,
@@ -121,6 +124,11 @@ impl LinkQuality {
             self.jitter_us += (d - self.jitter_us) / 16.0;
         }
         self.last_rtt_us = Some(rtt);
+        if rtt as f64 >= self.rtt_peak_us {
+            self.rtt_peak_us = rtt as f64;
+        } else {
+            self.rtt_peak_us -= (self.rtt_peak_us - rtt as f64) / 32.0;
+        }
         self.rtt_max_us = self.rtt_max_us.max(rtt);
         self.rtt_min_us = self.rtt_min_us.min(rtt);
         let _ = self.rtt_hist.record(rtt.min(100_000_000));
@@ -133,6 +141,11 @@ impl LinkQuality {
 
     pub fn rttvar_us(&self) -> u64 {
         self.rttvar_us as u64
+    }
+
+    /// Recent peak RTT (0 before any sample).
+    pub fn rtt_peak_us(&self) -> u64 {
+        self.rtt_peak_us as u64
     }
 
     pub fn has_rtt(&self) -> bool {

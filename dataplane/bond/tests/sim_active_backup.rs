@@ -156,3 +156,21 @@ fn a_flapping_link_is_held_down_longer_each_time() {
     let returns = r.failovers.iter().filter(|f| f.to == "eth0").count();
     assert!(returns < 6, "{:?}", r.failovers);
 }
+
+#[test]
+fn lossy_or_jittery_links_are_not_mistaken_for_dead_ones() {
+    // Detection adapts to the measured loss rate (how many unconfirmed packets and unanswered probes are
+    // needed) and to the recent RTT peak; up to 30% loss in both directions causes no false failover.
+    for (loss, pps, jitter) in [(0.1, 2000, 8), (0.2, 200, 1), (0.3, 2000, 1), (0.3, 50, 1), (0.3, 2000, 8)] {
+        let json = format!(
+            r#"{{"duration_ms": 15000, "seed": 3,
+            "links": [{{"name": "eth0", "latency_ms": 10, "jitter_ms": {jitter}, "loss": {loss}}}, {{"name": "eth1", "latency_ms": 20}}],
+            "traffic": {{"flows": 8, "packets_per_second": {pps}}}}}"#
+        );
+        let r = run(&json, active_backup(LinkSelectMethod::Always));
+        let downs = r.events.iter().filter(|e| matches!(e, BondEvent::PathDown { .. })).count();
+        assert_eq!(downs, 0, "loss {loss}, {pps} packets/s, jitter {jitter} ms: {:?}", r.failovers);
+        let est = r.links[0].estimated.loss;
+        assert!((est - loss).abs() < 0.05, "loss {loss}: estimated {est}");
+    }
+}
