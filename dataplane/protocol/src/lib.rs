@@ -7,6 +7,7 @@
 //! * [`compress`] — bounded LZ4 block (de)compression (§6.7);
 //! * [`packet`] — building and opening whole packets: armor/dearmor via `ztplane-crypto`,
 //!   compression, verb byte (§6);
+//! * [`rx`] — receive front end: classify + reassemble by packet ID, relay check (§3.2, §9);
 //! * [`network`] — network IDs and MAC derivation (§10);
 //! * [`verbs`] — one typed codec per verb payload (§8); [`credentials`] (§8.16),
 //!   [`dictionary`] (§8.10), [`world`] (planet/moon files), [`inet`] (InetAddress);
@@ -25,6 +26,7 @@ pub mod inspect;
 pub mod network;
 pub mod packet;
 pub mod pcap;
+pub mod rx;
 pub mod verbs;
 pub mod wire;
 pub mod world;
