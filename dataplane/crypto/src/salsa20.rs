@@ -296,8 +296,8 @@ fn xor_state<const ROUNDS: usize>(state: &[u32; 16], mut counter: u64, data: &mu
                 counter = counter.wrapping_add(BATCH_BLOCKS as u64);
             }
             let tail = chunks.into_remainder();
-            // A tail of more than two blocks is still cheaper as one SIMD batch through a stack buffer.
-            if tail.len() > 2 * BLOCK_LEN {
+            // From two blocks on, one 8-way SIMD batch through a stack buffer beats scalar blocks.
+            if tail.len() > BLOCK_LEN {
                 let mut buf = [0u8; BATCH_LEN];
                 buf[..tail.len()].copy_from_slice(tail);
                 x86::xor_batch::<ROUNDS>(level, state, counter, &mut buf);
@@ -339,7 +339,7 @@ pub(crate) fn salsa2012_prefix(
     #[cfg(target_arch = "x86_64")]
     {
         let level = x86::level();
-        if level != x86::Level::Portable && blocks_needed > 2 {
+        if level != x86::Level::Portable && blocks_needed >= 2 {
             x86::xor_batch::<12>(level, &state, 0, &mut keystream);
             return keystream;
         }
