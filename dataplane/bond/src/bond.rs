@@ -14,7 +14,7 @@ use crate::dedup::DuplicateFilter;
 use crate::error::BondError;
 use crate::failover::{ACK_INTERVAL_US, DetectorContext, FailureReason, LinkState};
 use crate::flow::FlowHash;
-use crate::measure::{PacketKind, PathAck, QOS_RECORDS_PER_PACKET, QosRecord};
+use crate::measure::{PacketKind, PathAck, QOS_RECORDS_PER_PACKET, QosRecord, TxRecord};
 use crate::path::{MAX_PATHS, PathId, PathState};
 use crate::policy::active_backup::{self, ChangeReason};
 use crate::policy::balance;
@@ -200,6 +200,22 @@ impl Bond {
         p.sent.record(PacketKind::Data, packet_id, bytes, now_us);
         p.liveness.on_data_sent(now_us);
         p.packets_sent += 1;
+        Ok(())
+    }
+
+    /// A batch of data packets sent by a worker (see [`TxRecord`]). Records naming unknown paths are
+    /// skipped; the count of those is returned.
+    pub fn on_data_sent_batch(&mut self, records: &[TxRecord]) -> usize {
+        records.iter().filter(|r| self.on_data_sent(r.path, r.packet_id, r.bytes as usize, r.at_us).is_err()).count()
+    }
+
+    /// A data packet of `flow` arrived on `path`: balance-aware pins a flow it does not know yet to the
+    /// path it arrived on, so that return traffic follows the ingress path (§6.5).
+    pub fn on_flow_received(&mut self, flow: FlowHash, path: PathId, now_us: u64) -> Result<(), BondError> {
+        let usable = self.path(path)?.usable();
+        if usable && self.settings.base == Policy::BalanceAware && self.settings.balance != crate::config::BalanceMode::Packet {
+            self.flows.pin_if_absent(flow, flow_epoch(now_us), path);
+        }
         Ok(())
     }
 

@@ -50,6 +50,16 @@ pub struct PathAck {
     pub holding_us: u32,
 }
 
+/// One data packet a worker sent, recorded in the worker's own buffer and handed to the bond's owner in
+/// batches ([`crate::Bond::on_data_sent_batch`]) so that sending cores never touch the bond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxRecord {
+    pub path: crate::path::PathId,
+    pub packet_id: u64,
+    pub bytes: u32,
+    pub at_us: u64,
+}
+
 /// What kind of packet crossed the path, for accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PacketKind {

@@ -204,6 +204,17 @@ impl FlowTable {
         new
     }
 
+    /// Pin `flow` to `path` unless the table already holds it (return traffic follows the ingress path,
+    /// §6.5). Returns whether it was inserted.
+    pub fn pin_if_absent(&self, flow: FlowHash, epoch: u16, path: PathId) -> bool {
+        let mut inserted = false;
+        self.lookup_or_assign(flow, epoch, u64::MAX, || {
+            inserted = true;
+            path
+        });
+        inserted
+    }
+
     /// Active flows (seen within `max_age` epochs) per path.
     pub fn count_active(&self, epoch: u16, max_age: u16) -> [u32; 64] {
         let mut counts = [0u32; 64];

@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use ztplane_bond::config::{BalanceMode, LinkMode, LinkSettings, Policy, PolicySettings};
-use ztplane_bond::{Bond, BondError, Delivery, FlowHash, PacketKind, PathId, QosRecord, Selection, Transmit, WorkerCursor};
+use ztplane_bond::{Bond, BondError, Delivery, FlowHash, PacketKind, PathId, QosRecord, Selection, Transmit, TxRecord, WorkerCursor};
 
 /// Counts allocations per thread (tests run in parallel) to prove the decision allocates nothing.
 struct CountingAlloc;
@@ -217,4 +217,25 @@ fn rotate_and_errors() {
     }
     assert!(matches!(big.add_path("eth64", "x", false, 0), Err(BondError::TooManyPaths { max: 64 })));
     assert!(!Bond::new(PolicySettings::standard(Policy::Broadcast), 0).rotate(0));
+}
+
+#[test]
+fn worker_batches_and_ingress_pinning() {
+    let settings = PolicySettings { balance: BalanceMode::FlowDynamic, ..PolicySettings::standard(Policy::BalanceAware) };
+    let mut bond = bond_with(settings, 3);
+    // A flow first seen arriving on path 2 is sent back on path 2.
+    let flow = FlowHash(0xDEAD_BEEF_1234_5678);
+    bond.on_flow_received(flow, PathId(2), 1_000).unwrap();
+    let table = bond.selection_handle().load_full();
+    let mut cursor = WorkerCursor::new(0);
+    assert_eq!(one(table.select(flow, 1_000, &mut cursor)), PathId(2));
+    // Known flows are not re-pinned by traffic arriving elsewhere.
+    bond.on_flow_received(flow, PathId(0), 2_000).unwrap();
+    assert_eq!(one(table.select(flow, 2_000, &mut cursor)), PathId(2));
+    // A worker's batch is accounted as individual sends.
+    let batch: Vec<TxRecord> = (0..10u64).map(|i| TxRecord { path: PathId(1), packet_id: i, bytes: 100, at_us: 3_000 + i }).collect();
+    let bad = TxRecord { path: PathId(9), packet_id: 99, bytes: 1, at_us: 3_000 };
+    assert_eq!(bond.on_data_sent_batch(&[batch.as_slice(), &[bad]].concat()), 1);
+    assert_eq!(bond.path(PathId(1)).unwrap().sent.data_sent, 10);
+    assert_eq!(bond.path(PathId(1)).unwrap().sent.data_bytes_sent, 1000);
 }
