@@ -417,10 +417,7 @@ impl Bond {
             p.liveness.evaluate(now_us, &ctx);
             let after = p.liveness.state;
             if p.liveness.probe_wanted {
-                p.liveness.probe_wanted = false;
-                // Marked as sent now so that the probe is not requested twice; the ID follows.
-                p.liveness.last_probe_us = now_us;
-                p.liveness.probe = Some((u64::MAX, now_us));
+                p.liveness.begin_probe(now_us);
                 self.transmits.push_back(Transmit::Echo { path: p.id });
             }
             if self.peer_acks && p.received.ack_owed && now_us >= p.received.last_ack_sent_us + ACK_INTERVAL_US

@@ -186,6 +186,14 @@ impl Liveness {
         self.unacked_since_us = next_unacked;
     }
 
+    /// The bond queued the wanted probe; it is outstanding from now (its packet ID follows with
+    /// [`Liveness::on_probe_sent`]), so it is not requested twice.
+    pub fn begin_probe(&mut self, now_us: u64) {
+        self.probe_wanted = false;
+        self.last_probe_us = now_us;
+        self.probe = Some((u64::MAX, now_us));
+    }
+
     pub fn on_probe_sent(&mut self, packet_id: u64, now_us: u64) {
         self.probe = Some((packet_id, now_us));
         self.last_probe_us = now_us;
