@@ -135,30 +135,11 @@ mod x86 {
         };
     }
 
-    /// Body of an 8-block batch: lane j of every vector belongs to block `counter + j`. Reads 512 bytes at
-    /// `src`, XORs them with the keystream and writes 512 bytes at `dst` (they may alias exactly).
-    macro_rules! batch8_body {
-        ($rotl:ident, $rounds:expr, $state:expr, $counter:expr, $src:expr, $dst:expr) => {{
-            let state: &[u32; 16] = $state;
-            let counter: u64 = $counter;
-            let mut input = [_mm256_setzero_si256(); 16];
-            for i in 0..16 {
-                input[i] = _mm256_set1_epi32(state[i] as i32);
-            }
-            let c = |j: u64| counter.wrapping_add(j);
-            input[8] = _mm256_setr_epi32(
-                c(0) as i32, c(1) as i32, c(2) as i32, c(3) as i32,
-                c(4) as i32, c(5) as i32, c(6) as i32, c(7) as i32,
-            );
-            input[9] = _mm256_setr_epi32(
-                (c(0) >> 32) as i32, (c(1) >> 32) as i32, (c(2) >> 32) as i32, (c(3) >> 32) as i32,
-                (c(4) >> 32) as i32, (c(5) >> 32) as i32, (c(6) >> 32) as i32, (c(7) >> 32) as i32,
-            );
-            let mut x = input;
-            salsa_rounds!(x, $rounds, _mm256_add_epi32, _mm256_xor_si256, $rotl);
-            for i in 0..16 {
-                x[i] = _mm256_add_epi32(x[i], input[i]);
-            }
+    /// XORs 8 blocks held word-sliced in `$x` (16 vectors, lane j = block j) into 512 bytes: `$dst` =
+    /// `$src` XOR keystream.
+    macro_rules! xor_out8 {
+        ($x:expr, $src:expr, $dst:expr) => {{
+            let x: &[__m256i; 16] = &$x;
             // Words 0..8 and 8..16 each form an 8x8 matrix (rows = words, columns = blocks): transpose
             // so that each vector holds 32 consecutive keystream bytes of one block.
             for half in 0..2 {
@@ -202,6 +183,46 @@ mod x86 {
         }};
     }
 
+    /// Body of an 8-block batch: lane j of every vector belongs to block `counter + j`. Reads 512 bytes at
+    /// `src`, XORs them with the keystream and writes 512 bytes at `dst` (they may alias exactly).
+    macro_rules! batch8_body {
+        ($rotl:ident, $rounds:expr, $state:expr, $counter:expr, $src:expr, $dst:expr) => {{
+            let state: &[u32; 16] = $state;
+            let counter: u64 = $counter;
+            let mut input = [_mm256_setzero_si256(); 16];
+            for i in 0..16 {
+                input[i] = _mm256_set1_epi32(state[i] as i32);
+            }
+            let c = |j: u64| counter.wrapping_add(j);
+            input[8] = _mm256_setr_epi32(
+                c(0) as i32,
+                c(1) as i32,
+                c(2) as i32,
+                c(3) as i32,
+                c(4) as i32,
+                c(5) as i32,
+                c(6) as i32,
+                c(7) as i32,
+            );
+            input[9] = _mm256_setr_epi32(
+                (c(0) >> 32) as i32,
+                (c(1) >> 32) as i32,
+                (c(2) >> 32) as i32,
+                (c(3) >> 32) as i32,
+                (c(4) >> 32) as i32,
+                (c(5) >> 32) as i32,
+                (c(6) >> 32) as i32,
+                (c(7) >> 32) as i32,
+            );
+            let mut x = input;
+            salsa_rounds!(x, $rounds, _mm256_add_epi32, _mm256_xor_si256, $rotl);
+            for i in 0..16 {
+                x[i] = _mm256_add_epi32(x[i], input[i]);
+            }
+            xor_out8!(x, $src, $dst);
+        }};
+    }
+
     /// # Safety
     /// CPU supports AVX2; `src` readable and `dst` writable for 512 bytes.
     #[target_feature(enable = "avx2")]
@@ -226,6 +247,57 @@ mod x86 {
         batch8_body!(rotl_avx512vl, ROUNDS, state, counter, src, dst)
     }
 
+    macro_rules! rotl_avx512 {
+        ($v:expr, $n:literal) => {
+            _mm512_rol_epi32::<$n>($v)
+        };
+    }
+
+    /// 16 blocks in 512-bit vectors; the two 256-bit halves are then written out like two 8-block batches.
+    ///
+    /// # Safety
+    /// CPU supports AVX2, AVX-512F and AVX-512VL; `src` readable and `dst` writable for 1024 bytes.
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    pub unsafe fn batch16_avx512<const ROUNDS: usize>(
+        state: &[u32; 16],
+        counter: u64,
+        src: *const u8,
+        dst: *mut u8,
+    ) {
+        let mut input = [_mm512_setzero_si512(); 16];
+        for i in 0..16 {
+            input[i] = _mm512_set1_epi32(state[i] as i32);
+        }
+        let mut low = [0u32; 16];
+        let mut high = [0u32; 16];
+        for j in 0..16 {
+            let c = counter.wrapping_add(j as u64);
+            low[j] = c as u32;
+            high[j] = (c >> 32) as u32;
+        }
+        // SAFETY: reading two local arrays of 64 bytes.
+        unsafe {
+            input[8] = _mm512_loadu_si512(low.as_ptr() as *const __m512i);
+            input[9] = _mm512_loadu_si512(high.as_ptr() as *const __m512i);
+        }
+        let mut x = input;
+        salsa_rounds!(x, ROUNDS, _mm512_add_epi32, _mm512_xor_si512, rotl_avx512);
+        for half in 0..2 {
+            let mut y = [_mm256_setzero_si256(); 16];
+            for i in 0..16 {
+                let sum = _mm512_add_epi32(x[i], input[i]);
+                y[i] = if half == 0 {
+                    _mm512_castsi512_si256(sum)
+                } else {
+                    _mm512_extracti64x4_epi64::<1>(sum)
+                };
+            }
+            // SAFETY: caller guarantees 1024 bytes at src and dst.
+            let (s, d) = unsafe { (src.add(half * BATCH_LEN), dst.add(half * BATCH_LEN)) };
+            xor_out8!(y, s, d);
+        }
+    }
+
     #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Level {
         Portable,
@@ -242,6 +314,18 @@ mod x86 {
         } else {
             Level::Portable
         }
+    }
+
+    /// XORs one 16-block batch in place (AVX-512 only).
+    #[inline]
+    pub fn xor_batch16<const ROUNDS: usize>(
+        state: &[u32; 16],
+        counter: u64,
+        data: &mut [u8; 2 * BATCH_LEN],
+    ) {
+        let p = data.as_mut_ptr();
+        // SAFETY: only called at Level::Avx512Vl; `data` is 1024 bytes.
+        unsafe { batch16_avx512::<ROUNDS>(state, counter, p, p) }
     }
 
     /// XORs one 8-block batch in place; false if no SIMD level is available.
@@ -289,6 +373,16 @@ fn xor_state<const ROUNDS: usize>(state: &[u32; 16], mut counter: u64, data: &mu
     {
         let level = x86::level();
         if level != x86::Level::Portable {
+            let mut data = data;
+            if level == x86::Level::Avx512Vl {
+                let mut wide = data.chunks_exact_mut(2 * BATCH_LEN);
+                for chunk in &mut wide {
+                    let chunk: &mut [u8; 2 * BATCH_LEN] = chunk.try_into().expect("exact chunk");
+                    x86::xor_batch16::<ROUNDS>(state, counter, chunk);
+                    counter = counter.wrapping_add(2 * BATCH_BLOCKS as u64);
+                }
+                data = wide.into_remainder();
+            }
             let mut chunks = data.chunks_exact_mut(BATCH_LEN);
             for chunk in &mut chunks {
                 let chunk: &mut [u8; BATCH_LEN] = chunk.try_into().expect("exact chunk");
