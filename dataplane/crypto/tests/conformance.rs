@@ -109,8 +109,13 @@ struct CapturedPacket {
 
 /// Every packet head of the basic capture, reassembled with its fragments when it has any.
 fn captured_packets() -> Vec<CapturedPacket> {
-    let datagrams = read_pcap("conformance/zt-1.14.1/zt-1.14.1-basic.pcap");
-    let expected = json("conformance/zt-1.14.1/expected-basic.json");
+    packets_of("basic")
+}
+
+/// Every packet head of `zt-1.14.1-<capture>.pcap`, reassembled with its fragments when it has any.
+fn packets_of(capture: &str) -> Vec<CapturedPacket> {
+    let datagrams = read_pcap(&format!("conformance/zt-1.14.1/zt-1.14.1-{capture}.pcap"));
+    let expected = json(&format!("conformance/zt-1.14.1/expected-{capture}.json"));
     let records = expected["records"].as_array().unwrap();
     assert_eq!(records.len(), datagrams.len());
     let mut packets = Vec::new();
@@ -293,4 +298,43 @@ fn captured_packets_reject_tampering_but_not_hop_changes() {
     }
     // All 9 suite-0 heads, 12 each of suites 1 and 3.
     assert_eq!((checked[&0], checked[&1], checked[&3]), (9, 12, 12));
+}
+
+#[test]
+fn every_packet_of_the_bond_and_bridge_captures_dearmors() {
+    let ids = all_identities();
+    let mut cache = HashMap::new();
+    for capture in ["bond-ab", "bridge"] {
+        let expected = json(&format!("conformance/zt-1.14.1/expected-{capture}.json"));
+        let mut per_suite: HashMap<String, u64> = HashMap::new();
+        for packet in packets_of(capture) {
+            let key = packet_key(&ids, &packet.bytes, &mut cache);
+            let mut bytes = packet.bytes.clone();
+            let result = dearmor(&key, &mut bytes)
+                .unwrap_or_else(|e| panic!("{capture} record {}: {e}", packet.index));
+            if let Some(iv) = packet.record["aes_iv"].as_str() {
+                assert_eq!(
+                    hex(&result.aes_iv.unwrap()),
+                    iv,
+                    "{capture} record {}",
+                    packet.index
+                );
+            }
+            assert_eq!(
+                u64::from(bytes[27] & 0x1f),
+                packet.record["verb_code"].as_u64().unwrap()
+            );
+            *per_suite
+                .entry((result.suite as u8).to_string())
+                .or_default() += 1;
+        }
+        let summary = expected["summary"]["cipher_suites"].as_object().unwrap();
+        for (suite, count) in summary {
+            assert_eq!(
+                per_suite.get(suite).copied().unwrap_or(0),
+                count.as_u64().unwrap(),
+                "{capture} suite {suite}"
+            );
+        }
+    }
 }
