@@ -40,7 +40,7 @@ pub const QOS_SAMPLE_TIMEOUT_US: u64 = 30_000_000;
 /// First avoidance hold-down; doubles for a path avoided again soon after, up to the maximum.
 pub const AVOID_HOLD_MIN_US: u64 = 5_000_000;
 pub const AVOID_HOLD_MAX_US: u64 = 120_000_000;
-/// Flow table size for balance-aware (entries; zerotier-one keeps up to 65 536 flows).
+/// Flow table size for balance-xor and balance-aware (entries; zerotier-one keeps up to 65 536 flows).
 pub const FLOW_TABLE_ENTRIES: usize = 16_384;
 
 /// Something to send on a path on the bond's behalf.
@@ -461,9 +461,14 @@ impl Bond {
             // Reselection methods can fire without a usability change (scores move, hold-downs expire).
             self.refresh(now_us);
         }
-        if self.settings.base == Policy::BalanceAware && now_us >= self.next_rebalance_us {
+        if now_us >= self.next_rebalance_us {
             self.next_rebalance_us = now_us + REBALANCE_INTERVAL_US;
-            self.rebalance_flows(now_us, false);
+            match self.settings.base {
+                Policy::BalanceAware => self.rebalance_flows(now_us, false),
+                // Idle flows leave the counts new xor flows are placed by.
+                Policy::BalanceXor => self.flows.refresh_counts(flow_epoch(now_us), ACTIVE_FLOW_EPOCHS),
+                _ => {}
+            }
         }
     }
 
@@ -583,7 +588,7 @@ impl Bond {
                 Policy::BalanceRr => TableKind::RoundRobin { packets_per_link: self.settings.packets_per_link },
                 Policy::BalanceXor => {
                     self.buckets = rebalance_buckets(&self.buckets, &bonded, HASH_BUCKETS);
-                    TableKind::FlowHash { bucket_path: self.buckets.clone().into_boxed_slice() }
+                    TableKind::FlowHash { bucket_path: self.buckets.clone().into_boxed_slice(), flows: self.flows.clone() }
                 }
                 Policy::BalanceAware => match self.settings.balance {
                     crate::config::BalanceMode::Packet => TableKind::WeightedPackets,
