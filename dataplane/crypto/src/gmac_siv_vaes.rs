@@ -26,6 +26,22 @@ pub(crate) struct VaesKeys {
     descending: [__m128i; 19],
 }
 
+impl Drop for VaesKeys {
+    /// Key schedules are secret: overwrite them (volatile, so the stores are not elided).
+    fn drop(&mut self) {
+        let zero = [0u8; 16];
+        for slot in self
+            .k0
+            .iter_mut()
+            .chain(self.k1.iter_mut())
+            .chain(self.descending.iter_mut())
+        {
+            // SAFETY: `slot` is a valid, aligned __m128i; any bit pattern is a valid __m128i.
+            unsafe { core::ptr::write_volatile(slot as *mut __m128i as *mut [u8; 16], zero) };
+        }
+    }
+}
+
 // SAFETY: plain data (SIMD registers as values).
 unsafe impl Send for VaesKeys {}
 unsafe impl Sync for VaesKeys {}
