@@ -931,8 +931,8 @@ pub fn inspect_pcap(pcap: &[u8], identities: impl IntoIterator<Item = Identity>)
         let frame = frame?;
         match frame.content {
             crate::pcap::FrameContent::Udp(u) => inspector.push(Datagram {
-                src: SocketAddr::V4(u.src),
-                dst: SocketAddr::V4(u.dst),
+                src: u.src,
+                dst: u.dst,
                 time_us: frame.timestamp_us,
                 ip_ttl: u.ip_ttl,
                 payload: u.payload,

@@ -4,7 +4,7 @@
 //! garbage input yields [`ProtocolError::Pcap`], never a panic or a huge allocation.
 
 use crate::error::{ProtocolError, Result};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Largest record we accept (pcap's usual snaplen ceiling).
 pub const MAX_RECORD_LEN: usize = 262_144;
@@ -28,11 +28,12 @@ pub enum FrameContent<'a> {
     NotUdp(&'static str),
 }
 
-/// A UDP datagram with its IPv4 addressing.
+/// A UDP datagram with its IP addressing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpDatagram<'a> {
-    pub src: SocketAddrV4,
-    pub dst: SocketAddrV4,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// IPv4 TTL or IPv6 hop limit.
     pub ip_ttl: u8,
     pub payload: &'a [u8],
 }
@@ -143,10 +144,43 @@ pub fn parse_ethernet(frame: &[u8]) -> FrameContent<'_> {
         ethertype = u16::from_be_bytes([frame[16], frame[17]]);
         at = 18;
     }
-    if ethertype != 0x0800 {
-        return FrameContent::NotUdp("not IPv4");
+    match ethertype {
+        0x0800 => parse_ipv4_udp(&frame[at..]),
+        0x86dd => parse_ipv6_udp(&frame[at..]),
+        _ => FrameContent::NotUdp("not IPv4 or IPv6"),
     }
-    parse_ipv4_udp(&frame[at..])
+}
+
+/// IPv6 with UDP as the first next-header (no extension headers), as ZeroTier sends it.
+fn parse_ipv6_udp(ip: &[u8]) -> FrameContent<'_> {
+    if ip.len() < 40 || ip[0] >> 4 != 6 {
+        return FrameContent::NotUdp("truncated or invalid IPv6 header");
+    }
+    if ip[6] != 17 {
+        return FrameContent::NotUdp("not UDP");
+    }
+    let payload_len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    if ip.len() < 40 + payload_len {
+        return FrameContent::NotUdp("truncated IPv6 payload");
+    }
+    let mut a = [0u8; 16];
+    let mut b = [0u8; 16];
+    a.copy_from_slice(&ip[8..24]);
+    b.copy_from_slice(&ip[24..40]);
+    udp(&ip[40..40 + payload_len], IpAddr::V6(Ipv6Addr::from(a)), IpAddr::V6(Ipv6Addr::from(b)), ip[7])
+}
+
+fn udp<'a>(udp: &'a [u8], src: IpAddr, dst: IpAddr, ttl: u8) -> FrameContent<'a> {
+    if udp.len() < 8 {
+        return FrameContent::NotUdp("truncated UDP header");
+    }
+    let udp_len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    if udp_len < 8 || udp_len > udp.len() {
+        return FrameContent::NotUdp("bad UDP length");
+    }
+    let src = SocketAddr::new(src, u16::from_be_bytes([udp[0], udp[1]]));
+    let dst = SocketAddr::new(dst, u16::from_be_bytes([udp[2], udp[3]]));
+    FrameContent::Udp(UdpDatagram { src, dst, ip_ttl: ttl, payload: &udp[8..udp_len] })
 }
 
 fn parse_ipv4_udp(ip: &[u8]) -> FrameContent<'_> {
@@ -164,22 +198,14 @@ fn parse_ipv4_udp(ip: &[u8]) -> FrameContent<'_> {
     if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
         return FrameContent::NotUdp("IPv4 fragment");
     }
-    let udp = &ip[ihl..total];
-    if udp.len() < 8 {
-        return FrameContent::NotUdp("truncated UDP header");
-    }
-    let udp_len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
-    if udp_len < 8 || udp_len > udp.len() {
-        return FrameContent::NotUdp("bad UDP length");
-    }
-    let src = SocketAddrV4::new(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]), u16::from_be_bytes([udp[0], udp[1]]));
-    let dst = SocketAddrV4::new(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]), u16::from_be_bytes([udp[2], udp[3]]));
-    FrameContent::Udp(UdpDatagram { src, dst, ip_ttl: ip[8], payload: &udp[8..udp_len] })
+    let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
+    let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
+    udp(&ip[ihl..total], src, dst, ip[8])
 }
 
 /// Build a classic little-endian microsecond pcap of Ethernet/IPv4/UDP frames (for tests and
 /// fuzz seeds). `frames` = (timestamp µs, src, dst, ttl, payload).
-pub fn write_pcap(frames: &[(i64, SocketAddrV4, SocketAddrV4, u8, &[u8])]) -> Vec<u8> {
+pub fn write_pcap(frames: &[(i64, std::net::SocketAddrV4, std::net::SocketAddrV4, u8, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     out.extend_from_slice(&65535u32.to_le_bytes());
@@ -212,15 +238,15 @@ mod tests {
 
     #[test]
     fn round_trip_and_truncation() {
-        let a: SocketAddrV4 = "198.18.1.2:9993".parse().unwrap();
-        let b: SocketAddrV4 = "198.18.1.3:9993".parse().unwrap();
+        let a: std::net::SocketAddrV4 = "198.18.1.2:9993".parse().unwrap();
+        let b: std::net::SocketAddrV4 = "198.18.1.3:9993".parse().unwrap();
         let file = write_pcap(&[(1_000_000_123, a, b, 64, b"hello"), (1_000_000_200, b, a, 2, b"junk")]);
         let frames: Vec<_> = PcapReader::new(&file).unwrap().collect::<Result<_>>().unwrap();
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[0].timestamp_us, 1_000_000_123);
         match &frames[1].content {
             FrameContent::Udp(d) => {
-                assert_eq!((d.src, d.dst, d.ip_ttl, d.payload), (b, a, 2, &b"junk"[..]));
+                assert_eq!((d.src, d.dst, d.ip_ttl, d.payload), (b.into(), a.into(), 2, &b"junk"[..]));
             }
             other => panic!("{other:?}"),
         }
@@ -231,5 +257,26 @@ mod tests {
         assert_eq!(results.len(), 2);
         assert!(PcapReader::new(&file[..10]).is_err());
         assert!(PcapReader::new(b"not a pcap file at all, definitely").is_err());
+    }
+
+    #[test]
+    fn ipv6_udp_frames() {
+        let mut f = vec![0u8; 14];
+        f[12] = 0x86;
+        f[13] = 0xdd;
+        let mut ip = vec![0x60, 0, 0, 0, 0, 12, 17, 64];
+        ip.extend_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+        ip.extend_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        ip.extend_from_slice(&[0x27, 0x09, 0x27, 0x09, 0, 12, 0, 0, 1, 2, 3, 4]);
+        f.extend_from_slice(&ip);
+        match parse_ethernet(&f) {
+            FrameContent::Udp(d) => {
+                assert_eq!(d.src, "[fd00::1]:9993".parse().unwrap());
+                assert_eq!(d.payload, &[1, 2, 3, 4]);
+                assert_eq!(d.ip_ttl, 64);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_ethernet(&f[..50]), FrameContent::NotUdp("truncated or invalid IPv6 header"));
     }
 }

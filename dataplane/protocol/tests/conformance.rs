@@ -63,10 +63,10 @@ fn bridge_capture_matches_expected() {
 /// makes authentication fail; changing only the hop bits does not.
 #[test]
 fn tampering_fails_authentication_but_hops_do_not() {
-    use std::net::{SocketAddr, SocketAddrV4};
+    use std::net::SocketAddr;
     let identities = load_identities();
     let pcap = pcap_bytes("basic");
-    let frames: Vec<(i64, SocketAddrV4, SocketAddrV4, u8, Vec<u8>)> = PcapReader::new(&pcap)
+    let frames: Vec<(i64, SocketAddr, SocketAddr, u8, Vec<u8>)> = PcapReader::new(&pcap)
         .unwrap()
         .map(|f| {
             let f = f.unwrap();
@@ -76,12 +76,12 @@ fn tampering_fails_authentication_but_hops_do_not() {
             }
         })
         .collect();
-    let run = |frames: &[(i64, SocketAddrV4, SocketAddrV4, u8, Vec<u8>)]| {
+    let run = |frames: &[(i64, SocketAddr, SocketAddr, u8, Vec<u8>)]| {
         let mut insp = ztplane_protocol::inspect::Inspector::new(identities.clone());
         for (t, s, d, ttl, p) in frames {
             insp.push(ztplane_protocol::inspect::Datagram {
-                src: SocketAddr::V4(*s),
-                dst: SocketAddr::V4(*d),
+                src: *s,
+                dst: *d,
                 time_us: *t,
                 ip_ttl: *ttl,
                 payload: p,

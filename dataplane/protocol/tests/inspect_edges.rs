@@ -4,11 +4,11 @@
 mod common;
 
 use serde_json::Value;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use ztplane_protocol::inspect::{Datagram, Inspector};
 use ztplane_protocol::pcap::{FrameContent, PcapReader};
 
-type Frame = (i64, SocketAddrV4, SocketAddrV4, u8, Vec<u8>);
+type Frame = (i64, SocketAddr, SocketAddr, u8, Vec<u8>);
 
 fn basic_frames() -> Vec<Frame> {
     let pcap = common::pcap_bytes("basic");
@@ -27,7 +27,7 @@ fn basic_frames() -> Vec<Frame> {
 fn run(frames: &[Frame], identities: Vec<ztplane_protocol::Identity>) -> ztplane_protocol::inspect::Inspection {
     let mut insp = Inspector::new(identities);
     for (t, s, d, ttl, p) in frames {
-        insp.push(Datagram { src: SocketAddr::V4(*s), dst: SocketAddr::V4(*d), time_us: *t, ip_ttl: *ttl, payload: p });
+        insp.push(Datagram { src: *s, dst: *d, time_us: *t, ip_ttl: *ttl, payload: p });
     }
     insp.finish()
 }
@@ -85,12 +85,12 @@ fn hello_from_unknown_sender_uses_the_identity_it_carries() {
 
 #[test]
 fn beacons_junk_and_non_udp_frames_are_other() {
-    let a: SocketAddrV4 = "10.0.0.1:9993".parse().unwrap();
-    let b: SocketAddrV4 = "10.0.0.2:9993".parse().unwrap();
+    let a: SocketAddr = "10.0.0.1:9993".parse().unwrap();
+    let b: SocketAddr = "10.0.0.2:9993".parse().unwrap();
     let frames: Vec<Frame> = vec![(0, a, b, 64, vec![1; 13]), (10, a, b, 2, vec![1, 2, 3, 4]), (20, a, b, 64, vec![7; 20])];
     let mut insp = Inspector::new(Vec::new());
     for (t, s, d, ttl, p) in &frames {
-        insp.push(Datagram { src: SocketAddr::V4(*s), dst: SocketAddr::V4(*d), time_us: *t, ip_ttl: *ttl, payload: p });
+        insp.push(Datagram { src: *s, dst: *d, time_us: *t, ip_ttl: *ttl, payload: p });
     }
     insp.push_non_udp(30, "not IPv4");
     let out = insp.finish();
