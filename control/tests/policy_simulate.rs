@@ -132,3 +132,18 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_input_error(&out, "cannot read config");
 }
+
+#[test]
+fn a_peer_specific_bond_is_used_when_the_scenario_names_the_peer() {
+    let config = r#"{"settings": {"defaultBondingPolicy": "active-backup",
+        "policies": {"spray": {"basePolicy": "balance-rr", "packetsPerLink": 4}},
+        "peerSpecificBonds": {"f6203a2db3": "spray"}}}"#;
+    let with_peer = CUT_SCENARIO.replace(r#""seed": 1,"#, r#""seed": 1, "peer": "f6203a2db3","#);
+    let r = json(&simulate("peer", config, &with_peer, &[]));
+    assert_eq!(r["policy"], "spray");
+    assert_eq!(r["base_policy"], "balance-rr");
+    let r = json(&simulate("nopeer", config, CUT_SCENARIO, &[]));
+    assert_eq!(r["policy"], "active-backup");
+    let bad_peer = CUT_SCENARIO.replace(r#""seed": 1,"#, r#""seed": 1, "peer": "xyz","#);
+    assert_input_error(&simulate("badpeer", config, &bad_peer, &[]), "peer");
+}
