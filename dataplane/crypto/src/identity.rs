@@ -109,8 +109,8 @@ impl Identity {
         memory_hard_digest(&self.public_key, &mut Vec::new())
     }
 
-    /// Checks that the address is derived from the public key by the memory-hard rule (§5.1): digest[0] < 17,
-    /// digest[59..64] == address, address not reserved. Costs a few milliseconds and 2 MiB of scratch
+    /// Checks that the address is derived from the public key by the memory-hard rule (§5.1): `digest[0] < 17`,
+    /// `digest[59..64] == address`, address not reserved. Costs a few milliseconds and 2 MiB of scratch
     /// memory: callers should rate-limit validation of identities from unknown sources.
     pub fn validate(&self) -> bool {
         if self.address.is_reserved() {
