@@ -539,3 +539,41 @@ fn zero_allocation_frame_path_matches_the_general_builder() {
     };
     assert!(seal_frame_into(&mut small, &out, NWID, 0x0800, &ether[..200]).is_err());
 }
+
+/// Fixed-layout structures reject every strict prefix of a valid encoding with a typed error.
+#[test]
+fn truncated_encodings_give_typed_errors() {
+    use ztplane_protocol::ProtocolError;
+    use ztplane_protocol::wire::Reader;
+    let n = nodes();
+    let group = MulticastGroup { mac: Mac::BROADCAST, adi: 7 };
+    let com = signed_com(&n, &n.a);
+    let mut cases: Vec<(&str, Vec<u8>, Box<dyn Fn(&[u8]) -> Result<(), ProtocolError>>)> = Vec::new();
+    let mut w = Vec::new();
+    Rendezvous { flags: 0, peer: n.b.address(), address: "198.18.1.3:9993".parse().unwrap() }.encode(&mut w);
+    cases.push(("RENDEZVOUS", w, Box::new(|b| Rendezvous::decode(b).map(drop))));
+    let mut w = Vec::new();
+    MulticastGather { network_id: NWID, flags: 1, group, gather_limit: 33, com: Some(com.clone()) }.encode(&mut w);
+    cases.push(("MULTICAST_GATHER", w, Box::new(|b| MulticastGather::decode(b).map(drop))));
+    let mut w = Vec::new();
+    OkMulticastGather { network_id: NWID, group, results: GatherResults { total_known: 2, members: vec![n.a.address(), n.b.address()] } }
+        .encode(&mut w);
+    cases.push(("OK(MULTICAST_GATHER)", w, Box::new(|b| OkMulticastGather::decode(&mut Reader::new(b)).map(drop))));
+    let mut w = Vec::new();
+    com.write(&mut w);
+    cases.push(("COM", w, Box::new(|b| CertificateOfMembership::read(&mut Reader::new(b)).map(drop))));
+    let mut w = Vec::new();
+    signed_coo(&n).write(&mut w);
+    cases.push(("COO", w, Box::new(|b| CertificateOfOwnership::read(&mut Reader::new(b)).map(drop))));
+    let moon = std::fs::read(common::conformance_dir().join("nodes/0000002c80d43748.moon")).unwrap();
+    cases.push(("moon", moon, Box::new(|b| World::parse(b).map(drop))));
+    for (name, wire, decode) in &cases {
+        assert!(decode(wire).is_ok(), "{name} full encoding decodes");
+        for cut in 0..wire.len() {
+            match decode(&wire[..cut]) {
+                Err(ProtocolError::Truncated { .. }) | Err(ProtocolError::Malformed { .. }) => {}
+                other => panic!("{name} cut at {cut}: {other:?}"),
+            }
+        }
+    }
+}

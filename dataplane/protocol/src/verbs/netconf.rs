@@ -196,9 +196,11 @@ impl ConfigAssembler {
         if p.chunks.iter().any(|(i, _)| *i == sig.chunk_index) {
             return Ok(None);
         }
-        if p.have + chunk.data.len() > p.total_len {
+        let have = p.have + chunk.data.len();
+        if have > p.total_len {
+            let limit = p.total_len;
             self.pending.remove(pos);
-            return Err(ProtocolError::TooLarge { what: "config chunks", value: total + 1, limit: total });
+            return Err(ProtocolError::TooLarge { what: "config chunks", value: have, limit });
         }
         p.have += chunk.data.len();
         p.chunks.push((sig.chunk_index, chunk.data.clone()));
