@@ -548,7 +548,8 @@ fn truncated_encodings_give_typed_errors() {
     let n = nodes();
     let group = MulticastGroup { mac: Mac::BROADCAST, adi: 7 };
     let com = signed_com(&n, &n.a);
-    let mut cases: Vec<(&str, Vec<u8>, Box<dyn Fn(&[u8]) -> Result<(), ProtocolError>>)> = Vec::new();
+    type Decoder = Box<dyn Fn(&[u8]) -> Result<(), ProtocolError>>;
+    let mut cases: Vec<(&str, Vec<u8>, Decoder)> = Vec::new();
     let mut w = Vec::new();
     Rendezvous { flags: 0, peer: n.b.address(), address: "198.18.1.3:9993".parse().unwrap() }.encode(&mut w);
     cases.push(("RENDEZVOUS", w, Box::new(|b| Rendezvous::decode(b).map(drop))));
