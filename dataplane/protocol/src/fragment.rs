@@ -248,7 +248,7 @@ impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
         self.slots.iter().filter(|s| s.key.is_some()).count()
     }
 
-    /// Drop sets older than the timeout; they are reported by [`Self::take_evicted`].
+    /// Drop sets older than the timeout; they are reported by [`Self::drain_evicted`].
     pub fn expire(&mut self, now_ms: u64) {
         for i in 0..N {
             let slot = &mut self.slots[i];
