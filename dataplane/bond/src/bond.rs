@@ -390,17 +390,13 @@ impl Bond {
             let ctx = self.context(p, now_us);
             let mut probe = p.liveness.clone();
             next = next.min(probe.evaluate(now_us, &ctx));
-            if self.peer_acks && p.received.ack_owed {
-                next = next.min(p.received.last_ack_sent_us + ACK_INTERVAL_US);
+            if self.peer_acks
+                && let Some(at) = p.received.ack_due_at(ACK_INTERVAL_US)
+            {
+                next = next.min(at);
             }
-            if !p.received.qos_pending.is_empty() {
-                let spacing = p.received.last_qos_sent_us + QOS_MIN_SPACING_US;
-                let due = if p.received.qos_pending.len() >= QOS_RECORDS_PER_PACKET {
-                    spacing
-                } else {
-                    spacing.max(p.received.last_qos_sent_us + QOS_INTERVAL_US)
-                };
-                next = next.min(due);
+            if let Some(at) = p.received.qos_due_at(QOS_INTERVAL_US, QOS_MIN_SPACING_US) {
+                next = next.min(at);
             }
         }
         next.max(now_us)
@@ -413,20 +409,18 @@ impl Bond {
             let ctx = self.context(&self.paths[i], now_us);
             let p = &mut self.paths[i];
             let was_usable = p.usable();
-            let before = p.liveness.state;
             p.liveness.evaluate(now_us, &ctx);
-            let after = p.liveness.state;
             if p.liveness.probe_wanted {
                 p.liveness.begin_probe(now_us);
                 self.transmits.push_back(Transmit::Echo { path: p.id });
             }
-            if self.peer_acks && p.received.ack_owed && now_us >= p.received.last_ack_sent_us + ACK_INTERVAL_US
+            if self.peer_acks
+                && p.received.ack_due_at(ACK_INTERVAL_US).is_some_and(|at| now_us >= at)
                 && let Some(ack) = p.received.make_ack(now_us)
             {
                 self.transmits.push_back(Transmit::Ack { path: p.id, ack });
             }
-            let qos_ready = now_us >= p.received.last_qos_sent_us + QOS_MIN_SPACING_US;
-            if qos_ready && p.received.qos_due(now_us, QOS_INTERVAL_US) {
+            if p.received.qos_due_at(QOS_INTERVAL_US, QOS_MIN_SPACING_US).is_some_and(|at| now_us >= at) {
                 let records = p.received.take_qos_records(now_us);
                 self.transmits.push_back(Transmit::Qos { path: p.id, records });
             }
@@ -440,8 +434,9 @@ impl Bond {
                     // Whatever was in flight is the outage's; measure afresh once the path is back.
                     p.sent.resync_on_next_ack = true;
                     p.sent.acked_seq = p.sent.data_sent;
-                    let reason = match (before, after) {
-                        (_, LinkState::Down { reason, .. }) => reason,
+                    // Only Down paths are unusable after being usable (Failing still carries traffic).
+                    let reason = match p.liveness.state {
+                        LinkState::Down { reason, .. } => reason,
                         _ => FailureReason::FailoverInterval,
                     };
                     self.events.push_back(BondEvent::PathDown { at_us: now_us, path: p.id.0, link: p.link.clone(), reason });
@@ -455,10 +450,8 @@ impl Bond {
                 p.sent.expire_qos(now_us.saturating_sub(QOS_SAMPLE_TIMEOUT_US));
             }
         }
-        if changed {
-            self.refresh(now_us);
-        } else if self.settings.base == Policy::ActiveBackup {
-            // Reselection methods can fire without a usability change (scores move, hold-downs expire).
+        // Active-backup reselection can fire without a usability change (scores move, hold-downs expire).
+        if changed || self.settings.base == Policy::ActiveBackup {
             self.refresh(now_us);
         }
         if now_us >= self.next_rebalance_us {

@@ -243,11 +243,23 @@ impl ReceiveLog {
         })
     }
 
-    /// Whether a QoS packet is due (§4.2: a full table's worth, or the interval elapsed with ≥ 1 record).
-    pub fn qos_due(&self, now_us: u64, interval_us: u64) -> bool {
-        !self.qos_pending.is_empty()
-            && (self.qos_pending.len() >= QOS_RECORDS_PER_PACKET
-                || now_us.saturating_sub(self.last_qos_sent_us) >= interval_us)
+    /// When the next ack is due (acks are coalesced to one per `interval_us`), if one is owed.
+    pub fn ack_due_at(&self, interval_us: u64) -> Option<u64> {
+        self.ack_owed.then_some(self.last_ack_sent_us + interval_us)
+    }
+
+    /// When the next QoS packet is due (§4.2: a full table's worth, or `interval_us` since the last one
+    /// with ≥ 1 record), never sooner than `min_spacing_us` after the last one; `None` if nothing to report.
+    pub fn qos_due_at(&self, interval_us: u64, min_spacing_us: u64) -> Option<u64> {
+        if self.qos_pending.is_empty() {
+            return None;
+        }
+        let spacing = self.last_qos_sent_us + min_spacing_us;
+        Some(if self.qos_pending.len() >= QOS_RECORDS_PER_PACKET {
+            spacing
+        } else {
+            spacing.max(self.last_qos_sent_us + interval_us)
+        })
     }
 
     /// Up to 140 records in ascending ID order (as zerotier-one emits them), removed from the table.
@@ -292,7 +304,7 @@ mod tests {
             rx.record(PacketKind::Data, 2 * i + 1, 10, 1_000);
         }
         rx.record(PacketKind::Measurement, 7777, 10, 1_000);
-        assert!(rx.qos_due(1_000, 1_000_000));
+        assert_eq!(rx.qos_due_at(1_000_000, 250_000), Some(250_000), "a full table goes at the spacing");
         let recs = rx.take_qos_records(6_000);
         assert_eq!(recs.len(), QOS_RECORDS_PER_PACKET);
         assert!(recs.windows(2).all(|w| w[0].packet_id < w[1].packet_id));
