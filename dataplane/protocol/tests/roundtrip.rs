@@ -578,3 +578,62 @@ fn truncated_encodings_give_typed_errors() {
         }
     }
 }
+
+/// Capabilities are not interpreted, but must be skipped exactly so the credentials after
+/// them still parse (spec §8.16).
+#[test]
+fn capabilities_are_skipped_exactly() {
+    let n = nodes();
+    let mut cap = Vec::new();
+    cap.extend_from_slice(&NWID.0.to_be_bytes());
+    cap.extend_from_slice(&1_795_315_286_466u64.to_be_bytes());
+    cap.extend_from_slice(&9u32.to_be_bytes());
+    cap.extend_from_slice(&2u16.to_be_bytes()); // two rules
+    cap.extend_from_slice(&[0x00, 0x00]); // ACTION_DROP, no field
+    cap.extend_from_slice(&[0x30, 6, 1, 2, 3, 4, 5, 6]); // a 6-byte match field
+    cap.push(7); // max custody chain length
+    cap.extend_from_slice(&n.a.address().to_bytes()); // custody: to
+    cap.extend_from_slice(&n.c.address().to_bytes()); // from
+    cap.push(1);
+    cap.extend_from_slice(&96u16.to_be_bytes());
+    cap.extend_from_slice(&[0xab; 96]);
+    cap.extend_from_slice(&[0; 5]); // terminator
+    cap.extend_from_slice(&0u16.to_be_bytes()); // extension
+    let tag = Tag {
+        network_id: NWID,
+        timestamp: 1,
+        id: 2,
+        value: 3,
+        issued_to: n.a.address(),
+        signed_by: n.c.address(),
+        signature_type: 1,
+        signature: vec![5; 96],
+        extension: vec![],
+    };
+    let mut payload = vec![0u8]; // no COMs
+    payload.extend_from_slice(&1u16.to_be_bytes());
+    payload.extend_from_slice(&cap);
+    payload.extend_from_slice(&1u16.to_be_bytes());
+    tag.write(&mut payload);
+    payload.extend_from_slice(&0u16.to_be_bytes());
+    payload.extend_from_slice(&1u16.to_be_bytes());
+    signed_coo(&n).write(&mut payload);
+    let creds = NetworkCredentials::decode(&payload).unwrap();
+    assert_eq!(creds.capabilities.len(), 1);
+    assert_eq!(creds.capabilities[0].raw, cap);
+    assert_eq!((creds.capabilities[0].id, creds.capabilities[0].rule_count), (9, 2));
+    assert_eq!(creds.tags, vec![tag]);
+    assert_eq!(creds.certificates_of_ownership.len(), 1);
+    assert!(creds.certificates_of_ownership[0].verify(&n.c));
+    let mut again = Vec::new();
+    creds.encode(&mut again);
+    assert_eq!(again, payload);
+    // A custody chain longer than its declared maximum is rejected.
+    let mut bad = payload.clone();
+    let max_at = 1 + 2 + 8 + 8 + 4 + 2 + 2 + 8;
+    assert_eq!(bad[max_at], 7);
+    bad[max_at] = 0;
+    assert!(NetworkCredentials::decode(&bad).is_err());
+    // Older senders stop after the COM list.
+    assert_eq!(NetworkCredentials::decode(&[0]).unwrap(), NetworkCredentials::default());
+}
