@@ -558,13 +558,10 @@ impl Bond {
             return;
         }
         let old_mask = self.published_key.as_ref().map_or(0, |k| k.0);
+        let bonded_mask = key.0;
         self.published_key = Some(key);
-        let bonded_mask = bonded.iter().fold(0u64, |m, p| m | (1 << p.0));
         let kind = if bonded.is_empty() {
-            match (base, self.fallback_path()) {
-                (_, None) => TableKind::NoPath,
-                (_, Some(p)) => TableKind::Single(p),
-            }
+            self.fallback_path().map_or(TableKind::NoPath, TableKind::Single)
         } else {
             match base {
                 Policy::None => {
@@ -589,17 +586,14 @@ impl Bond {
                 },
             }
         };
-        let paths = if bonded.is_empty() { self.fallback_path().into_iter().collect() } else { bonded.clone() };
-        let mut assign_sequence = if base == Policy::BalanceAware && !bonded.is_empty() {
-            weighted_sequence(&bonded, &weights, ASSIGN_SEQUENCE_LEN)
+        let paths: Vec<PathId> = if bonded.is_empty() { self.fallback_path().into_iter().collect() } else { bonded };
+        let assign_sequence = if base == Policy::BalanceAware && paths.len() == weights.len() {
+            weighted_sequence(&paths, &weights, ASSIGN_SEQUENCE_LEN)
         } else {
             paths.clone()
         };
-        if assign_sequence.is_empty() {
-            assign_sequence = paths.clone();
-        }
         self.generation += 1;
-        let usable_mask = if bonded.is_empty() { paths.iter().fold(0, |m, p| m | (1u64 << p.0)) } else { bonded_mask };
+        let usable_mask = paths.iter().fold(0, |m, p| m | (1u64 << p.0));
         self.handle.publish(SelectionTable { generation: self.generation, kind, paths, usable_mask, assign_sequence });
         if base == Policy::BalanceAware && old_mask != bonded_mask {
             self.rebalance_flows(now_us, true);
