@@ -6,7 +6,7 @@
 //! reassembly keyed by UDP 4-tuple + packet ID, [`open_packet`] (dearmor, §6; LZ4, §6.7) and
 //! the verb codecs of [`crate::verbs`] — and adds the cross-references a capture reader wants:
 //! `in_re_index` for OK/ERROR, `index` for QoS records and `head_index` for fragments.
-//! The JSON of each decoded message is built in [`render`].
+//! The JSON of each decoded message is built in the private `render` submodule.
 
 mod render;
 
