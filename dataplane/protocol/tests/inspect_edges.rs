@@ -108,3 +108,22 @@ fn beacons_junk_and_non_udp_frames_are_other() {
     assert_eq!(out.summary["undecoded"], 4);
     assert_eq!(out.records[3]["time"], 3e-5);
 }
+
+/// With only a's secret, the decoder learns b's and the moon's identities from their
+/// authenticated HELLOs (as a node would) and verifies later traffic with them.
+#[test]
+fn identities_are_learned_from_authenticated_hellos() {
+    let only_a: Vec<_> =
+        common::load_identities().into_iter().filter(|i| i.address().to_string() == "cfe2482597").collect();
+    let out = run(&basic_frames(), only_a);
+    let mac = |i: usize| out.records[i]["mac_ok"].clone();
+    assert_eq!(mac(52), Value::Null, "a -> moon WHOIS before the moon's HELLO: no key yet");
+    assert_eq!(mac(103), Value::Null, "a -> b ECHO before b's HELLO");
+    assert_eq!(mac(105), Value::Bool(true), "b's HELLO verifies with the identity it carries");
+    assert_eq!(out.records[105]["decoded"].get("identity_matches_known"), None, "b was learned, not given");
+    assert_eq!(mac(110), Value::Bool(true), "b -> a ERROR after learning b");
+    assert_eq!(mac(409), Value::Bool(true), "the moon's HELLO");
+    assert_eq!(mac(411), Value::Bool(true), "a -> moon WHOIS after learning the moon");
+    assert_eq!(mac(413), Value::Null, "b -> moon: neither secret is held");
+    assert_eq!(out.summary["mac_failures"], 0);
+}

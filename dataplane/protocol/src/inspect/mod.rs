@@ -70,6 +70,9 @@ struct Counters {
 /// The decoder state for one capture.
 pub struct Inspector {
     identities: HashMap<Address, Identity>,
+    /// Public identities learned from authenticated HELLOs and OK(WHOIS) (validated first), so
+    /// a capture can be read with only some identities in hand, as a real node would.
+    learned: HashMap<Address, Identity>,
     keys: HashMap<(Address, Address), Option<Arc<PeerKey>>>,
     slots: FragmentSlots<PathKey, usize, REASSEMBLY_SLOTS>,
     records: Vec<Map<String, Value>>,
@@ -105,6 +108,7 @@ impl Inspector {
         let identities = identities.into_iter().map(|i| (i.address(), i)).collect();
         Self {
             identities,
+            learned: HashMap::new(),
             keys: HashMap::new(),
             slots: FragmentSlots::new(REASSEMBLY_TIMEOUT_MS),
             records: Vec::new(),
@@ -134,7 +138,7 @@ impl Inspector {
         if let Some(k) = self.keys.get(&pair) {
             return k.clone();
         }
-        let key = match (self.identities.get(&a), self.identities.get(&b)) {
+        let key = match (self.identity(&a), self.identity(&b)) {
             (Some(x), Some(y)) if x.has_secret() => x.agree(y).ok(),
             (Some(x), Some(y)) if y.has_secret() => y.agree(x).ok(),
             _ => None,
@@ -316,6 +320,22 @@ impl Inspector {
         }
     }
 
+    /// A given identity, else a learned one.
+    fn identity(&self, a: &Address) -> Option<&Identity> {
+        self.identities.get(a).or_else(|| self.learned.get(a))
+    }
+
+    /// Remember an identity carried by an authenticated packet, after the memory-hard address
+    /// check (spec §5.1); forget cached "no key" results that involved it.
+    fn learn(&mut self, id: &Identity) {
+        let a = id.address();
+        if self.identity(&a).is_some() || !id.validate() {
+            return;
+        }
+        self.learned.insert(a, id.to_public());
+        self.keys.retain(|(x, y), key| key.is_some() || (*x != a && *y != a));
+    }
+
     /// Unknown sender of a suite-0 HELLO: derive the key from the identity it carries.
     fn key_from_hello(&mut self, packet: &[u8], destination: Address) -> Option<Arc<PeerKey>> {
         let ident_at = 28 + 13;
@@ -370,9 +390,18 @@ impl Inspector {
         }
         let payload = opened.payload;
         let ctx = Ctx { head_index, source, destination };
-        let decoded = Message::decode(verb, payload, Some((key, &packet_id)))
-            .map_err(|e| e.to_string())
-            .and_then(|m| self.message_json(&m, &ctx).map_err(|e| e.to_string()));
+        let decoded = Message::decode(verb, payload, Some((key, &packet_id))).map_err(|e| e.to_string()).and_then(|m| {
+            match &m {
+                Message::Hello(h, _) if h.identity.address() == source => self.learn(&h.identity),
+                Message::Ok(ok) => {
+                    if let crate::verbs::OkPayload::Whois(ids) = &ok.payload {
+                        ids.iter().for_each(|id| self.learn(id));
+                    }
+                }
+                _ => {}
+            }
+            self.message_json(&m, &ctx).map_err(|e| e.to_string())
+        });
         match decoded {
             Ok(v) => {
                 self.records[head_index].insert("decoded".into(), v);

@@ -26,11 +26,11 @@ impl Inspector {
             m.insert("issued_to".into(), json!(a.to_string()));
             m.insert(
                 "identity_hash_ok".into(),
-                json!(self.identities.get(&a).is_some_and(|id| com.identity_hash_matches(id))),
+                json!(self.identity(&a).is_some_and(|id| com.identity_hash_matches(id))),
             );
         }
         m.insert("signed_by".into(), json!(com.signed_by.to_string()));
-        m.insert("signature_ok".into(), json!(self.identities.get(&com.signed_by).is_some_and(|id| com.verify(id))));
+        m.insert("signature_ok".into(), json!(self.identity(&com.signed_by).is_some_and(|id| com.verify(id))));
         Value::Object(m)
     }
 
@@ -42,7 +42,7 @@ impl Inspector {
             "things": coo.things.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
             "issued_to": coo.issued_to.to_string(),
             "signed_by": coo.signed_by.to_string(),
-            "signature_ok": self.identities.get(&coo.signed_by).is_some_and(|id| coo.verify(id)),
+            "signature_ok": self.identity(&coo.signed_by).is_some_and(|id| coo.verify(id)),
         })
     }
 
@@ -139,7 +139,7 @@ impl Inspector {
         m.insert("network_id".into(), nwid(chunk.network_id));
         m.insert("chunk_len".into(), json!(chunk.data.len()));
         let controller = chunk.network_id.controller();
-        let signature_ok = self.identities.get(&controller).is_some_and(|id| chunk.verify(id));
+        let signature_ok = self.identity(&controller).is_some_and(|id| chunk.verify(id));
         if let Some(s) = &chunk.signed {
             m.insert("flags".into(), json!(s.flags));
             m.insert("config_update_id".into(), json!(hex(&s.update_id.to_be_bytes())));
