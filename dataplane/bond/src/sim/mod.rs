@@ -7,10 +7,12 @@
 //! configuration always give the same result.
 
 pub mod link;
+pub mod result;
 pub mod scenario;
+mod stats;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::bond::{Bond, BondEvent, Delivery, Transmit};
@@ -22,73 +24,12 @@ use crate::path::PathId;
 use crate::policy::active_backup::ChangeReason;
 use crate::rng::SeededRng;
 use link::SimLink;
+pub use result::{Estimated, Failover, LinkResult, SimResult, TIMELINE_BUCKET_MS};
 pub use scenario::Scenario;
+use stats::{ReceiverStats, SenderStats};
 
 /// After the traffic stops, the simulation runs this long so packets in flight land.
 pub const DRAIN_US: u64 = 1_000_000;
-/// Width of the per-link share timeline buckets.
-pub const TIMELINE_BUCKET_MS: u64 = 100;
-
-/// The simulator's JSON result.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct SimResult {
-    pub policy: String,
-    pub base_policy: String,
-    pub sent: u64,
-    pub delivered: u64,
-    pub lost: u64,
-    pub duplicates_delivered: u64,
-    pub duplicates_suppressed: u64,
-    pub reordered: u64,
-    pub flow_moves: u64,
-    /// Longest gap between deliveries, not counting time when no link was up.
-    pub outage_ms: f64,
-    pub failovers: Vec<Failover>,
-    pub links: Vec<LinkResult>,
-    pub warnings: Vec<String>,
-    /// Engine events of the sending node, in order.
-    #[serde(skip)]
-    pub events: Vec<BondEvent>,
-    /// Data packets per link per [`TIMELINE_BUCKET_MS`] (sender side).
-    #[serde(skip)]
-    pub timeline: Vec<Vec<u64>>,
-    /// Per-flow list of links used, in order of first use (sender side).
-    #[serde(skip)]
-    pub flow_links: Vec<Vec<usize>>,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Failover {
-    pub at_ms: f64,
-    pub from: String,
-    pub to: String,
-    /// Time from the link event that caused it (the link going down or degrading); `None` if no event did.
-    pub detection_ms: Option<f64>,
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct LinkResult {
-    pub name: String,
-    pub packets: u64,
-    pub share: f64,
-    pub estimated: Estimated,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Estimated {
-    /// Smoothed round-trip time, as zerotier-cli shows latency.
-    pub latency_ms: f64,
-    pub latency_max_ms: f64,
-    pub pdv_ms: f64,
-    pub loss: f64,
-    pub error_ratio: f64,
-    pub throughput_mbps: f64,
-    pub throughput_max_mbps: f64,
-    /// Capacity measured while the link was saturated (absent if it never was).
-    pub capacity_mbps: Option<f64>,
-    pub availability: f64,
-}
 
 #[derive(Clone, Debug)]
 enum Payload {
@@ -138,16 +79,32 @@ struct Node {
     next_timer: u64,
 }
 
-struct Sim {
+/// Node A (index 0) sends the traffic; node B (index 1) receives it.
+const SENDER: usize = 0;
+const RECEIVER: usize = 1;
+
+struct Sim<'a> {
+    scenario: &'a Scenario,
+    base: Policy,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<Queued>>,
     links: Vec<SimLink>,
     rng: SeededRng,
     nodes: [Node; 2],
+    flows: Vec<FlowHash>,
+    /// Packets generated so far (the next one's index) and per-flow sequence numbers.
+    generated: u64,
+    flow_seq: Vec<u64>,
+    sender: SenderStats,
+    receiver: ReceiverStats,
+    /// When each link last went down or degraded (for detection times).
+    last_link_event: Vec<Option<u64>>,
+    failovers: Vec<Failover>,
+    events: Vec<BondEvent>,
 }
 
-impl Sim {
+impl Sim<'_> {
     fn push(&mut self, at: u64, action: Action) {
         self.seq += 1;
         self.queue.push(Reverse(Queued { at, seq: self.seq, action }));
@@ -223,305 +180,284 @@ pub fn run(scenario: &Scenario, config: &BondingConfig) -> Result<SimResult, Bon
     run_policy(scenario, policy_for(scenario, config))
 }
 
+
+fn make_node(scenario: &Scenario, settings: &PolicySettings, remote: &str) -> Result<(Node, Vec<String>), BondError> {
+    let mut bond = Bond::new(settings.clone(), 0);
+    bond.set_peer_acks(scenario.peer_acks);
+    let mut path_of_link = Vec::new();
+    let mut link_of_path = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, l) in scenario.links.iter().enumerate() {
+        match bond.add_path(&l.name, &format!("{remote}-{}", l.name), false, 0) {
+            Ok(p) => {
+                path_of_link.push(Some(p));
+                link_of_path.push(i);
+            }
+            Err(BondError::LinkNotAllowed { .. }) => {
+                warnings.push(format!("link {:?} is not listed by policy {:?}; it carries nothing", l.name, settings.name));
+                path_of_link.push(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((Node { bond, path_of_link, link_of_path, next_timer: u64::MAX }, warnings))
+}
+
 /// Run a scenario with explicit policy settings (both ends use them).
 pub fn run_policy(scenario: &Scenario, settings: PolicySettings) -> Result<SimResult, BondError> {
     scenario.validate()?;
     let mut rng = SeededRng::new(scenario.seed);
     let flows = flow_keys(scenario.traffic.flows, &mut rng);
-    let mut warnings = Vec::new();
-    let make_node = |warnings: &mut Vec<String>, remote: &str| -> Result<Node, BondError> {
-        let mut bond = Bond::new(settings.clone(), 0);
-        bond.set_peer_acks(scenario.peer_acks);
-        let mut path_of_link = Vec::new();
-        let mut link_of_path = Vec::new();
-        for (i, l) in scenario.links.iter().enumerate() {
-            match bond.add_path(&l.name, &format!("{remote}-{}", l.name), false, 0) {
-                Ok(p) => {
-                    path_of_link.push(Some(p));
-                    link_of_path.push(i);
-                }
-                Err(BondError::LinkNotAllowed { .. }) => {
-                    if remote == "b" {
-                        warnings.push(format!("link {:?} is not listed by policy {:?}; it carries nothing", l.name, settings.name));
-                    }
-                    path_of_link.push(None);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Node { bond, path_of_link, link_of_path, next_timer: u64::MAX })
-    };
-    let a = make_node(&mut warnings, "b")?;
-    let b = make_node(&mut warnings, "a")?;
+    let (a, warnings) = make_node(scenario, &settings, "b")?;
+    let (b, _) = make_node(scenario, &settings, "a")?;
     if a.link_of_path.is_empty() {
         return Err(BondError::Scenario {
             path: "links".into(),
             reason: format!("policy {:?} allows none of the scenario's links", settings.name),
         });
     }
+    let nlinks = scenario.links.len();
     let mut sim = Sim {
+        scenario,
+        base: settings.base,
         now: 0,
         seq: 0,
         queue: BinaryHeap::new(),
         links: scenario.links.iter().map(SimLink::new).collect(),
         rng,
         nodes: [a, b],
+        generated: 0,
+        flow_seq: vec![0; flows.len()],
+        sender: SenderStats::new(nlinks, flows.len(), scenario.duration_ms),
+        receiver: ReceiverStats::new(flows.len()),
+        flows,
+        last_link_event: vec![None; nlinks],
+        failovers: Vec::new(),
+        events: Vec::new(),
     };
     for (i, e) in scenario.events.iter().enumerate() {
         sim.push(e.at_ms * 1000, Action::LinkChange { event: i });
     }
     sim.push(0, Action::SendData);
-    sim.service(0);
-    sim.service(1);
+    sim.service(SENDER);
+    sim.service(RECEIVER);
 
     let traffic_end = scenario.duration_ms * 1000;
     let end = traffic_end + DRAIN_US;
-    let interval_us = 1e6 / scenario.traffic.packets_per_second;
-    let nlinks = scenario.links.len();
-    let mut k: u64 = 0;
-    let mut flow_seq = vec![0u64; flows.len()];
-    let mut flow_max_delivered = vec![None::<u64>; flows.len()];
-    let mut flow_last_link: Vec<Option<usize>> = vec![None; flows.len()];
-    let mut flow_links: Vec<Vec<usize>> = vec![Vec::new(); flows.len()];
-    let mut flow_moves = 0u64;
-    let mut link_packets = vec![0u64; nlinks];
-    let buckets = (scenario.duration_ms / TIMELINE_BUCKET_MS + 1) as usize;
-    let mut timeline = vec![vec![0u64; buckets]; nlinks];
-    let mut sent_ids: u64 = 0;
-    let mut delivered_ids: HashSet<u64> = HashSet::new();
-    let mut duplicates_delivered = 0u64;
-    let mut reordered = 0u64;
-    let mut delivered = 0u64;
-    // Outage accounting: gaps between deliveries minus time with every link down.
-    let mut last_delivery: Option<u64> = None;
-    let mut max_gap = 0u64;
-    let mut all_down_since: Option<u64> = None;
-    let mut all_down_in_gap = 0u64;
-    let mut last_link_event: Vec<Option<u64>> = vec![None; nlinks];
-    let mut events = Vec::new();
-    let mut failovers = Vec::new();
-
     while let Some(Reverse(q)) = sim.queue.pop() {
         if q.at > end {
             break;
         }
         sim.now = q.at;
-        let now = sim.now;
-        let mut touched = [false; 2];
-        match q.action {
-            Action::SendData => {
-                if now < traffic_end {
-                    let f = (k % flows.len() as u64) as usize;
-                    k += 1;
-                    sim.push((k as f64 * interval_us) as u64, Action::SendData);
-                    let id = sim.new_id();
-                    let seq = flow_seq[f];
-                    flow_seq[f] += 1;
-                    sent_ids += 1;
-                    let chosen = sim.nodes[0].bond.select(flows[f], now);
-                    let bytes = scenario.traffic.packet_bytes;
-                    for path in &chosen {
-                        let link = sim.nodes[0].link_of_path[path.0 as usize];
-                        let _ = sim.nodes[0].bond.on_data_sent(*path, id, bytes as usize, now);
-                        link_packets[link] += 1;
-                        timeline[link][((now / 1000) / TIMELINE_BUCKET_MS) as usize] += 1;
-                        sim.transmit(0, link, bytes, Payload::Data { id, flow: f as u32, seq, bytes });
-                    }
-                    if chosen.len() == 1 {
-                        let link = sim.nodes[0].link_of_path[chosen[0].0 as usize];
-                        if flow_last_link[f].is_some_and(|l| l != link) {
-                            flow_moves += 1;
-                        }
-                        if !flow_links[f].contains(&link) {
-                            flow_links[f].push(link);
-                        }
-                        flow_last_link[f] = Some(link);
-                    }
-                    touched[0] = true;
-                }
-            }
-            Action::Timer { node } => {
-                if sim.nodes[node].next_timer == now {
-                    sim.nodes[node].next_timer = u64::MAX;
-                    sim.nodes[node].bond.handle_timeout(now);
-                    touched[node] = true;
-                }
-            }
-            Action::LinkChange { event } => {
-                let e = &scenario.events[event];
-                let link = scenario.links.iter().position(|l| l.name == e.link).unwrap_or(0);
-                sim.links[link].apply(&e.set);
-                let degrades = e.set.up == Some(false) || e.set.loss.is_some_and(|l| l > 0.0) || e.set.latency_ms.is_some();
-                if degrades {
-                    last_link_event[link] = Some(now);
-                }
-                let all_down = sim.links.iter().all(|l| !l.up);
-                match (all_down, all_down_since) {
-                    (true, None) => all_down_since = Some(now),
-                    (false, Some(since)) => {
-                        all_down_in_gap += now - since;
-                        all_down_since = None;
-                    }
-                    _ => {}
-                }
-            }
-            Action::Arrive { to, link, payload } => {
-                if !sim.links[link].up {
-                    continue;
-                }
-                let Some(path) = sim.nodes[to].path_of_link[link] else { continue };
-                touched[to] = true;
-                let bond = &mut sim.nodes[to].bond;
-                match payload {
-                    Payload::Data { id, flow, seq, bytes } => {
-                        let verdict = bond.on_packet_received(path, id, bytes as usize, PacketKind::Data, now);
-                        if verdict.ok() == Some(Delivery::Deliver) {
-                            if !delivered_ids.insert(id) {
-                                duplicates_delivered += 1;
-                                continue;
-                            }
-                            delivered += 1;
-                            let f = flow as usize;
-                            match flow_max_delivered[f] {
-                                Some(m) if seq < m => reordered += 1,
-                                _ => flow_max_delivered[f] = Some(seq),
-                            }
-                            let down_now = all_down_since.map_or(0, |s| now - s);
-                            if let Some(prev) = last_delivery {
-                                let gap = (now - prev).saturating_sub(all_down_in_gap + down_now);
-                                max_gap = max_gap.max(gap);
-                            }
-                            last_delivery = Some(now);
-                            all_down_in_gap = 0;
-                            if let Some(s) = all_down_since.as_mut() {
-                                *s = now;
-                            }
-                        }
-                    }
-                    Payload::Echo { id } => {
-                        let _ = bond.on_packet_received(path, id, 28, PacketKind::Control, now);
-                        let reply = sim.rng.next_u64();
-                        let _ = sim.nodes[to].bond.on_control_sent(path, reply, now);
-                        sim.transmit(to, link, 37, Payload::EchoReply { id: reply, in_re: id });
-                    }
-                    Payload::EchoReply { id, in_re } => {
-                        let _ = bond.on_packet_received(path, id, 37, PacketKind::Control, now);
-                        let _ = bond.on_echo_reply(path, in_re, now);
-                    }
-                    Payload::Qos { id, records } => {
-                        let _ = bond.on_packet_received(path, id, 28 + 10 * records.len(), PacketKind::Measurement, now);
-                        let _ = bond.on_qos_records(path, &records, now);
-                    }
-                    Payload::Ack { id, ack } => {
-                        let _ = bond.on_packet_received(path, id, 60, PacketKind::Measurement, now);
-                        let _ = bond.on_path_ack(path, ack, now);
-                    }
-                }
-            }
-        }
+        let touched = match q.action {
+            Action::SendData => sim.send_data(traffic_end),
+            Action::Timer { node } => sim.timer(node),
+            Action::LinkChange { event } => sim.link_change(event),
+            Action::Arrive { to, link, payload } => sim.arrive(to, link, payload),
+        };
         for (node, touched) in touched.into_iter().enumerate() {
             if touched {
                 sim.service(node);
             }
         }
-        // Engine events of the sender.
-        while let Some(ev) = sim.nodes[0].bond.poll_event() {
-            let name = |i: u8| sim.nodes[0].link_of_path.get(i as usize).map(|&l| scenario.links[l].name.clone());
-            let detection = |link_name: &str, at: u64| {
-                let l = scenario.links.iter().position(|l| l.name == link_name)?;
-                last_link_event[l].filter(|&t| t <= at).map(|t| (at - t) as f64 / 1000.0)
-            };
-            match &ev {
+        sim.collect_events();
+    }
+    Ok(sim.finish(settings, warnings, traffic_end, end))
+}
+
+impl Sim<'_> {
+    /// Generate the next data packet at the sender. Returns which nodes need servicing.
+    fn send_data(&mut self, traffic_end: u64) -> [bool; 2] {
+        if self.now >= traffic_end {
+            return [false; 2];
+        }
+        let now = self.now;
+        let f = (self.generated % self.flows.len() as u64) as usize;
+        self.generated += 1;
+        let next = (self.generated as f64 * 1e6 / self.scenario.traffic.packets_per_second) as u64;
+        self.push(next, Action::SendData);
+        let id = self.new_id();
+        let seq = self.flow_seq[f];
+        self.flow_seq[f] += 1;
+        self.sender.sent += 1;
+        let chosen = self.nodes[SENDER].bond.select(self.flows[f], now);
+        let bytes = self.scenario.traffic.packet_bytes;
+        for path in &chosen {
+            let link = self.nodes[SENDER].link_of_path[path.0 as usize];
+            let _ = self.nodes[SENDER].bond.on_data_sent(*path, id, bytes as usize, now);
+            self.sender.copy_sent(link, now);
+            self.transmit(SENDER, link, bytes, Payload::Data { id, flow: f as u32, seq, bytes });
+        }
+        if let [single] = chosen.as_slice() {
+            let link = self.nodes[SENDER].link_of_path[single.0 as usize];
+            self.sender.flow_used(f, link);
+        }
+        [true, false]
+    }
+
+    fn timer(&mut self, node: usize) -> [bool; 2] {
+        // Stale timers (superseded by an earlier one) are skipped.
+        if self.nodes[node].next_timer != self.now {
+            return [false; 2];
+        }
+        self.nodes[node].next_timer = u64::MAX;
+        self.nodes[node].bond.handle_timeout(self.now);
+        let mut touched = [false; 2];
+        touched[node] = true;
+        touched
+    }
+
+    fn link_change(&mut self, event: usize) -> [bool; 2] {
+        let e = &self.scenario.events[event];
+        let Some(link) = self.scenario.links.iter().position(|l| l.name == e.link) else {
+            return [false; 2];
+        };
+        self.links[link].apply(&e.set);
+        if e.set.up == Some(false) || e.set.loss.is_some_and(|l| l > 0.0) || e.set.latency_ms.is_some() {
+            self.last_link_event[link] = Some(self.now);
+        }
+        let all_down = self.links.iter().all(|l| !l.up);
+        self.receiver.outage.links_changed(self.now, all_down);
+        [false; 2]
+    }
+
+    fn arrive(&mut self, to: usize, link: usize, payload: Payload) -> [bool; 2] {
+        // A link cut also loses what was in flight on it.
+        if !self.links[link].up {
+            return [false; 2];
+        }
+        let Some(path) = self.nodes[to].path_of_link[link] else {
+            return [false; 2];
+        };
+        let now = self.now;
+        let bond = &mut self.nodes[to].bond;
+        match payload {
+            Payload::Data { id, flow, seq, bytes } => {
+                if bond.on_packet_received(path, id, bytes as usize, PacketKind::Data, now).ok() == Some(Delivery::Deliver) {
+                    self.receiver.delivered(id, flow as usize, seq, now);
+                }
+            }
+            Payload::Echo { id } => {
+                let _ = bond.on_packet_received(path, id, 28, PacketKind::Control, now);
+                let reply = self.rng.next_u64();
+                let _ = self.nodes[to].bond.on_control_sent(path, reply, now);
+                self.transmit(to, link, 37, Payload::EchoReply { id: reply, in_re: id });
+            }
+            Payload::EchoReply { id, in_re } => {
+                let _ = bond.on_packet_received(path, id, 37, PacketKind::Control, now);
+                let _ = bond.on_echo_reply(path, in_re, now);
+            }
+            Payload::Qos { id, records } => {
+                let _ = bond.on_packet_received(path, id, 28 + 10 * records.len(), PacketKind::Measurement, now);
+                let _ = bond.on_qos_records(path, &records, now);
+            }
+            Payload::Ack { id, ack } => {
+                let _ = bond.on_packet_received(path, id, 60, PacketKind::Measurement, now);
+                let _ = bond.on_path_ack(path, ack, now);
+            }
+        }
+        let mut touched = [false; 2];
+        touched[to] = true;
+        touched
+    }
+
+    fn link_name(&self, node: usize, path: u8) -> Option<&str> {
+        let link = *self.nodes[node].link_of_path.get(path as usize)?;
+        Some(self.scenario.links[link].name.as_str())
+    }
+
+    /// Time from the last event that took down or degraded `link_name` to `at_us`.
+    fn detection_ms(&self, link_name: &str, at_us: u64) -> Option<f64> {
+        let l = self.scenario.links.iter().position(|l| l.name == link_name)?;
+        self.last_link_event[l].filter(|&t| t <= at_us).map(|t| (at_us - t) as f64 / 1000.0)
+    }
+
+    /// Record the sender's engine events; failovers are what the result reports.
+    fn collect_events(&mut self) {
+        while let Some(ev) = self.nodes[SENDER].bond.poll_event() {
+            let failover = match &ev {
                 BondEvent::ActiveChanged { at_us, from: Some(from), to, reason } if *reason != ChangeReason::Initial => {
-                    failovers.push(Failover {
+                    Some(Failover {
                         at_ms: *at_us as f64 / 1000.0,
                         from: from.clone(),
                         to: to.clone(),
-                        detection_ms: if *reason == ChangeReason::Failure { detection(from, *at_us) } else { None },
+                        detection_ms: if *reason == ChangeReason::Failure { self.detection_ms(from, *at_us) } else { None },
                         reason: format!("{reason:?}").to_lowercase(),
-                    });
+                    })
                 }
-                BondEvent::PathDown { at_us, path, link, reason } if settings.base != Policy::ActiveBackup => {
-                    let others: Vec<String> = sim.nodes[0]
+                // Balance policies and broadcast: the failed path's traffic goes to the others.
+                BondEvent::PathDown { at_us, path, link, reason } if self.base != Policy::ActiveBackup => {
+                    let others: Vec<&str> = self.nodes[SENDER]
                         .bond
                         .paths()
                         .iter()
                         .filter(|p| p.usable() && p.id.0 != *path)
-                        .filter_map(|p| name(p.id.0))
+                        .filter_map(|p| self.link_name(SENDER, p.id.0))
                         .collect();
-                    failovers.push(Failover {
+                    Some(Failover {
                         at_ms: *at_us as f64 / 1000.0,
                         from: link.clone(),
                         to: others.join("+"),
-                        detection_ms: detection(link, *at_us),
+                        detection_ms: self.detection_ms(link, *at_us),
                         reason: format!("{reason:?}").to_lowercase(),
-                    });
+                    })
                 }
-                _ => {}
-            }
-            events.push(ev);
+                _ => None,
+            };
+            self.failovers.extend(failover);
+            self.events.push(ev);
         }
-        while sim.nodes[1].bond.poll_event().is_some() {}
+        while self.nodes[RECEIVER].bond.poll_event().is_some() {}
     }
 
-    // Packets sent but never delivered before the end also make a gap.
-    if let Some(prev) = last_delivery {
-        let tail = traffic_end.saturating_sub(prev).saturating_sub(all_down_in_gap + all_down_since.map_or(0, |s| traffic_end.saturating_sub(s)));
-        let typical_latency = scenario.links.iter().map(|l| (l.latency_ms * 1000.0) as u64).min().unwrap_or(0);
-        max_gap = max_gap.max(tail.saturating_sub(typical_latency));
-    }
-    let total_link_packets: u64 = link_packets.iter().sum();
-    let a = &sim.nodes[0];
-    let links = scenario
-        .links
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let estimated = a.path_of_link[i].and_then(|p| a.bond.quality(p, end).ok()).unwrap_or_default();
-            LinkResult {
-                name: l.name.clone(),
-                packets: link_packets[i],
-                share: if total_link_packets == 0 { 0.0 } else { link_packets[i] as f64 / total_link_packets as f64 },
-                estimated: Estimated {
-                    latency_ms: estimated.latency_ms,
-                    latency_max_ms: estimated.latency_max_ms,
-                    pdv_ms: estimated.pdv_ms,
-                    loss: estimated.loss,
-                    error_ratio: estimated.error_ratio,
-                    throughput_mbps: estimated.throughput_mean_mbps,
-                    throughput_max_mbps: estimated.throughput_max_mbps,
-                    capacity_mbps: estimated.capacity_estimate_mbps,
-                    availability: estimated.availability,
-                },
-            }
-        })
-        .collect();
-    Ok(SimResult {
-        policy: settings.name.clone(),
-        base_policy: settings.base.name().to_string(),
-        sent: sent_ids,
-        delivered,
-        lost: sent_ids - delivered,
-        duplicates_delivered,
-        duplicates_suppressed: sim.nodes[1].bond.stats().duplicates_suppressed,
-        reordered,
-        flow_moves,
-        outage_ms: max_gap as f64 / 1000.0,
-        failovers,
-        links,
-        warnings,
-        events,
-        timeline,
-        flow_links,
-    })
-}
-
-impl SimResult {
-    /// A link's share of data packets sent between `from_ms` and `to_ms`.
-    pub fn share_between(&self, link: usize, from_ms: u64, to_ms: u64) -> f64 {
-        let range = (from_ms / TIMELINE_BUCKET_MS) as usize..(to_ms / TIMELINE_BUCKET_MS) as usize;
-        let total: u64 = self.timeline.iter().map(|t| t[range.clone()].iter().sum::<u64>()).sum();
-        let mine: u64 = self.timeline[link][range].iter().sum();
-        if total == 0 { 0.0 } else { mine as f64 / total as f64 }
+    fn finish(self, settings: PolicySettings, warnings: Vec<String>, traffic_end: u64, end: u64) -> SimResult {
+        let typical_latency = self.scenario.links.iter().map(|l| (l.latency_ms * 1000.0) as u64).min().unwrap_or(0);
+        let outage_us = self.receiver.outage.finish(traffic_end, typical_latency);
+        let total_link_packets: u64 = self.sender.link_packets.iter().sum();
+        let a = &self.nodes[SENDER];
+        let links = self
+            .scenario
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let q = a.path_of_link[i].and_then(|p| a.bond.quality(p, end).ok()).unwrap_or_default();
+                let packets = self.sender.link_packets[i];
+                LinkResult {
+                    name: l.name.clone(),
+                    packets,
+                    share: if total_link_packets == 0 { 0.0 } else { packets as f64 / total_link_packets as f64 },
+                    estimated: Estimated {
+                        latency_ms: q.latency_ms,
+                        latency_max_ms: q.latency_max_ms,
+                        pdv_ms: q.pdv_ms,
+                        loss: q.loss,
+                        error_ratio: q.error_ratio,
+                        throughput_mbps: q.throughput_mean_mbps,
+                        throughput_max_mbps: q.throughput_max_mbps,
+                        capacity_mbps: q.capacity_estimate_mbps,
+                        availability: q.availability,
+                    },
+                }
+            })
+            .collect();
+        SimResult {
+            policy: settings.name.clone(),
+            base_policy: settings.base.name().to_string(),
+            sent: self.sender.sent,
+            delivered: self.receiver.delivered,
+            lost: self.sender.sent - self.receiver.delivered,
+            duplicates_delivered: self.receiver.duplicates_delivered,
+            duplicates_suppressed: self.nodes[RECEIVER].bond.stats().duplicates_suppressed,
+            reordered: self.receiver.reordered,
+            flow_moves: self.sender.flow_moves,
+            outage_ms: outage_us as f64 / 1000.0,
+            failovers: self.failovers,
+            links,
+            warnings,
+            events: self.events,
+            timeline: self.sender.timeline,
+            flow_links: self.sender.flow_links,
+        }
     }
 }
