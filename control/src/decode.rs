@@ -1,7 +1,8 @@
 //! `ztplanectl decode --pcap FILE --identity PATH [--identity PATH ...]`
 //!
 //! Decodes a classic pcap of ZeroTier 1.x traffic with the given identities (`.secret` or
-//! `.public` files) and prints one JSON object per datagram, one per line, then the summary
+//! `.public` files; identities of other nodes are also learned from authenticated HELLOs) and
+//! prints one JSON object per datagram, one per line, then the summary
 //! object — the record and summary schema of `conformance/zt-1.14.1/README.md`.
 use anyhow::{Context, Result, bail};
 use std::io::{BufWriter, Write};
