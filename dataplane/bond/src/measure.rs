@@ -77,6 +77,8 @@ pub struct SentLog {
     /// Data packets sent so far (the sequence number of the next one).
     pub data_sent: u64,
     pub data_bytes_sent: u64,
+    /// When anything was last sent on the path.
+    pub last_sent_us: Option<u64>,
     /// (packet ID, send time) of data packets by sequence number modulo [`SENT_RING`].
     ring: Box<[(u64, u64)]>,
     /// Sampled packets (data and control) awaiting a QoS record: ID -> send time.
@@ -99,6 +101,7 @@ impl SentLog {
         SentLog {
             data_sent: 0,
             data_bytes_sent: 0,
+            last_sent_us: None,
             ring: vec![(0u64, 0u64); SENT_RING].into_boxed_slice(),
             qos_pending: HashMap::new(),
             qos_order: VecDeque::new(),
@@ -111,6 +114,7 @@ impl SentLog {
     }
 
     pub fn record(&mut self, kind: PacketKind, packet_id: u64, bytes: usize, now_us: u64) {
+        self.last_sent_us = Some(now_us);
         if kind == PacketKind::Data {
             self.ring[(self.data_sent % SENT_RING as u64) as usize] = (packet_id, now_us);
             self.data_sent += 1;
