@@ -201,7 +201,14 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
 
-    println!("crypto: single core, best of {} x {:?}; salsa20 = {}", options.reps, options.per_measurement, ztplane_crypto::salsa20::implementation());
+    println!(
+        "crypto: single core, best of {} x {:?}; salsa20: {}; poly1305: {}; aes-gmac-siv: {}",
+        options.reps,
+        options.per_measurement,
+        ztplane_crypto::salsa20::implementation(),
+        ztplane_crypto::poly1305::implementation(),
+        ztplane_crypto::gmac_siv::AesGmacSiv::new(&[0; 32], &[0; 32]).implementation(),
+    );
     println!("{:<6} {:<8} {:>6} {:>10} {:<26} {:>10} {:>6}", "suite", "op", "bytes", "Gbit/s", "reference", "ref Gbit/s", "ratio");
     let mut records = Vec::new();
     for row in &rows {

@@ -382,3 +382,42 @@ fn poly1305_matches_reference_crate_on_random_inputs() {
         assert_eq!(state.finalize(), expected, "incremental len {len}");
     }
 }
+
+#[test]
+fn poly1305_long_messages_match_reference_crate() {
+    use poly1305_ref::universal_hash::KeyInit;
+    let mut seed = 0x0bad_cafe_1234_5678u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for case in 0..300 {
+        let len = 256 + (next() % 4000) as usize;
+        // Every fourth case uses all-ones keys and messages: the largest limbs and the most carries.
+        let extreme = case % 4 == 0;
+        let key: [u8; 32] = std::array::from_fn(|_| if extreme { 0xff } else { next() as u8 });
+        let message: Vec<u8> = (0..len)
+            .map(|_| if extreme { 0xff } else { next() as u8 })
+            .collect();
+        let expected: [u8; 16] = poly1305_ref::Poly1305::new(&key.into())
+            .compute_unpadded(&message)
+            .into();
+        assert_eq!(
+            ztplane_crypto::poly1305_tag(&key, &message),
+            expected,
+            "case {case} len {len}"
+        );
+        // A scalar prefix followed by a long (vectorised) update.
+        let split = (next() % 64) as usize;
+        let mut state = ztplane_crypto::poly1305::Poly1305::new(&key);
+        state.update(&message[..split]);
+        state.update(&message[split..]);
+        assert_eq!(
+            state.finalize(),
+            expected,
+            "split {split} case {case} len {len}"
+        );
+    }
+}
