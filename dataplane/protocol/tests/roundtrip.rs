@@ -162,7 +162,7 @@ fn every_verb_round_trips() {
         Message::Rendezvous(Rendezvous { flags: 0, peer: n.b.address(), address: "198.18.1.3:9993".parse().unwrap() }),
         Message::Rendezvous(Rendezvous { flags: 0, peer: n.b.address(), address: "[fd00::3]:9993".parse().unwrap() }),
         Message::Frame(Frame { network_id: NWID, ethertype: 0x0800, payload: &frame_bytes }),
-        Message::ExtFrame(Box::new(ExtFrame {
+        Message::ExtFrame(ExtFrame {
             network_id: NWID,
             flags: 0,
             com: None,
@@ -170,8 +170,8 @@ fn every_verb_round_trips() {
             src_mac: NWID.mac_for(&n.a.address()),
             ethertype: 0x0806,
             payload: &frame_bytes[..28],
-        })),
-        Message::ExtFrame(Box::new(ExtFrame {
+        }),
+        Message::ExtFrame(ExtFrame {
             network_id: NWID,
             flags: 1,
             com: Some(com.clone()),
@@ -179,7 +179,7 @@ fn every_verb_round_trips() {
             src_mac: NWID.mac_for(&n.a.address()),
             ethertype: 0x0806,
             payload: &frame_bytes[..28],
-        })),
+        }),
         Message::Echo(&frame_bytes[..0]),
         Message::Echo(&frame_bytes[..8]),
         Message::MulticastLike(vec![
@@ -234,7 +234,7 @@ fn every_verb_round_trips() {
             gather_limit: 33,
             com: Some(com),
         })),
-        Message::MulticastFrame(Box::new(MulticastFrame {
+        Message::MulticastFrame(MulticastFrame {
             network_id: NWID,
             flags: 2,
             com: None,
@@ -243,8 +243,8 @@ fn every_verb_round_trips() {
             group,
             ethertype: 0x0806,
             payload: &frame_bytes[..28],
-        })),
-        Message::MulticastFrame(Box::new(MulticastFrame {
+        }),
+        Message::MulticastFrame(MulticastFrame {
             network_id: NWID,
             flags: 4,
             com: None,
@@ -253,7 +253,7 @@ fn every_verb_round_trips() {
             group,
             ethertype: 0x0800,
             payload: &frame_bytes,
-        })),
+        }),
         Message::PushDirectPaths(vec![
             DirectPath { flags: 0, extension: vec![], address: Some("198.18.1.3:9993".parse().unwrap()) },
             DirectPath { flags: 1, extension: vec![1, 2, 3], address: Some("[fd00::1]:9993".parse().unwrap()) },
