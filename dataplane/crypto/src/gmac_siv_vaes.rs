@@ -42,10 +42,6 @@ impl Drop for VaesKeys {
     }
 }
 
-// SAFETY: plain data (SIMD registers as values).
-unsafe impl Send for VaesKeys {}
-unsafe impl Sync for VaesKeys {}
-
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq,aes,pclmulqdq,sse2,ssse3")]
 fn reverse_mask128() -> __m128i {
