@@ -22,11 +22,17 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> Result<Options> {
-    let mut options = Options { per_measurement: Duration::from_millis(120), reps: 3 };
+    let mut options = Options {
+        per_measurement: Duration::from_millis(120),
+        reps: 3,
+    };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let value = |it: &mut std::slice::Iter<String>| -> Result<u64> {
-            it.next().with_context(|| format!("{arg} needs a value"))?.parse().with_context(|| format!("bad value for {arg}"))
+            it.next()
+                .with_context(|| format!("{arg} needs a value"))?
+                .parse()
+                .with_context(|| format!("bad value for {arg}"))
         };
         match arg.as_str() {
             "--ms" => options.per_measurement = Duration::from_millis(value(&mut it)?),
@@ -53,7 +59,12 @@ fn calibrate(mut op: impl FnMut() -> Result<()>) -> Result<u64> {
 }
 
 /// Throughput (bytes/s) of one timed run of about `per`.
-fn timed(per: Duration, bytes: usize, batch: u64, op: &mut impl FnMut() -> Result<()>) -> Result<f64> {
+fn timed(
+    per: Duration,
+    bytes: usize,
+    batch: u64,
+    op: &mut impl FnMut() -> Result<()>,
+) -> Result<f64> {
     let start = Instant::now();
     let mut ops = 0u64;
     while start.elapsed() < per {
@@ -76,8 +87,18 @@ fn measure_pair(
     let (batch_ours, batch_theirs) = (calibrate(&mut ours)?, calibrate(&mut theirs)?);
     let (mut best_ours, mut best_theirs) = (0f64, 0f64);
     for _ in 0..options.reps {
-        best_ours = best_ours.max(timed(options.per_measurement, bytes, batch_ours, &mut ours)?);
-        best_theirs = best_theirs.max(timed(options.per_measurement, bytes, batch_theirs, &mut theirs)?);
+        best_ours = best_ours.max(timed(
+            options.per_measurement,
+            bytes,
+            batch_ours,
+            &mut ours,
+        )?);
+        best_theirs = best_theirs.max(timed(
+            options.per_measurement,
+            bytes,
+            batch_theirs,
+            &mut theirs,
+        )?);
     }
     Ok((best_ours, best_theirs))
 }
@@ -105,7 +126,14 @@ impl Reference {
         Ok(Reference { encrypt, decrypt })
     }
 
-    fn seal(&mut self, nonce: &[u8; 12], aad: &[u8], input: &[u8], output: &mut [u8], tag: &mut [u8; 16]) -> Result<()> {
+    fn seal(
+        &mut self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+        tag: &mut [u8; 16],
+    ) -> Result<()> {
         self.encrypt.encrypt_init(None, None, Some(nonce))?;
         self.encrypt.cipher_update(aad, None)?;
         let n = self.encrypt.cipher_update(input, Some(output))?;
@@ -114,12 +142,21 @@ impl Reference {
         Ok(())
     }
 
-    fn open(&mut self, nonce: &[u8; 12], aad: &[u8], input: &[u8], output: &mut [u8], tag: &[u8; 16]) -> Result<()> {
+    fn open(
+        &mut self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+        tag: &[u8; 16],
+    ) -> Result<()> {
         self.decrypt.decrypt_init(None, None, Some(nonce))?;
         self.decrypt.set_tag(tag)?;
         self.decrypt.cipher_update(aad, None)?;
         let n = self.decrypt.cipher_update(input, Some(output))?;
-        self.decrypt.cipher_final(&mut output[n..]).context("OpenSSL tag check failed")?;
+        self.decrypt
+            .cipher_final(&mut output[n..])
+            .context("OpenSSL tag check failed")?;
         Ok(())
     }
 }
@@ -139,8 +176,18 @@ pub fn run(args: &[String]) -> Result<()> {
     let reference_key: [u8; 32] = std::array::from_fn(|i| (i * 17 + 1) as u8);
     let mut rows = Vec::new();
     for (suite, number, reference_name, cipher) in [
-        (CipherSuite::Salsa2012Poly1305, 1u8, "openssl chacha20-poly1305", Cipher::chacha20_poly1305()),
-        (CipherSuite::AesGmacSiv, 3u8, "openssl aes-256-gcm", Cipher::aes_256_gcm()),
+        (
+            CipherSuite::Salsa2012Poly1305,
+            1u8,
+            "openssl chacha20-poly1305",
+            Cipher::chacha20_poly1305(),
+        ),
+        (
+            CipherSuite::AesGmacSiv,
+            3u8,
+            "openssl aes-256-gcm",
+            Cipher::aes_256_gcm(),
+        ),
     ] {
         let mut reference = Reference::new(cipher, &reference_key)?;
         let mut open_reference = Reference::new(cipher, &reference_key)?;
@@ -186,9 +233,18 @@ pub fn run(args: &[String]) -> Result<()> {
                     )
                 },
             )?;
-            ensure!(open_work[HEADER..] == plain[HEADER..], "dearmor did not restore the payload");
-            ensure!(&reference_out[..payload.len()] == payload, "OpenSSL round trip failed");
-            for (op, ours, theirs) in [("armor", ours_armor, theirs_seal), ("dearmor", ours_dearmor, theirs_open)] {
+            ensure!(
+                open_work[HEADER..] == plain[HEADER..],
+                "dearmor did not restore the payload"
+            );
+            ensure!(
+                &reference_out[..payload.len()] == payload,
+                "OpenSSL round trip failed"
+            );
+            for (op, ours, theirs) in [
+                ("armor", ours_armor, theirs_seal),
+                ("dearmor", ours_dearmor, theirs_open),
+            ] {
                 rows.push(Row {
                     suite: number,
                     op,
@@ -209,7 +265,10 @@ pub fn run(args: &[String]) -> Result<()> {
         ztplane_crypto::poly1305::implementation(),
         ztplane_crypto::gmac_siv::AesGmacSiv::new(&[0; 32], &[0; 32]).implementation(),
     );
-    println!("{:<6} {:<8} {:>6} {:>10} {:<26} {:>10} {:>6}", "suite", "op", "bytes", "Gbit/s", "reference", "ref Gbit/s", "ratio");
+    println!(
+        "{:<6} {:<8} {:>6} {:>10} {:<26} {:>10} {:>6}",
+        "suite", "op", "bytes", "Gbit/s", "reference", "ref Gbit/s", "ratio"
+    );
     let mut records = Vec::new();
     for row in &rows {
         let ratio = row.gbps / row.reference_gbps;
@@ -229,7 +288,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let start = Instant::now();
     let validations = 10;
     for _ in 0..validations {
-        ensure!(black_box(&identity).validate(), "generated identity does not validate");
+        ensure!(
+            black_box(&identity).validate(),
+            "generated identity does not validate"
+        );
     }
     let validate_ms = start.elapsed().as_secs_f64() * 1e3 / f64::from(validations);
     println!("identity: generate {generate_ms:.1} ms (one sample), validate {validate_ms:.2} ms");
