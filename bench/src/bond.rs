@@ -228,7 +228,66 @@ pub fn run(args: &[String]) -> Result<()> {
             }));
         }
     }
+    records.extend(concurrent(&flows)?);
     let path = crate::report::write("bond", &records)?;
     println!("written to {}", path.display());
     Ok(())
+}
+
+/// Decisions per thread in the concurrent measurement.
+const CONCURRENT_DECISIONS: u64 = 1_000_000;
+
+/// All cores sending to one peer: each thread decides with its own cursor on the shared table; the naive
+/// selector has to be shared behind a mutex. Wall-clock ns per decision per thread, 1 and 2 threads.
+fn concurrent(flows: &[FlowHash]) -> Result<Vec<serde_json::Value>> {
+    use std::sync::{Arc, Mutex};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("\nconcurrent senders to one peer (8 links; {cores} cores available; wall ns per decision per thread)");
+    println!("{:<24} {:>8} {:>12} {:>22}", "policy", "threads", "ztplane ns", "naive Mutex<HashMap> ns");
+    let mut records = Vec::new();
+    for v in VARIANTS.iter().filter(|v| matches!(v.base, Policy::BalanceXor | Policy::BalanceAware) && v.balance != BalanceMode::Packet) {
+        let bond = build_bond(v, 8)?;
+        let naive = Arc::new(Mutex::new(NaiveSelector::new(8)));
+        for threads in [1usize, 2] {
+            // Best of three runs (the first also warms the flow table and caches).
+            let run = |work: &(dyn Fn(u64) + Sync)| {
+                (0..3)
+                    .map(|_| {
+                        let start = Instant::now();
+                        std::thread::scope(|s| {
+                            for t in 0..threads as u64 {
+                                s.spawn(move || work(t));
+                            }
+                        });
+                        start.elapsed().as_nanos() as f64 / CONCURRENT_DECISIONS as f64
+                    })
+                    .fold(f64::MAX, f64::min)
+            };
+            let handle = bond.selection_handle();
+            let ours = run(&|t| {
+                let mut cursor = WorkerCursor::new(t);
+                for i in 0..CONCURRENT_DECISIONS {
+                    let table = handle.load();
+                    black_box(choice_index(table.select(flows[(i as usize + t as usize * 977) & (FLOWS - 1)], 5_000_000, &mut cursor)));
+                }
+            });
+            let baseline = run(&|t| {
+                let mut out = Vec::with_capacity(8);
+                for i in 0..CONCURRENT_DECISIONS {
+                    let flow = flows[(i as usize + t as usize * 977) & (FLOWS - 1)].0;
+                    naive.lock().map(|mut n| n.select(v.base, flow, &mut out)).unwrap_or(());
+                    black_box(out.len());
+                }
+            });
+            println!("{:<24} {:>8} {:>12.1} {:>22.1}", v.label, threads, ours, baseline);
+            records.push(serde_json::json!({
+                "policy": v.label,
+                "links": 8,
+                "threads": threads,
+                "ns_per_decision": (ours * 10.0).round() / 10.0,
+                "baseline_ns": (baseline * 10.0).round() / 10.0,
+            }));
+        }
+    }
+    Ok(records)
 }
