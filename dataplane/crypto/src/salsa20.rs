@@ -368,47 +368,74 @@ fn xor_portable_state<const ROUNDS: usize>(state: &[u32; 16], mut counter: u64, 
     }
 }
 
-fn xor_state<const ROUNDS: usize>(state: &[u32; 16], mut counter: u64, data: &mut [u8]) {
+fn xor_state<const ROUNDS: usize>(state: &[u32; 16], counter: u64, data: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     {
-        let level = x86::level();
-        if level != x86::Level::Portable {
-            let mut data = data;
-            if level == x86::Level::Avx512Vl {
-                let mut wide = data.chunks_exact_mut(2 * BATCH_LEN);
-                for chunk in &mut wide {
-                    let chunk: &mut [u8; 2 * BATCH_LEN] = chunk.try_into().expect("exact chunk");
-                    x86::xor_batch16::<ROUNDS>(state, counter, chunk);
-                    counter = counter.wrapping_add(2 * BATCH_BLOCKS as u64);
-                }
-                data = wide.into_remainder();
-            }
-            let mut chunks = data.chunks_exact_mut(BATCH_LEN);
-            for chunk in &mut chunks {
-                let chunk: &mut [u8; BATCH_LEN] = chunk.try_into().expect("exact chunk");
-                x86::xor_batch::<ROUNDS>(level, state, counter, chunk);
-                counter = counter.wrapping_add(BATCH_BLOCKS as u64);
-            }
-            let tail = chunks.into_remainder();
-            // From two blocks on, one 8-way SIMD batch through a stack buffer beats scalar blocks.
-            if tail.len() > BLOCK_LEN {
-                let mut buf = [0u8; BATCH_LEN];
-                buf[..tail.len()].copy_from_slice(tail);
-                x86::xor_batch::<ROUNDS>(level, state, counter, &mut buf);
-                tail.copy_from_slice(&buf[..tail.len()]);
-            } else {
-                xor_portable_state::<ROUNDS>(state, counter, tail);
-            }
-            return;
-        }
+        xor_state_at::<ROUNDS>(x86::level(), state, counter, data);
     }
+    #[cfg(not(target_arch = "x86_64"))]
     xor_portable_state::<ROUNDS>(state, counter, data);
+}
+
+/// Keystream XOR with the given SIMD level: 16-block batches (AVX-512), then 8-block batches, then the tail
+/// (one more batch through a stack buffer from two blocks on, which beats scalar blocks).
+#[cfg(target_arch = "x86_64")]
+fn xor_state_at<const ROUNDS: usize>(
+    level: x86::Level,
+    state: &[u32; 16],
+    mut counter: u64,
+    mut data: &mut [u8],
+) {
+    if level == x86::Level::Portable {
+        return xor_portable_state::<ROUNDS>(state, counter, data);
+    }
+    if level == x86::Level::Avx512Vl {
+        let mut wide = data.chunks_exact_mut(2 * BATCH_LEN);
+        for chunk in &mut wide {
+            let chunk: &mut [u8; 2 * BATCH_LEN] = chunk.try_into().expect("exact chunk");
+            x86::xor_batch16::<ROUNDS>(state, counter, chunk);
+            counter = counter.wrapping_add(2 * BATCH_BLOCKS as u64);
+        }
+        data = wide.into_remainder();
+    }
+    let mut chunks = data.chunks_exact_mut(BATCH_LEN);
+    for chunk in &mut chunks {
+        let chunk: &mut [u8; BATCH_LEN] = chunk.try_into().expect("exact chunk");
+        x86::xor_batch::<ROUNDS>(level, state, counter, chunk);
+        counter = counter.wrapping_add(BATCH_BLOCKS as u64);
+    }
+    let tail = chunks.into_remainder();
+    if tail.len() > BLOCK_LEN {
+        let mut buf = [0u8; BATCH_LEN];
+        buf[..tail.len()].copy_from_slice(tail);
+        x86::xor_batch::<ROUNDS>(level, state, counter, &mut buf);
+        tail.copy_from_slice(&buf[..tail.len()]);
+    } else {
+        xor_portable_state::<ROUNDS>(state, counter, tail);
+    }
 }
 
 /// XOR `data` with the Salsa20 keystream (`ROUNDS` = 8, 12 or 20) starting at block `counter`.
 /// Encryption and decryption are the same operation.
 pub fn xor<const ROUNDS: usize>(key: &[u8; 32], nonce: &[u8; 8], counter: u64, data: &mut [u8]) {
     xor_state::<ROUNDS>(&initial_state(key, nonce), counter, data);
+}
+
+/// Like [`xor`] but with the 8-way AVX2 code only (no AVX-512), so tests on AVX-512 machines also cover
+/// the AVX2 path. Falls back to [`xor`] if the CPU lacks AVX2.
+#[doc(hidden)]
+pub fn xor_avx2_only<const ROUNDS: usize>(
+    key: &[u8; 32],
+    nonce: &[u8; 8],
+    counter: u64,
+    data: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        xor_state_at::<ROUNDS>(x86::Level::Avx2, &initial_state(key, nonce), counter, data);
+        return;
+    }
+    xor::<ROUNDS>(key, nonce, counter, data);
 }
 
 /// One 64-byte keystream block.

@@ -69,6 +69,9 @@ fn salsa20_simd_matches_portable_and_reference_crate() {
         salsa20::xor::<12>(&key, &nonce, counter, &mut fast);
         salsa20::xor_portable::<12>(&key, &nonce, counter, &mut portable);
         assert_eq!(fast, portable, "len {len} counter {counter}");
+        let mut avx2 = data.clone();
+        salsa20::xor_avx2_only::<12>(&key, &nonce, counter, &mut avx2);
+        assert_eq!(avx2, portable, "avx2 len {len} counter {counter}");
         let (mut fast20, mut reference) = (data.clone(), data.clone());
         salsa20::xor::<20>(&key, &nonce, counter, &mut fast20);
         let mut cipher = salsa20_ref::Salsa20::new(&key.into(), &nonce.into());
