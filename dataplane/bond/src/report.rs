@@ -70,7 +70,7 @@ impl BondReport {
                 assigned_flow_count: flows.as_ref().map_or(0, |f| f.flows_on(p.id)),
                 last_in_age: ms(now_us.saturating_sub(p.liveness.last_rx_us)),
                 last_out_age: p.sent.last_sent_us.map(|t| ms(now_us.saturating_sub(t))),
-                bonded: table.usable_mask & (1u64 << p.id.0) != 0,
+                bonded: table.carries(p.id),
                 eligible: p.usable(),
                 given_link_speed: p.settings.capacity.unwrap_or(0),
                 relative_quality: if total_score > 0.0 { p.score / total_score } else { 0.0 },

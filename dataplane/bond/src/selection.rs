@@ -34,7 +34,7 @@ pub enum Selection<'a> {
 
 /// How the table maps a packet to a path.
 #[derive(Debug)]
-pub enum TableKind {
+pub(crate) enum TableKind {
     NoPath,
     /// Active-backup, or the only usable path.
     Single(PathId),
@@ -51,17 +51,18 @@ pub enum TableKind {
     WeightedPackets,
 }
 
-/// An immutable snapshot of the bond's decision state.
+/// An immutable snapshot of the bond's decision state. Built only by the bond, which keeps the fields
+/// consistent (`paths` and `assign_sequence` non-empty whenever `kind` indexes them).
 #[derive(Debug)]
 pub struct SelectionTable {
-    pub generation: u64,
-    pub kind: TableKind,
+    pub(crate) generation: u64,
+    pub(crate) kind: TableKind,
     /// Usable paths in slot order (round-robin and broadcast use it directly).
-    pub paths: Vec<PathId>,
+    pub(crate) paths: Vec<PathId>,
     /// Bit i set: path i may carry traffic.
-    pub usable_mask: u64,
+    pub(crate) usable_mask: u64,
     /// Smooth weighted round-robin sequence over `paths` (balance-aware).
-    pub assign_sequence: Vec<PathId>,
+    pub(crate) assign_sequence: Vec<PathId>,
 }
 
 /// A worker's own decision state.
@@ -82,6 +83,20 @@ impl WorkerCursor {
 impl SelectionTable {
     pub fn empty() -> Self {
         SelectionTable { generation: 0, kind: TableKind::NoPath, paths: Vec::new(), usable_mask: 0, assign_sequence: Vec::new() }
+    }
+
+    /// Increases with every table the bond publishes.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The paths this table sends on (the bonded set, or the fallback path).
+    pub fn paths(&self) -> &[PathId] {
+        &self.paths
+    }
+
+    pub fn carries(&self, path: PathId) -> bool {
+        self.usable_mask & (1u64 << (path.0 & 63)) != 0
     }
 
     /// Decide where one packet goes. `now_us` is used only to age flow-table entries.
@@ -373,7 +388,7 @@ pub fn proportional_targets(total: u32, weights: &[f64]) -> Vec<u32> {
     }
     let exact: Vec<f64> = weights.iter().map(|w| w / sum * total as f64).collect();
     let mut out: Vec<u32> = exact.iter().map(|x| x.floor() as u32).collect();
-    let mut rest = total - out.iter().sum::<u32>();
+    let mut rest = total.saturating_sub(out.iter().sum::<u32>());
     let mut order: Vec<usize> = (0..weights.len()).collect();
     order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
     for i in order {
