@@ -102,27 +102,50 @@ fn nonce_of(packet: &[u8]) -> [u8; 8] {
     packet[..8].try_into().expect("8 bytes")
 }
 
-/// XORs `payload` with the suite-1 keystream: block 1 onwards (`prefix` holds blocks 0..8).
-fn salsa_payload_xor(
-    mangled: &[u8; 32],
-    nonce: &[u8; 8],
-    prefix: &[u8; PREFIX_BLOCKS * BLOCK_LEN],
-    payload: &mut [u8],
-) {
-    let in_prefix = payload.len().min((PREFIX_BLOCKS - 1) * BLOCK_LEN);
-    let (head, rest) = payload.split_at_mut(in_prefix);
-    for (p, k) in head.iter_mut().zip(&prefix[BLOCK_LEN..]) {
-        *p ^= k;
-    }
-    if !rest.is_empty() {
-        salsa20::salsa2012_xor_from(mangled, nonce, PREFIX_BLOCKS as u64, rest);
-    }
+/// The per-packet Salsa20/12 state of suites 0 and 1 (§6.1, §6.2): mangled key, nonce (the packet ID) and
+/// keystream blocks 0..8 — block 0 keys Poly1305, blocks 1.. encrypt the payload (suite 1).
+struct PacketKeystream {
+    mangled: [u8; 32],
+    nonce: [u8; 8],
+    prefix: [u8; PREFIX_BLOCKS * BLOCK_LEN],
 }
 
-fn blocks_for(payload_len: usize, suite: CipherSuite) -> usize {
-    match suite {
-        CipherSuite::Salsa2012Poly1305 => (1 + payload_len.div_ceil(BLOCK_LEN)).min(PREFIX_BLOCKS),
-        _ => 1,
+impl PacketKeystream {
+    /// For `packet` as it is (or will be) on the wire; only suite 1 needs more than block 0.
+    fn new(key: &PeerKey, packet: &[u8], suite: CipherSuite) -> Self {
+        let mangled = mangled_key(key, packet);
+        let nonce = nonce_of(packet);
+        let payload_len = packet.len() - HEADER_LEN;
+        let blocks = match suite {
+            CipherSuite::Salsa2012Poly1305 => {
+                (1 + payload_len.div_ceil(BLOCK_LEN)).min(PREFIX_BLOCKS)
+            }
+            _ => 1,
+        };
+        let prefix = salsa20::salsa2012_prefix(&mangled, &nonce, blocks);
+        PacketKeystream {
+            mangled,
+            nonce,
+            prefix,
+        }
+    }
+
+    /// The 8 MAC bytes: Poly1305 of the payload as on the wire, truncated.
+    fn mac(&self, payload: &[u8]) -> [u8; 8] {
+        let tag = crate::poly1305_tag(self.prefix[..32].try_into().expect("32 bytes"), payload);
+        tag[..8].try_into().expect("8 bytes")
+    }
+
+    /// Suite-1 encryption / decryption: XOR with the keystream from block 1 on.
+    fn xor_payload(&self, payload: &mut [u8]) {
+        let in_prefix = payload.len().min((PREFIX_BLOCKS - 1) * BLOCK_LEN);
+        let (head, rest) = payload.split_at_mut(in_prefix);
+        for (p, k) in head.iter_mut().zip(&self.prefix[BLOCK_LEN..]) {
+            *p ^= k;
+        }
+        if !rest.is_empty() {
+            salsa20::salsa2012_xor_from(&self.mangled, &self.nonce, PREFIX_BLOCKS as u64, rest);
+        }
     }
 }
 
@@ -143,16 +166,12 @@ pub fn armor(key: &PeerKey, packet: &mut [u8], suite: CipherSuite) -> Result<(),
     packet[FLAGS] = (packet[FLAGS] & KEEP_FLAGS) | ((suite as u8) << 3) | legacy;
     match suite {
         CipherSuite::Poly1305 | CipherSuite::Salsa2012Poly1305 => {
-            let mangled = mangled_key(key, packet);
-            let nonce = nonce_of(packet);
+            let keystream = PacketKeystream::new(key, packet, suite);
             let (header, payload) = packet.split_at_mut(HEADER_LEN);
-            let prefix =
-                salsa20::salsa2012_prefix(&mangled, &nonce, blocks_for(payload.len(), suite));
             if suite == CipherSuite::Salsa2012Poly1305 {
-                salsa_payload_xor(&mangled, &nonce, &prefix, payload);
+                keystream.xor_payload(payload);
             }
-            let tag = crate::poly1305_tag(prefix[..32].try_into().expect("32 bytes"), payload);
-            header[MAC].copy_from_slice(&tag[..8]);
+            header[MAC].copy_from_slice(&keystream.mac(payload));
         }
         CipherSuite::None => {}
         CipherSuite::AesGmacSiv => {
@@ -179,17 +198,13 @@ pub fn dearmor(key: &PeerKey, packet: &mut [u8]) -> Result<Dearmored, ArmorError
     let suite = CipherSuite::from_flags(packet[FLAGS])?;
     match suite {
         CipherSuite::Poly1305 | CipherSuite::Salsa2012Poly1305 => {
-            let mangled = mangled_key(key, packet);
-            let nonce = nonce_of(packet);
+            let keystream = PacketKeystream::new(key, packet, suite);
             let (header, payload) = packet.split_at_mut(HEADER_LEN);
-            let prefix =
-                salsa20::salsa2012_prefix(&mangled, &nonce, blocks_for(payload.len(), suite));
-            let tag = crate::poly1305_tag(prefix[..32].try_into().expect("32 bytes"), payload);
-            if !bool::from(tag[..8].ct_eq(&header[MAC])) {
+            if !bool::from(keystream.mac(payload).ct_eq(&header[MAC])) {
                 return Err(ArmorError::MacMismatch);
             }
             if suite == CipherSuite::Salsa2012Poly1305 {
-                salsa_payload_xor(&mangled, &nonce, &prefix, payload);
+                keystream.xor_payload(payload);
             }
             Ok(Dearmored {
                 suite,

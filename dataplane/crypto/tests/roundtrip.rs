@@ -7,15 +7,8 @@ use ztplane_crypto::{
 };
 
 fn test_packet(len: usize, seed: u64, dest: Address, source: Address, fragmented: bool) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut packet: Vec<u8> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let mut next = xorshift(seed);
+    let mut packet: Vec<u8> = (0..len).map(|_| next() as u8).collect();
     packet[8..13].copy_from_slice(&dest.to_bytes());
     packet[13..18].copy_from_slice(&source.to_bytes());
     packet[18] = if fragmented { 0x40 } else { 0 };

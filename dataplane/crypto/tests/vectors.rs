@@ -45,13 +45,7 @@ fn salsa20_keystream_vectors() {
 fn salsa20_simd_matches_portable_and_reference_crate() {
     use salsa20_ref::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
     // Deterministic pseudo-random inputs; lengths cover partial blocks, batch boundaries and tails.
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
     for len in [
         0usize, 1, 63, 64, 65, 127, 128, 129, 200, 447, 448, 511, 512, 513, 1000, 1372, 2811, 4096,
         10000,
@@ -172,13 +166,7 @@ fn aes_gmac_siv_vectors() {
 
 #[test]
 fn aes_gmac_siv_simd_matches_portable_on_random_inputs() {
-    let mut seed = 0xdead_beef_cafe_f00du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0xdead_beef_cafe_f00du64);
     for round in 0..40 {
         let k0: [u8; 32] = std::array::from_fn(|_| next() as u8);
         let k1: [u8; 32] = std::array::from_fn(|_| next() as u8);
@@ -346,13 +334,7 @@ fn sha_vectors() {
 #[test]
 fn poly1305_matches_reference_crate_on_random_inputs() {
     use poly1305_ref::universal_hash::KeyInit;
-    let mut seed = 0x1234_5678_9abc_def1u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x1234_5678_9abc_def1u64);
     for len in (0..300).chain([1000, 1372, 2811, 9997]) {
         // Keys with extreme limbs as well as random ones.
         let key: [u8; 32] = match len % 3 {
@@ -389,13 +371,7 @@ fn poly1305_matches_reference_crate_on_random_inputs() {
 #[test]
 fn poly1305_long_messages_match_reference_crate() {
     use poly1305_ref::universal_hash::KeyInit;
-    let mut seed = 0x0bad_cafe_1234_5678u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x0bad_cafe_1234_5678u64);
     for case in 0..300 {
         let len = 256 + (next() % 4000) as usize;
         // Every fourth case uses all-ones keys and messages: the largest limbs and the most carries.

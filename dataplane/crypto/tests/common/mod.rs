@@ -55,6 +55,17 @@ pub fn node_identity(file: &str) -> (Identity, String) {
     (text.parse().unwrap_or_else(|e| panic!("{file}: {e}")), text)
 }
 
+/// Deterministic pseudo-random numbers (xorshift64) for generated test inputs.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 /// One UDP datagram from a capture.
 pub struct Datagram {
     pub index: usize,
