@@ -110,6 +110,18 @@ impl DetectorContext {
     fn probe_min_interval_us(&self) -> u64 {
         if self.peer_acks { ZTPLANE_ECHO_MIN_INTERVAL_US } else { ZEROTIER_ECHO_MIN_INTERVAL_US }
     }
+
+    /// Keepalive probe interval for a silent path: the monitor interval, but no faster than the peer
+    /// answers.
+    fn probe_interval_us(&self) -> u64 {
+        self.monitor_interval_us.max(self.probe_min_interval_us())
+    }
+
+    /// The `failoverInterval` backstop, but never shorter than a keepalive probe and its answer take: an
+    /// idle path is silent between probes, and a very small `failoverInterval` must not kill healthy ones.
+    fn silence_limit_us(&self) -> u64 {
+        self.failover_interval_us.max(self.probe_interval_us() + self.probe_timeout_us())
+    }
 }
 
 /// Failure detector and state machine for one path (see module docs).
@@ -268,7 +280,7 @@ impl Liveness {
                     }
                 }
                 // Idle keepalive probes (§4.1): when nothing has arrived for a monitor interval.
-                let idle_probe_at = self.last_rx_us.max(self.last_probe_us) + ctx.monitor_interval_us;
+                let idle_probe_at = self.last_rx_us.max(self.last_probe_us) + ctx.probe_interval_us();
                 if self.probe.is_none() && now_us >= idle_probe_at {
                     self.probe_wanted = true;
                 } else if self.probe.is_none() {
@@ -276,7 +288,7 @@ impl Liveness {
                 }
             }
             LinkState::Down { .. } => {
-                let at = self.last_probe_us + ctx.monitor_interval_us.max(ctx.probe_min_interval_us());
+                let at = self.last_probe_us + ctx.probe_interval_us();
                 if self.probe.is_none() && now_us >= at {
                     self.probe_wanted = true;
                 } else if self.probe.is_none() {
@@ -285,7 +297,7 @@ impl Liveness {
             }
             LinkState::Recovering { since_us } => {
                 // Falling silent again while recovering is another failure.
-                if silent_for >= ctx.failover_interval_us || self.unanswered_probes >= ctx.probes_needed() {
+                if silent_for >= ctx.silence_limit_us() || self.unanswered_probes >= ctx.probes_needed() {
                     self.unanswered_probes = 0;
                     self.go_down(now_us, FailureReason::ProbeTimeout);
                     return self.evaluate(now_us, ctx);
@@ -299,7 +311,7 @@ impl Liveness {
                 }
                 next = next.min(ready_at);
                 // Keep probing so that silence during the hold-down is noticed.
-                let at = self.last_rx_us.max(self.last_probe_us) + ctx.monitor_interval_us.max(ctx.probe_min_interval_us());
+                let at = self.last_rx_us.max(self.last_probe_us) + ctx.probe_interval_us();
                 if self.probe.is_none() && now_us >= at {
                     self.probe_wanted = true;
                 } else if self.probe.is_none() {
@@ -314,10 +326,10 @@ impl Liveness {
     }
 
     fn failure_evidence(&mut self, now_us: u64, ctx: &DetectorContext, next: &mut u64) -> Option<FailureReason> {
-        if now_us.saturating_sub(self.last_rx_us) >= ctx.failover_interval_us {
+        if now_us.saturating_sub(self.last_rx_us) >= ctx.silence_limit_us() {
             return Some(FailureReason::FailoverInterval);
         }
-        *next = (*next).min(self.last_rx_us + ctx.failover_interval_us);
+        *next = (*next).min(self.last_rx_us + ctx.silence_limit_us());
         if self.unanswered_probes >= ctx.probes_needed() {
             return Some(FailureReason::ProbeTimeout);
         }

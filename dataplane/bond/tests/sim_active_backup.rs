@@ -174,3 +174,13 @@ fn lossy_or_jittery_links_are_not_mistaken_for_dead_ones() {
         assert!((est - loss).abs() < 0.05, "loss {loss}: estimated {est}");
     }
 }
+
+#[test]
+fn a_tiny_failover_interval_does_not_kill_healthy_links() {
+    // 10 ms is the smallest failoverInterval the config accepts; links here have 20–60 ms RTTs.
+    let settings = PolicySettings { failover_interval_ms: 10, ..active_backup(LinkSelectMethod::Always) };
+    let r = run(&cut_scenario(10, 30, Some(7_000), 10_000), settings);
+    let hops: Vec<(&str, &str)> = r.failovers.iter().map(|f| (f.from.as_str(), f.to.as_str())).collect();
+    assert_eq!(hops, vec![("eth0", "eth1"), ("eth1", "eth0")], "{:?}", r.failovers);
+    assert!(r.outage_ms <= 100.0);
+}
