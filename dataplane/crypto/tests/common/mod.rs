@@ -24,6 +24,16 @@ pub fn json(relative: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("parsing {relative}: {e}"))
 }
 
+/// The non-empty `vectors` array of a vector file.
+pub fn vector_list(relative: &str) -> Vec<serde_json::Value> {
+    let vectors = json(relative)["vectors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!vectors.is_empty(), "{relative} has no vectors");
+    vectors
+}
+
 pub fn unhex(text: &str) -> Vec<u8> {
     assert!(text.len().is_multiple_of(2), "odd hex length");
     (0..text.len())
