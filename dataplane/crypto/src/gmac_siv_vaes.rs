@@ -119,7 +119,8 @@ fn encrypt_block(rk: &[__m128i; 15], block: __m128i) -> __m128i {
     _mm_aesenclast_si128(x, rk[14])
 }
 
-/// Unreduced 256-bit carry-less product parts of one POLYVAL multiplication.
+/// Reduces a 256-bit carry-less product given as low, middle (cross terms) and high parts to a POLYVAL
+/// element (multiplied by x^-128).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq,aes,pclmulqdq,sse2,ssse3")]
 fn reduce(lo: __m128i, mid: __m128i, hi: __m128i) -> __m128i {
