@@ -281,10 +281,10 @@ impl Bond {
             if let Some(sent_at) = p.sent.take_qos(r.packet_id) {
                 matched += 1;
                 first_matched_sent = first_matched_sent.min(sent_at);
+                // Holding times are whole milliseconds (truncated), so on short paths this is an
+                // upper bound that can exceed the real RTT by up to 1 ms.
                 let rtt = now_us.saturating_sub(sent_at).saturating_sub(r.holding_ms as u64 * 1000);
-                if rtt > 0 {
-                    p.quality.record_rtt(rtt);
-                }
+                p.quality.record_rtt(rtt);
             }
         }
         // Loss from a zerotier-one peer: a short QoS packet means its table was drained, so sampled packets
