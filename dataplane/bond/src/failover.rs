@@ -42,6 +42,16 @@ pub enum FailureReason {
     FailoverInterval,
 }
 
+impl FailureReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureReason::AckTimeout => "ack-timeout",
+            FailureReason::ProbeTimeout => "probe-timeout",
+            FailureReason::FailoverInterval => "failover-interval",
+        }
+    }
+}
+
 /// Liveness state of one path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkState {

@@ -242,19 +242,19 @@ impl LinkQuality {
     }
 
     /// Update the capacity estimate from the last complete bucket: if the path delivered traffic while
-    /// its RTT was inflated by queueing or it was losing packets, what it delivered is what it can carry.
+    /// its RTT was inflated by queueing, what it delivered is what it can carry. (Loss alone is not
+    /// taken as saturation: a lossy radio link is not a full one.)
     pub fn update_capacity_estimate(&mut self, now_us: u64) {
         let previous = (now_us / BUCKET_US).saturating_sub(1) + 1;
         let Some(b) = self.buckets.iter().find(|b| b.epoch == previous && b.delivered_bytes > 0) else {
             return;
         };
         let mbps = b.delivered_bytes as f64 * 8.0 / BUCKET_US as f64;
-        let loss = if b.outcomes == 0 { 0.0 } else { 1.0 - b.delivered as f64 / b.outcomes as f64 };
         let queueing = match (self.srtt_us, self.rtt_min_us) {
             (Some(srtt), min) if min != u64::MAX => srtt - min as f64 > SATURATION_QUEUEING_US.max(4.0 * self.jitter_us),
             _ => false,
         };
-        if queueing || loss > 0.01 {
+        if queueing {
             self.capacity_estimate_mbps = Some(match self.capacity_estimate_mbps {
                 None => mbps,
                 Some(old) => 0.8 * old + 0.2 * mbps,

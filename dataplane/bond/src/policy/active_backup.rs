@@ -25,6 +25,17 @@ pub enum ChangeReason {
     Rotate,
 }
 
+impl ChangeReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeReason::Initial => "initial",
+            ChangeReason::Failure => "failure",
+            ChangeReason::Reselect => "reselect",
+            ChangeReason::Rotate => "rotate",
+        }
+    }
+}
+
 /// The failover order after `failed` (if any): the failed link's `failoverTo` link, then primaries, then
 /// best score, then nomination order.
 pub fn failover_order<'a>(paths: &'a [PathState], failed: Option<&PathState>) -> Vec<&'a PathState> {

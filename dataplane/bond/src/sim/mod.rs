@@ -382,7 +382,7 @@ impl Sim<'_> {
                         from: from.clone(),
                         to: to.clone(),
                         detection_ms: if *reason == ChangeReason::Failure { self.detection_ms(from, *at_us) } else { None },
-                        reason: format!("{reason:?}").to_lowercase(),
+                        reason: reason.name().to_string(),
                     })
                 }
                 // Balance policies and broadcast: the failed path's traffic goes to the others.
@@ -399,7 +399,7 @@ impl Sim<'_> {
                         from: link.clone(),
                         to: others.join("+"),
                         detection_ms: self.detection_ms(link, *at_us),
-                        reason: format!("{reason:?}").to_lowercase(),
+                        reason: reason.name().to_string(),
                     })
                 }
                 _ => None,

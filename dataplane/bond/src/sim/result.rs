@@ -40,6 +40,8 @@ pub struct Failover {
     pub to: String,
     /// Time from the link event that caused it (the link going down or degrading); `None` if no event did.
     pub detection_ms: Option<f64>,
+    /// Why: `failure` / `reselect` / `rotate` (active-backup), or how the path was found dead
+    /// (`ack-timeout`, `probe-timeout`, `failover-interval`) for the other policies.
     pub reason: String,
 }
 
