@@ -192,6 +192,13 @@ impl Bond {
         Ok(self.path(id)?.quality.report(now_us))
     }
 
+    /// The quality of a local link over all its paths (`None` if no path uses it).
+    pub fn link_quality(&self, link: &str, now_us: u64) -> Option<QualityReport> {
+        let reports: Vec<QualityReport> =
+            self.paths.iter().filter(|p| p.link == link).map(|p| p.quality.report(now_us)).collect();
+        (!reports.is_empty()).then(|| QualityReport::combine(&reports))
+    }
+
     // ---- events -------------------------------------------------------------------------------------
 
     /// A data packet (FRAME / EXT_FRAME) was sent on `path`.

@@ -86,6 +86,34 @@ pub struct QualityReport {
     pub availability: f64,
 }
 
+impl QualityReport {
+    /// A link's quality from its paths' (a link can carry several paths, e.g. IPv4 and IPv6): loss and
+    /// latency weighted by their samples, throughput summed, the best availability, the worst maxima.
+    pub fn combine(paths: &[QualityReport]) -> QualityReport {
+        let weighted = |value: fn(&QualityReport) -> f64, weight: fn(&QualityReport) -> f64| {
+            let total: f64 = paths.iter().map(weight).sum();
+            if total == 0.0 { 0.0 } else { paths.iter().map(|p| value(p) * weight(p)).sum::<f64>() / total }
+        };
+        let max = |value: fn(&QualityReport) -> f64| paths.iter().map(value).fold(0.0, f64::max);
+        QualityReport {
+            latency_ms: weighted(|p| p.latency_ms, |p| p.rtt_samples as f64),
+            latency_max_ms: max(|p| p.latency_max_ms),
+            latency_min_ms: paths.iter().map(|p| p.latency_min_ms).filter(|&m| m > 0.0).reduce(f64::min).unwrap_or(0.0),
+            latency_p99_ms: max(|p| p.latency_p99_ms),
+            rtt_samples: paths.iter().map(|p| p.rtt_samples).sum(),
+            pdv_ms: weighted(|p| p.pdv_ms, |p| p.rtt_samples as f64),
+            loss: weighted(|p| p.loss, |p| p.loss_samples as f64),
+            loss_samples: paths.iter().map(|p| p.loss_samples).sum(),
+            error_ratio: max(|p| p.error_ratio),
+            throughput_mean_mbps: paths.iter().map(|p| p.throughput_mean_mbps).sum(),
+            throughput_max_mbps: paths.iter().map(|p| p.throughput_max_mbps).sum(),
+            throughput_variance: paths.iter().map(|p| p.throughput_variance).sum(),
+            capacity_estimate_mbps: paths.iter().filter_map(|p| p.capacity_estimate_mbps).reduce(f64::max),
+            availability: max(|p| p.availability),
+        }
+    }
+}
+
 impl LinkQuality {
     pub fn new(now_us: u64) -> Self {
         LinkQuality {
@@ -350,6 +378,17 @@ mod tests {
         q.record_rx(2_050_000, false);
         q.record_rx(2_050_000, true);
         assert!((q.error_ratio(2_050_000, 10) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn link_quality_combines_its_paths() {
+        let a = QualityReport { latency_ms: 10.0, rtt_samples: 30, loss: 0.1, loss_samples: 100, throughput_mean_mbps: 5.0, availability: 0.5, ..Default::default() };
+        let b = QualityReport { latency_ms: 20.0, rtt_samples: 10, loss: 0.0, loss_samples: 300, throughput_mean_mbps: 7.0, availability: 1.0, ..Default::default() };
+        let l = QualityReport::combine(&[a, b]);
+        assert!((l.latency_ms - 12.5).abs() < 1e-9);
+        assert!((l.loss - 0.025).abs() < 1e-9);
+        assert_eq!((l.throughput_mean_mbps, l.availability, l.loss_samples), (12.0, 1.0, 400));
+        assert_eq!(QualityReport::combine(&[]), QualityReport::default());
     }
 
     #[test]

@@ -421,7 +421,7 @@ impl Sim<'_> {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let q = a.path_of_link[i].and_then(|p| a.bond.quality(p, end).ok()).unwrap_or_default();
+                let q = a.bond.link_quality(&l.name, end).unwrap_or_default();
                 let packets = self.sender.link_packets[i];
                 LinkResult {
                     name: l.name.clone(),
