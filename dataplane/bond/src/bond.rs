@@ -107,6 +107,11 @@ pub struct Bond {
 
 impl Bond {
     pub fn new(settings: PolicySettings, now_us: u64) -> Self {
+        // Only flow-pinning policies need a real flow table (128 KiB).
+        let flow_entries = match settings.base {
+            Policy::BalanceXor | Policy::BalanceAware => FLOW_TABLE_ENTRIES,
+            _ => 0,
+        };
         Bond {
             settings,
             peer_acks: false,
@@ -115,7 +120,7 @@ impl Bond {
             last_active_change_us: now_us,
             handle: Arc::new(SelectionHandle::new(SelectionTable::empty())),
             generation: 0,
-            flows: Arc::new(FlowTable::new(FLOW_TABLE_ENTRIES)),
+            flows: Arc::new(FlowTable::new(flow_entries)),
             buckets: Vec::new(),
             dedup: DuplicateFilter::default(),
             transmits: VecDeque::new(),
