@@ -239,3 +239,25 @@ fn worker_batches_and_ingress_pinning() {
     assert_eq!(bond.path(PathId(1)).unwrap().sent.data_sent, 10);
     assert_eq!(bond.path(PathId(1)).unwrap().sent.data_bytes_sent, 1000);
 }
+
+#[test]
+fn qos_packets_respect_zerotier_rate_gate() {
+    // zerotier-one drops QoS arriving faster than (its QoS interval)/64 for long; we never send on a path
+    // more often than every 250 ms, even when records pile up faster than 140 per packet.
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    let mut sent_at = Vec::new();
+    for ms in 0..3_000u64 {
+        for k in 0..4u64 {
+            bond.on_packet_received(PathId(0), (ms * 4 + k) * 2 + 1, 100, PacketKind::Data, ms * 1_000).unwrap();
+        }
+        bond.handle_timeout(ms * 1_000);
+        while let Some(t) = bond.poll_transmit() {
+            if let Transmit::Qos { records, .. } = t {
+                assert!(records.len() <= 140);
+                sent_at.push(ms);
+            }
+        }
+    }
+    assert!(sent_at.len() >= 10, "{sent_at:?}");
+    assert!(sent_at.windows(2).all(|w| w[1] - w[0] >= 250), "{sent_at:?}");
+}
