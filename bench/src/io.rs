@@ -13,7 +13,7 @@ use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::time::Duration;
 use ztplane_testkit::bed::{FwdBed, GEN_IP, SINK_IP};
-use ztplane_testkit::traffic::{RawFlow, blast_raw};
+use ztplane_testkit::traffic::{RawFlow, blast_raw, pin_current_thread};
 
 const SIZES: [usize; 2] = [64, 1400];
 const FLOWS: u16 = 16;
@@ -40,10 +40,10 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let binary = PathBuf::from(std::env::var("ZTPLANE_BIN").context("ZTPLANE_BIN (run it as `cargo xtask bench io`)")?);
     let mut records = Vec::new();
-    println!("{:<14} {:>8} {:>6} {:>10} {:>9} {:>10}", "mode", "workers", "bytes", "offered", "Mpps", "Gbit/s");
+    println!("{:<14} {:>8} {:>6} {:>10} {:>9} {:>10} {:>12}", "mode", "workers", "bytes", "offered", "Mpps", "Gbit/s", "xsk drops");
     for bytes in sizes {
         for forwarder in [Forwarder::KernelBridge, Forwarder::Ztplane { workers: 1 }, Forwarder::Ztplane { workers: 2 }] {
-            let (offered, delivered) = measure(&binary, forwarder, bytes, &fwd_args)?;
+            let Measured { offered, delivered, kernel_drops, queue_rx } = measure(&binary, forwarder, bytes, &fwd_args)?;
             let secs = BLAST.as_secs_f64();
             let mpps = delivered as f64 / secs / 1e6;
             let gbps = delivered as f64 * bytes as f64 * 8.0 / secs / 1e9;
@@ -52,12 +52,12 @@ pub fn run(args: &[String]) -> Result<()> {
                 Forwarder::Ztplane { workers } => ("ztplane-fwd", workers),
             };
             println!(
-                "{mode:<14} {:>8} {bytes:>6} {:>9.3}M {mpps:>9.3} {gbps:>10.2}",
+                "{mode:<14} {:>8} {bytes:>6} {:>9.3}M {mpps:>9.3} {gbps:>10.2} {kernel_drops:>12}",
                 if workers == 0 { "-".to_string() } else { workers.to_string() },
                 offered as f64 / secs / 1e6
             );
             records.push(json!({"mode": mode, "workers": workers, "bytes": bytes, "mpps": mpps, "gbps": gbps,
-                "offered_mpps": offered as f64 / secs / 1e6}));
+                "offered_mpps": offered as f64 / secs / 1e6, "xsk_rx_drops": kernel_drops, "queue_rx": queue_rx}));
         }
     }
     let path = report::write("io", &records)?;
@@ -66,8 +66,16 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Returns (frames offered, frames delivered to the sink) over one blast.
-fn measure(binary: &std::path::Path, forwarder: Forwarder, bytes: usize, fwd_args: &[String]) -> Result<(u64, u64)> {
+/// Frames over one blast: sent by the blaster, delivered to the sink, dropped at AF_XDP RX.
+struct Measured {
+    offered: u64,
+    delivered: u64,
+    kernel_drops: u64,
+    /// Queues that received frames: which worker owned them and how many.
+    queue_rx: Vec<serde_json::Value>,
+}
+
+fn measure(binary: &std::path::Path, forwarder: Forwarder, bytes: usize, fwd_args: &[String]) -> Result<Measured> {
     let bed = FwdBed::new(2)?;
     bed.sink.exec(
         "nft",
@@ -79,7 +87,10 @@ fn measure(binary: &std::path::Path, forwarder: Forwarder, bytes: usize, fwd_arg
             None
         }
         Forwarder::Ztplane { workers } => {
-            let cores = if workers == 1 { "0" } else { "0-1" };
+            // The blaster runs on the last core and its frames arrive on the queue of that
+            // number; the worker that owns that queue gets core 0, the other worker shares the
+            // blaster's core. (On a NIC the generator is another machine.)
+            let cores = if workers == 1 { "0" } else { "1,0" };
             let mut args = vec!["--cores", cores, "--duration", "60"];
             args.extend(fwd_args.iter().map(String::as_str));
             Some(bed.start_ztplane(binary, &args)?)
@@ -95,14 +106,28 @@ fn measure(binary: &std::path::Path, forwarder: Forwarder, bytes: usize, fwd_arg
         })
         .collect();
     let before = bed.sink.link_counter("sink0", "rx_packets")?;
-    let offered = bed.sender.run(move || blast_raw("gen0", &flows, BLAST, u64::MAX))??;
+    // The blaster (and the veth RX softirq it drives) gets the last core; one worker gets core 0.
+    let blaster_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let offered = bed.sender.run(move || {
+        pin_current_thread(blaster_cpu)?;
+        blast_raw("gen0", &flows, BLAST, u64::MAX)
+    })??;
     std::thread::sleep(Duration::from_millis(200));
     let delivered = bed.sink.link_counter("sink0", "rx_packets")? - before;
+    let mut kernel_drops = 0;
+    let mut queue_rx = Vec::new();
     if let Some(dataplane) = dataplane {
         let exit = dataplane.stop()?;
         if !exit.status.success() {
             bail!("ztplane failed: {}", exit.stderr);
         }
+        let summary = exit.summary()?;
+        for queue in summary["queues"].as_array().into_iter().flatten() {
+            if queue["rx"].as_u64().unwrap_or(0) > 0 {
+                queue_rx.push(json!({"iface": queue["iface"], "queue": queue["queue"], "worker": queue["worker"], "rx": queue["rx"]}));
+            }
+            kernel_drops += queue["kernel_rx_dropped"].as_u64().unwrap_or(0) + queue["kernel_rx_ring_full"].as_u64().unwrap_or(0);
+        }
     }
-    Ok((offered, delivered))
+    Ok(Measured { offered, delivered, kernel_drops, queue_rx })
 }

@@ -58,7 +58,8 @@ impl Default for FwdConfig {
 
 pub const FWD_USAGE: &str = "usage: ztplane fwd --iface A --iface B [options]
   --queues LIST        RX queues to serve, e.g. 0-3 or 0,2 (default: all)
-  --cores LIST         cores for worker threads, one worker each (default: one per queue)
+  --cores LIST         cores for worker threads in order, one worker each; worker i serves
+                       queues i, i+W, ... (default: one worker per queue)
   --umem-frames N      frames per worker UMEM (default 4096)
   --frame-size N       bytes per frame: 2048 or 4096 (default 4096)
   --ring-size N        AF_XDP ring size, power of two (default 2048)
@@ -84,9 +85,7 @@ impl FwdConfig {
             match flag.as_str() {
                 "--iface" => config.ifaces.push(value(flag)?),
                 "--queues" => config.queues = Some(parse_list(&value(flag)?, flag)?),
-                "--cores" => {
-                    config.cores = Some(parse_list(&value(flag)?, flag)?.into_iter().map(|c| c as usize).collect())
-                }
+                "--cores" => config.cores = Some(parse_cores(&value(flag)?, flag)?),
                 "--umem-frames" => config.umem_frames = parse_num(&value(flag)?, flag)?,
                 "--frame-size" => config.frame_size = parse_num(&value(flag)?, flag)?,
                 "--ring-size" => config.ring_size = parse_num(&value(flag)?, flag)?,
@@ -151,6 +150,21 @@ fn parse_secs(text: &str, flag: &str) -> Result<Duration, DataplaneError> {
         return Err(DataplaneError::Config(format!("{flag} {text} out of range")));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a core list in the order given ("2-5", "1,0"): worker i runs on the i-th core and
+/// serves queues i, i+W, i+2W... of the sorted queue list, so the order places queues on cores.
+fn parse_cores(text: &str, flag: &str) -> Result<Vec<usize>, DataplaneError> {
+    let mut cores: Vec<usize> = Vec::new();
+    for part in text.split(',') {
+        for core in parse_list(part, flag)? {
+            if cores.contains(&(core as usize)) {
+                return Err(DataplaneError::Config(format!("{flag} {text:?}: core {core} listed twice")));
+            }
+            cores.push(core as usize);
+        }
+    }
+    Ok(cores)
 }
 
 /// Parses "0-3,5,7-8" into a sorted list without duplicates.
@@ -221,5 +235,7 @@ mod tests {
     fn lists_expand_and_dedup() {
         assert_eq!(parse_list("0-2,2,5", "--q").unwrap(), [0, 1, 2, 5]);
         assert!(parse_list("a", "--q").is_err());
+        assert_eq!(parse_cores("3,1-2", "--cores").unwrap(), [3, 1, 2]);
+        assert!(parse_cores("1,1", "--cores").is_err());
     }
 }

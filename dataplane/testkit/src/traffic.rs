@@ -285,6 +285,16 @@ pub fn blast_raw(ifname: &str, flows: &[RawFlow], duration: Duration, max_frames
     Ok(sent)
 }
 
+/// Pins the calling thread to `cpu` (so a generator does not land on a worker's core).
+pub fn pin_current_thread(cpu: usize) -> Result<()> {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        bail!("pinning to CPU {cpu}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sends each of `frames` once, as is, on `ifname` (crafted frames: VLAN, IPv6, malformed).
 /// Run inside a namespace thread. Returns how many were sent.
 pub fn send_frames(ifname: &str, frames: &[Vec<u8>]) -> Result<usize> {
