@@ -79,7 +79,32 @@ fn run(args: &[String]) -> Result<()> {
 fn test() -> Result<()> {
     shared_present()?;
     // Release: the namespace tests push real traffic and the crypto tests real bytes.
-    status(cargo().args(["test", "--release", "--workspace", "--exclude", "ztplane-ebpf"]))
+    let mut child = cargo()
+        .args(["test", "--release", "--workspace", "--exclude", "ztplane-ebpf"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    // Pass the output through, adding up the per-binary results for one closing line.
+    let mut totals = [0u64; 3];
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for (i, word) in ["passed;", "failed;", "ignored;"].iter().enumerate() {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                if let Some(pos) = words.iter().position(|w| w == word) {
+                    totals[i] += pos.checked_sub(1).and_then(|p| words[p].parse().ok()).unwrap_or(0);
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("test: {} passed, {} failed, {} skipped", totals[0], totals[1], totals[2]);
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
 }
 
 fn shared_present() -> Result<()> {

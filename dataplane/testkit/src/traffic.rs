@@ -220,6 +220,45 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// An AF_PACKET socket bound to one interface, for sending whole Ethernet frames.
+struct PacketSocket {
+    fd: i32,
+}
+
+impl PacketSocket {
+    fn bind(ifname: &str, bypass_qdisc: bool) -> Result<Self> {
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if fd < 0 {
+            bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+        }
+        let socket = PacketSocket { fd };
+        let cname = std::ffi::CString::new(ifname)?;
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            bail!("no interface {ifname}");
+        }
+        if bypass_qdisc {
+            let one: i32 = 1;
+            unsafe { libc::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one as *const i32 as *const _, 4) };
+        }
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        addr.sll_halen = 6;
+        let len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        if unsafe { libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len) } != 0 {
+            bail!("bind AF_PACKET to {ifname}: {}", std::io::Error::last_os_error());
+        }
+        Ok(socket)
+    }
+}
+
+impl Drop for PacketSocket {
+    fn drop(&mut self) {
+        unsafe { libc::close(self.fd) };
+    }
+}
+
 /// Sends raw frames on `ifname` as fast as the socket takes them, cycling over `flows`, until
 /// `duration` passes or `max_frames` are sent. Returns frames sent. Run inside a namespace thread.
 pub fn blast_raw(ifname: &str, flows: &[RawFlow], duration: Duration, max_frames: u64) -> Result<u64> {
@@ -228,27 +267,7 @@ pub fn blast_raw(ifname: &str, flows: &[RawFlow], duration: Duration, max_frames
             bail!("refusing to send to {}: outside 198.18.0.0/15", flow.dst);
         }
     }
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    if fd < 0 {
-        bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
-    }
-    let guard = FdGuard(fd);
-    let cname = std::ffi::CString::new(ifname)?;
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        bail!("no interface {ifname}");
-    }
-    let one: i32 = 1;
-    unsafe {
-        libc::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one as *const i32 as *const _, 4);
-    }
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_ifindex = ifindex as i32;
-    addr.sll_halen = 6;
-    if unsafe { libc::bind(fd, &addr as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32) } != 0 {
-        bail!("bind AF_PACKET to {ifname}: {}", std::io::Error::last_os_error());
-    }
+    let socket = PacketSocket::bind(ifname, true)?;
     const BURST: usize = 64;
     let mut frames: Vec<Vec<u8>> = (0..BURST).map(|i| flows[i % flows.len()].frame(i as u64)).collect();
     let mut iovs: Vec<libc::iovec> = frames
@@ -274,14 +293,13 @@ pub fn blast_raw(ifname: &str, flows: &[RawFlow], duration: Duration, max_frames
             }
             seq += 1;
         }
-        let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), BURST as u32, 0) };
+        let n = unsafe { libc::sendmmsg(socket.fd, msgs.as_mut_ptr(), BURST as u32, 0) };
         if n > 0 {
             sent += n as u64;
         } else {
             std::thread::yield_now();
         }
     }
-    drop(guard);
     Ok(sent)
 }
 
@@ -298,45 +316,12 @@ pub fn pin_current_thread(cpu: usize) -> Result<()> {
 /// Sends each of `frames` once, as is, on `ifname` (crafted frames: VLAN, IPv6, malformed).
 /// Run inside a namespace thread. Returns how many were sent.
 pub fn send_frames(ifname: &str, frames: &[Vec<u8>]) -> Result<usize> {
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    if fd < 0 {
-        bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
-    }
-    let _guard = FdGuard(fd);
-    let cname = std::ffi::CString::new(ifname)?;
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        bail!("no interface {ifname}");
-    }
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_ifindex = ifindex as i32;
-    addr.sll_halen = 6;
-    let mut sent = 0;
-    for frame in frames {
-        let rc = unsafe {
-            libc::sendto(
-                fd,
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-                &addr as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc >= 0 {
-            sent += 1;
-        }
-    }
+    let socket = PacketSocket::bind(ifname, false)?;
+    let sent = frames
+        .iter()
+        .filter(|frame| unsafe { libc::send(socket.fd, frame.as_ptr() as *const libc::c_void, frame.len(), 0) } >= 0)
+        .count();
     Ok(sent)
-}
-
-struct FdGuard(i32);
-
-impl Drop for FdGuard {
-    fn drop(&mut self) {
-        unsafe { libc::close(self.0) };
-    }
 }
 
 #[cfg(test)]
