@@ -181,7 +181,8 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
         "elapsed_s": elapsed,
         "workers": worker_stats.iter().enumerate().map(|(i, s)| json!({
             "index": i, "core": cores[i], "rx": stats::get(&s.rx), "tx": stats::get(&s.tx),
-            "processed": stats::get(&s.processed), "dropped": stats::get(&s.dropped),
+            "processed": stats::get(&s.processed), "stolen": stats::get(&s.stolen),
+            "dropped": stats::get(&s.dropped),
             "leaked": stats::get(&s.leaked),
         })).collect::<Vec<_>>(),
         "queues": slots.iter().map(|s| json!({

@@ -22,6 +22,12 @@
 //! parallel work, per-peer ordered transmit). A slow processor delays only the owner's
 //! transmit, never reorders it.
 //!
+//! When a processor is slow to start on a batch (its core taken by something else), the owner
+//! processes that batch itself ([`Owner::steal`]); a per-pair claim keeps a stolen batch from
+//! overtaking one the processor is still working on. Processing must therefore give the same
+//! result on any worker: per-frame work (dearmor, decode) is; state that must see a flow's
+//! frames in order belongs to the owner.
+//!
 //! Descriptors move, frames do not: an item is a small `Copy` descriptor into the owner's UMEM.
 //! Batches of up to [`BATCH`] items amortise the queue operations. The owner bounds the batches
 //! outstanding per processor, so a return queue can never overflow and nothing is dropped here:
@@ -31,6 +37,8 @@ use crossbeam::queue::ArrayQueue;
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// Items per batch; also the largest RX burst an owner may dispatch at once.
 pub const BATCH: usize = 64;
@@ -75,6 +83,9 @@ pub struct Fabric<T: Copy> {
     requests: Vec<ArrayQueue<Batch<T>>>,
     /// `returns[owner * workers + processor]`
     returns: Vec<ArrayQueue<Batch<T>>>,
+    /// `claims[pair]`: held while one batch of the pair moves from `requests` to `returns`, so
+    /// that a batch stolen by the owner cannot overtake one its processor is still working on.
+    claims: Vec<AtomicBool>,
     /// Batches an owner may have outstanding per processor (queued, in work or returned).
     depth: usize,
 }
@@ -89,6 +100,7 @@ impl<T: Copy> Fabric<T> {
             workers,
             requests: (0..pairs).map(|_| ArrayQueue::new(depth)).collect(),
             returns: (0..pairs).map(|_| ArrayQueue::new(depth)).collect(),
+            claims: (0..pairs).map(|_| AtomicBool::new(false)).collect(),
             depth,
         })
     }
@@ -107,16 +119,30 @@ impl<T: Copy> Fabric<T> {
         let mut done = 0;
         for owner in 0..self.workers {
             let pair = self.pair(owner, processor);
-            while let Some(mut batch) = self.requests[pair].pop() {
-                work(owner, batch.as_mut_slice());
-                done += batch.len;
-                // Cannot fail: the owner keeps at most `depth` batches outstanding on this pair.
-                if self.returns[pair].push(batch).is_err() {
-                    unreachable!("return queue overflow: owner exceeded its outstanding bound");
-                }
+            while let Some(n) = self.process_one(pair, |batch| work(owner, batch)) {
+                done += n;
             }
         }
         done
+    }
+
+    /// Moves the oldest request batch of `pair` through `work` to the pair's return queue.
+    /// `None` when there is none, or when someone else is moving one right now (never waits).
+    fn process_one(&self, pair: usize, work: impl FnOnce(&mut [T])) -> Option<usize> {
+        let claim = &self.claims[pair];
+        if claim.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        let moved = self.requests[pair].pop().map(|mut batch| {
+            work(batch.as_mut_slice());
+            // Cannot fail: the owner keeps at most `depth` batches outstanding on this pair.
+            if self.returns[pair].push(batch).is_err() {
+                unreachable!("return queue overflow: owner exceeded its outstanding bound");
+            }
+            batch.len
+        });
+        claim.store(false, Ordering::Release);
+        moved
     }
 }
 
@@ -130,7 +156,15 @@ pub struct Owner<T: Copy> {
     log: VecDeque<u8>,
     /// Per processor: a returned batch being drained and the position in it.
     draining: Vec<(Batch<T>, usize)>,
+    /// Items collected so far, and since when the next one has been waiting (for `steal`).
+    collected: u64,
+    waiting_since: Option<(u64, Instant)>,
+    steal_after: Duration,
 }
+
+/// Default for [`Owner::steal_after`]: far above a running processor's batch time (~µs), far
+/// below a scheduler time slice (ms).
+pub const STEAL_AFTER: Duration = Duration::from_micros(100);
 
 impl<T: Copy> Owner<T> {
     pub fn new(fabric: Arc<Fabric<T>>, me: usize, log_capacity: usize) -> Self {
@@ -142,6 +176,9 @@ impl<T: Copy> Owner<T> {
             outstanding: vec![0; workers],
             log: VecDeque::with_capacity(log_capacity),
             draining: vec![(Batch::new(), 0); workers],
+            collected: 0,
+            waiting_since: None,
+            steal_after: STEAL_AFTER,
         }
     }
 
@@ -189,6 +226,38 @@ impl<T: Copy> Owner<T> {
         all
     }
 
+    /// How long the next frame may wait for its processor before the owner does the work.
+    pub fn steal_after(mut self, wait: Duration) -> Self {
+        self.steal_after = wait;
+        self
+    }
+
+    /// Processes, on the owner, the batch that the next frame in arrival order waits in, if its
+    /// processor has not started on it within [`steal_after`](Self::steal_after) (descheduled,
+    /// or busy with other owners). Returns the number of items processed. Keeps a flow moving
+    /// when a core is taken away from a processor; the work is the same wherever it runs.
+    pub fn steal(&mut self, work: impl FnOnce(&mut [T])) -> usize {
+        let Some(&processor) = self.log.front() else { return 0 };
+        let processor = processor as usize;
+        let (batch, pos) = &self.draining[processor];
+        let pair = self.fabric.pair(self.me, processor);
+        if *pos < batch.len || !self.fabric.returns[pair].is_empty() {
+            return 0; // the next frame is already processed
+        }
+        let now = Instant::now();
+        match self.waiting_since {
+            Some((seen, since)) if seen == self.collected && now - since >= self.steal_after => {}
+            Some((seen, _)) if seen == self.collected => return 0,
+            _ => {
+                self.waiting_since = Some((self.collected, now));
+                if !self.steal_after.is_zero() {
+                    return 0;
+                }
+            }
+        }
+        self.fabric.process_one(pair, work).unwrap_or(0)
+    }
+
     /// Emits processed items in arrival order until the next one is still being processed.
     /// Returns the number emitted.
     pub fn collect(&mut self, mut emit: impl FnMut(T)) -> usize {
@@ -211,14 +280,15 @@ impl<T: Copy> Owner<T> {
             *pos += 1;
             self.log.pop_front();
             emitted += 1;
+            self.collected += 1;
         }
         emitted
     }
 }
 
-/// Picks the processor for a frame: ZeroTier datagrams by packet ID, so that a packet's head and
-/// its fragments (which share the ID, spec §3) meet on one processor for reassembly; anything
-/// else stays with the owner.
+/// Picks the processor for a frame: ZeroTier datagrams by a hash of their packet ID, which
+/// spreads even one flow's packets evenly over all processors (a head and its fragments share
+/// the ID, spec §3, so they go the same way); anything else stays with the owner.
 pub fn processor_for(frame: &[u8], owner: usize, workers: usize) -> usize {
     match crate::frame::udp_payload(frame) {
         Some(payload) if payload.len() >= 8 => {
@@ -286,6 +356,7 @@ mod tests {
                     let mut next = 0u64;
                     let mut expect = 0u64;
                     let mut by = [0usize; WORKERS];
+                    let mut stolen = 0usize;
                     while expect < ITEMS {
                         if next < ITEMS && owner.ready() {
                             let burst = (ITEMS - next).min(BATCH as u64);
@@ -298,21 +369,31 @@ mod tests {
                             }
                         }
                         owner.flush();
-                        owner.collect(|item| {
+                        let emitted = owner.collect(|item| {
                             assert_eq!(item.n, expect, "reordered");
                             assert_ne!(item.processed_by, u8::MAX, "collected unprocessed");
                             by[item.processed_by as usize] += 1;
                             expect += 1;
                         });
+                        if emitted == 0 {
+                            // Races the processors for the blocking batch: must not reorder.
+                            stolen += owner.steal(|items| {
+                                for item in items.iter_mut() {
+                                    item.processed_by = me as u8;
+                                }
+                            });
+                        }
                     }
                     assert_eq!(owner.in_flight(), 0);
-                    by
+                    (by, stolen)
                 })
             })
             .collect();
 
+        let mut stolen = 0;
         for owner in owners {
-            let by = owner.join().unwrap();
+            let (by, owner_stole) = owner.join().unwrap();
+            stolen += owner_stole;
             for (p, n) in by.iter().enumerate() {
                 assert!(*n > 0, "processor {p} did no work for this owner: {by:?}");
             }
@@ -322,7 +403,7 @@ mod tests {
             p.join().unwrap();
         }
         let total: usize = processed.iter().map(|n| n.load(Ordering::Relaxed)).sum();
-        assert_eq!(total as u64, 2 * ITEMS);
+        assert_eq!((total + stolen) as u64, 2 * ITEMS, "every item processed exactly once");
     }
 
     #[test]
@@ -357,6 +438,34 @@ mod tests {
         }
         assert_eq!(expect, sent);
         assert!(owner.ready());
+    }
+
+    #[test]
+    fn owner_steals_from_a_stalled_processor_in_order() {
+        let fabric = Fabric::<Seq>::new(3, 2);
+        let mut owner = Owner::new(fabric.clone(), 0, 1024).steal_after(Duration::ZERO);
+        let mut next = 0;
+        let mut expect = 0;
+        // Processors 1 and 2 never run: the owner must finish their work itself, in order.
+        while expect < 1000 {
+            if next < 1000 && owner.ready() {
+                for _ in 0..BATCH.min(1000 - next as usize) {
+                    owner.dispatch(Seq { n: next, processed_by: u8::MAX }, (next % 3) as usize);
+                    next += 1;
+                }
+            }
+            owner.flush();
+            fabric.process(0, |_, items| items.iter_mut().for_each(|i| i.processed_by = 0));
+            let emitted = owner.collect(|item| {
+                assert_eq!(item.n, expect);
+                let by = if item.n % 3 == 0 { 0 } else { 9 };
+                assert_eq!(item.processed_by, by, "item {} processed by {}", item.n, item.processed_by);
+                expect += 1;
+            });
+            if emitted == 0 {
+                assert!(owner.steal(|items| items.iter_mut().for_each(|i| i.processed_by = 9)) > 0 || owner.in_flight() == 0);
+            }
+        }
     }
 
     fn frame_with_payload(frame: &mut [u8; 64], id: u64) {

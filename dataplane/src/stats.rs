@@ -11,6 +11,8 @@ pub struct WorkerStats {
     pub tx: AtomicU64,
     /// Frames this worker processed for any owner (including itself).
     pub processed: AtomicU64,
+    /// Frames of its own this worker processed because their processor had not started on them.
+    pub stolen: AtomicU64,
     /// Frames dropped (and returned to the free list), e.g. malformed after steering.
     pub dropped: AtomicU64,
     /// Loop iterations that found nothing to do.

@@ -129,14 +129,31 @@ impl Worker {
             work += processed;
 
             let mut dropped = 0;
-            work += owner.collect(|frame| {
+            let mut emit = |frame: Frame| {
                 if frame.forward {
                     backlog[frame.egress as usize].push(frame.desc);
                 } else {
                     self.free.push(frame.desc);
                     dropped += 1;
                 }
-            });
+            };
+            let mut collected = owner.collect(&mut emit);
+            if collected == 0 && owner.in_flight() > 0 {
+                // The next frame's processor has not started on it: do it here (see handoff).
+                let umem = &shared.umems[self.index];
+                let stolen = owner.steal(|frames| {
+                    for frame in frames.iter_mut() {
+                        // SAFETY: our own frame, not yet claimed by its processor.
+                        let data = unsafe { umem.data(&frame.desc) };
+                        frame.forward = (shared.process)(data.contents());
+                    }
+                });
+                stats::add(&self.stats.stolen, stolen);
+                if stolen > 0 {
+                    collected = owner.collect(&mut emit);
+                }
+            }
+            work += collected;
             stats::add(&self.stats.dropped, dropped);
 
             for (p, port) in self.ports.iter_mut().enumerate() {

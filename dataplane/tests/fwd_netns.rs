@@ -143,7 +143,7 @@ fn one_flow_is_processed_by_every_worker_and_leaves_in_order() {
     // ...and every worker processes a fair part of it.
     for worker in summary["workers"].as_array().unwrap() {
         let processed = as_u64(worker, "processed");
-        assert!(processed * 4 > report.received, "worker processed only {processed}: {summary}");
+        assert!(processed * 10 > report.received, "worker processed only {processed}: {summary}");
     }
 }
 
