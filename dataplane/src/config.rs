@@ -125,17 +125,16 @@ impl FwdConfig {
         if !(256..=1 << 22).contains(&self.umem_frames) {
             return bad(format!("--umem-frames {} must be in 256..=4194304", self.umem_frames));
         }
-        if self.ports.iter().any(|&p| p == 0) || self.ports.len() > ztplane_ebpf_common::MAX_PORTS as usize {
+        if self.ports.contains(&0) || self.ports.len() > ztplane_ebpf_common::MAX_PORTS as usize {
             return bad("--port must be 1..=65535, at most 64 ports".into());
         }
         if self.instance.is_empty() || !self.instance.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
             return bad(format!("--instance {:?}: use letters, digits, - and _", self.instance));
         }
-        if let Some(cores) = &self.cores {
-            if cores.is_empty() || cores.len() > 64 {
+        if let Some(cores) = &self.cores
+            && (cores.is_empty() || cores.len() > 64) {
                 return bad("--cores must name 1 to 64 cores".into());
             }
-        }
         Ok(())
     }
 }

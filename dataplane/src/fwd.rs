@@ -133,12 +133,11 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
         })
         .collect::<Result<_, _>>()?;
 
-    if let Some(path) = &config.ready_file {
-        if let Err(err) = std::fs::write(path, format!("{}\n", std::process::id())) {
+    if let Some(path) = &config.ready_file
+        && let Err(err) = std::fs::write(path, format!("{}\n", std::process::id())) {
             log::error!("--ready-file {}: {err}; stopping", path.display());
             stop.store(true, Ordering::Relaxed);
         }
-    }
     let started = Instant::now();
     let mut last = (Instant::now(), worker_stats.iter().map(|s| stats::get(&s.tx)).collect::<Vec<_>>());
     while !stop.load(Ordering::Relaxed) {
@@ -175,6 +174,7 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
         })
         .collect();
     drop(steering);
+    let _ = std::fs::remove_dir(&pin_dir); // the instance directory, empty once the pins are gone
     let summary = json!({
         "mode": "fwd",
         "ifaces": config.ifaces,
@@ -234,13 +234,11 @@ impl InstanceLock {
         let dir = PathBuf::from("/run/ztplane");
         std::fs::create_dir_all(&dir).map_err(|e| DataplaneError::Internal(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(format!("{instance}.pid"));
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            if let Ok(pid) = text.trim().parse::<u32>() {
-                if pid != std::process::id() && std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(pid) = text.trim().parse::<u32>()
+                && pid != std::process::id() && std::path::Path::new(&format!("/proc/{pid}")).exists() {
                     return Err(DataplaneError::InstanceRunning { name: instance.to_string(), pid });
                 }
-            }
-        }
         std::fs::write(&path, format!("{}\n", std::process::id()))
             .map_err(|e| DataplaneError::Internal(format!("writing {}: {e}", path.display())))?;
         Ok(InstanceLock { path })
