@@ -13,7 +13,7 @@ const USAGE: &str = "usage: cargo xtask <verb>
                            with arguments: `ztplane fwd ARGS` on real NICs
                            (e.g. -- --iface eth1 --iface eth2 --queues 0-3 --cores 2-5)
   test                     all tests, including root-only namespace/XDP tests
-  bench NAME               io | crypto | bond: figures beside an in-run baseline,
+  bench NAME               io | handoff | crypto | bond: figures beside an in-run baseline,
                            written to target/bench/NAME.json
   fuzz NAME [--seconds N]  run a cargo-fuzz target of the protocol parsers";
 
@@ -116,7 +116,7 @@ fn shared_present() -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    let Some(name) = args.first() else { bail!("bench needs a NAME: io, crypto or bond") };
+    let Some(name) = args.first() else { bail!("bench needs a NAME: io, handoff, crypto or bond") };
     let options = args[1..].iter().filter(|a| a.as_str() != "--");
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--quiet", "-p", "ztplane-bench", "--", name]).args(options);
