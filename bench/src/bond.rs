@@ -27,7 +27,10 @@ fn parse(args: &[String]) -> Result<Options> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = || -> Result<u64> {
-            it.next().with_context(|| format!("{arg} needs a value"))?.parse().with_context(|| format!("bad value for {arg}"))
+            it.next()
+                .with_context(|| format!("{arg} needs a value"))?
+                .parse()
+                .with_context(|| format!("bad value for {arg}"))
         };
         match arg.as_str() {
             "--ms" => options.per_measurement = Duration::from_millis(value()?),
@@ -75,7 +78,10 @@ fn build_bond(v: &Variant, links: usize) -> Result<Bond> {
     let settings = PolicySettings {
         balance: v.balance,
         packets_per_link: 16,
-        links: names.iter().map(|n| LinkSettings { capacity: Some(100 + names.len() as u64), ..LinkSettings::new(n.as_str()) }).collect(),
+        links: names
+            .iter()
+            .map(|n| LinkSettings { capacity: Some(100 + names.len() as u64), ..LinkSettings::new(n.as_str()) })
+            .collect(),
         ..PolicySettings::standard(v.base)
     };
     let mut bond = Bond::new(settings, 0);
@@ -245,7 +251,10 @@ fn concurrent(flows: &[FlowHash]) -> Result<Vec<serde_json::Value>> {
     println!("\nconcurrent senders to one peer (8 links; {cores} cores available; wall ns per decision per thread)");
     println!("{:<24} {:>8} {:>12} {:>22}", "policy", "threads", "ztplane ns", "naive Mutex<HashMap> ns");
     let mut records = Vec::new();
-    for v in VARIANTS.iter().filter(|v| matches!(v.base, Policy::BalanceXor | Policy::BalanceAware) && v.balance != BalanceMode::Packet) {
+    for v in VARIANTS
+        .iter()
+        .filter(|v| matches!(v.base, Policy::BalanceXor | Policy::BalanceAware) && v.balance != BalanceMode::Packet)
+    {
         let bond = build_bond(v, 8)?;
         let naive = Arc::new(Mutex::new(NaiveSelector::new(8)));
         for threads in [1usize, 2] {
@@ -268,7 +277,11 @@ fn concurrent(flows: &[FlowHash]) -> Result<Vec<serde_json::Value>> {
                 let mut cursor = WorkerCursor::new(t);
                 for i in 0..CONCURRENT_DECISIONS {
                     let table = handle.load();
-                    black_box(choice_index(table.select(flows[(i as usize + t as usize * 977) & (FLOWS - 1)], 5_000_000, &mut cursor)));
+                    black_box(choice_index(table.select(
+                        flows[(i as usize + t as usize * 977) & (FLOWS - 1)],
+                        5_000_000,
+                        &mut cursor,
+                    )));
                 }
             });
             let baseline = run(&|t| {

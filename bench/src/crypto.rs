@@ -22,10 +22,7 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> Result<Options> {
-    let mut options = Options {
-        per_measurement: Duration::from_millis(120),
-        reps: 3,
-    };
+    let mut options = Options { per_measurement: Duration::from_millis(120), reps: 3 };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let value = |it: &mut std::slice::Iter<String>| -> Result<u64> {
@@ -59,12 +56,7 @@ fn calibrate(mut op: impl FnMut() -> Result<()>) -> Result<u64> {
 }
 
 /// Throughput (bytes/s) of one timed run of about `per`.
-fn timed(
-    per: Duration,
-    bytes: usize,
-    batch: u64,
-    op: &mut impl FnMut() -> Result<()>,
-) -> Result<f64> {
+fn timed(per: Duration, bytes: usize, batch: u64, op: &mut impl FnMut() -> Result<()>) -> Result<f64> {
     let start = Instant::now();
     let mut ops = 0u64;
     while start.elapsed() < per {
@@ -87,18 +79,8 @@ fn measure_pair(
     let (batch_ours, batch_theirs) = (calibrate(&mut ours)?, calibrate(&mut theirs)?);
     let (mut best_ours, mut best_theirs) = (0f64, 0f64);
     for _ in 0..options.reps {
-        best_ours = best_ours.max(timed(
-            options.per_measurement,
-            bytes,
-            batch_ours,
-            &mut ours,
-        )?);
-        best_theirs = best_theirs.max(timed(
-            options.per_measurement,
-            bytes,
-            batch_theirs,
-            &mut theirs,
-        )?);
+        best_ours = best_ours.max(timed(options.per_measurement, bytes, batch_ours, &mut ours)?);
+        best_theirs = best_theirs.max(timed(options.per_measurement, bytes, batch_theirs, &mut theirs)?);
     }
     Ok((best_ours, best_theirs))
 }
@@ -142,21 +124,12 @@ impl Reference {
         Ok(())
     }
 
-    fn open(
-        &mut self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-        tag: &[u8; 16],
-    ) -> Result<()> {
+    fn open(&mut self, nonce: &[u8; 12], aad: &[u8], input: &[u8], output: &mut [u8], tag: &[u8; 16]) -> Result<()> {
         self.decrypt.decrypt_init(None, None, Some(nonce))?;
         self.decrypt.set_tag(tag)?;
         self.decrypt.cipher_update(aad, None)?;
         let n = self.decrypt.cipher_update(input, Some(output))?;
-        self.decrypt
-            .cipher_final(&mut output[n..])
-            .context("OpenSSL tag check failed")?;
+        self.decrypt.cipher_final(&mut output[n..]).context("OpenSSL tag check failed")?;
         Ok(())
     }
 }
@@ -176,18 +149,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let reference_key: [u8; 32] = std::array::from_fn(|i| (i * 17 + 1) as u8);
     let mut rows = Vec::new();
     for (suite, number, reference_name, cipher) in [
-        (
-            CipherSuite::Salsa2012Poly1305,
-            1u8,
-            "openssl chacha20-poly1305",
-            Cipher::chacha20_poly1305(),
-        ),
-        (
-            CipherSuite::AesGmacSiv,
-            3u8,
-            "openssl aes-256-gcm",
-            Cipher::aes_256_gcm(),
-        ),
+        (CipherSuite::Salsa2012Poly1305, 1u8, "openssl chacha20-poly1305", Cipher::chacha20_poly1305()),
+        (CipherSuite::AesGmacSiv, 3u8, "openssl aes-256-gcm", Cipher::aes_256_gcm()),
     ] {
         let mut reference = Reference::new(cipher, &reference_key)?;
         let mut open_reference = Reference::new(cipher, &reference_key)?;
@@ -233,18 +196,9 @@ pub fn run(args: &[String]) -> Result<()> {
                     )
                 },
             )?;
-            ensure!(
-                open_work[HEADER..] == plain[HEADER..],
-                "dearmor did not restore the payload"
-            );
-            ensure!(
-                &reference_out[..payload.len()] == payload,
-                "OpenSSL round trip failed"
-            );
-            for (op, ours, theirs) in [
-                ("armor", ours_armor, theirs_seal),
-                ("dearmor", ours_dearmor, theirs_open),
-            ] {
+            ensure!(open_work[HEADER..] == plain[HEADER..], "dearmor did not restore the payload");
+            ensure!(&reference_out[..payload.len()] == payload, "OpenSSL round trip failed");
+            for (op, ours, theirs) in [("armor", ours_armor, theirs_seal), ("dearmor", ours_dearmor, theirs_open)] {
                 rows.push(Row {
                     suite: number,
                     op,
@@ -288,10 +242,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let start = Instant::now();
     let validations = 10;
     for _ in 0..validations {
-        ensure!(
-            black_box(&identity).validate(),
-            "generated identity does not validate"
-        );
+        ensure!(black_box(&identity).validate(), "generated identity does not validate");
     }
     let validate_ms = start.elapsed().as_secs_f64() * 1e3 / f64::from(validations);
     println!("identity: generate {generate_ms:.1} ms (one sample), validate {validate_ms:.2} ms");

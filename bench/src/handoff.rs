@@ -53,7 +53,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let key = Arc::new(PeerKey::from_bytes([7u8; 48]));
     let mut records = Vec::new();
-    println!("{:<10} {:>6} {:>6} {:>8} {:>10} {:>9} {:>8}", "mode", "suite", "bytes", "workers", "Mpps", "Gbit/s", "speedup");
+    println!(
+        "{:<10} {:>6} {:>6} {:>8} {:>10} {:>9} {:>8}",
+        "mode", "suite", "bytes", "workers", "Mpps", "Gbit/s", "speedup"
+    );
     for (suite, suite_no) in [(CipherSuite::Salsa2012Poly1305, 1), (CipherSuite::AesGmacSiv, 3)] {
         for bytes in [1400usize] {
             let (inline, _) = measure(&key, suite, bytes, 0)?;

@@ -33,17 +33,24 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         match flag.as_str() {
-            "--fwd-args" => fwd_args = it.next().context("--fwd-args needs a value")?.split_whitespace().map(String::from).collect(),
+            "--fwd-args" => {
+                fwd_args = it.next().context("--fwd-args needs a value")?.split_whitespace().map(String::from).collect()
+            }
             "--bytes" => sizes = vec![it.next().context("--bytes needs a value")?.parse().context("--bytes")?],
             other => bail!("unknown bench io option {other:?} (--fwd-args \"...\", --bytes N)"),
         }
     }
     let binary = PathBuf::from(std::env::var("ZTPLANE_BIN").context("ZTPLANE_BIN (run it as `cargo xtask bench io`)")?);
     let mut records = Vec::new();
-    println!("{:<14} {:>8} {:>6} {:>10} {:>9} {:>10} {:>12}", "mode", "workers", "bytes", "offered", "Mpps", "Gbit/s", "xsk drops");
+    println!(
+        "{:<14} {:>8} {:>6} {:>10} {:>9} {:>10} {:>12}",
+        "mode", "workers", "bytes", "offered", "Mpps", "Gbit/s", "xsk drops"
+    );
     for bytes in sizes {
-        for forwarder in [Forwarder::KernelBridge, Forwarder::Ztplane { workers: 1 }, Forwarder::Ztplane { workers: 2 }] {
-            let Measured { offered, delivered, kernel_drops, queue_rx } = measure(&binary, forwarder, bytes, &fwd_args)?;
+        for forwarder in [Forwarder::KernelBridge, Forwarder::Ztplane { workers: 1 }, Forwarder::Ztplane { workers: 2 }]
+        {
+            let Measured { offered, delivered, kernel_drops, queue_rx } =
+                measure(&binary, forwarder, bytes, &fwd_args)?;
             let secs = BLAST.as_secs_f64();
             let mpps = delivered as f64 / secs / 1e6;
             let gbps = delivered as f64 * bytes as f64 * 8.0 / secs / 1e9;
@@ -126,7 +133,8 @@ fn measure(binary: &std::path::Path, forwarder: Forwarder, bytes: usize, fwd_arg
             if queue["rx"].as_u64().unwrap_or(0) > 0 {
                 queue_rx.push(json!({"iface": queue["iface"], "queue": queue["queue"], "worker": queue["worker"], "rx": queue["rx"]}));
             }
-            kernel_drops += queue["kernel_rx_dropped"].as_u64().unwrap_or(0) + queue["kernel_rx_ring_full"].as_u64().unwrap_or(0);
+            kernel_drops +=
+                queue["kernel_rx_dropped"].as_u64().unwrap_or(0) + queue["kernel_rx_ring_full"].as_u64().unwrap_or(0);
         }
     }
     Ok(Measured { offered, delivered, kernel_drops, queue_rx })

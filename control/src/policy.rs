@@ -60,8 +60,7 @@ fn simulate(args: &[String]) -> Result<String, InputError> {
     for w in &warnings {
         eprintln!("ztplanectl policy simulate: warning: {config_path}: {w}");
     }
-    let scenario =
-        Scenario::from_json(&scenario_text).map_err(|e| InputError(format!("{scenario_path}: {e}")))?;
+    let scenario = Scenario::from_json(&scenario_text).map_err(|e| InputError(format!("{scenario_path}: {e}")))?;
     let mut settings: PolicySettings = sim::policy_for(&scenario, &config);
     if settings.base == Policy::None {
         eprintln!(

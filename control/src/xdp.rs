@@ -57,7 +57,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             eprintln!("ztplanectl: port {port} {}d on {}", verb, ifaces.join(", "));
         }
         _ => {
-            eprintln!("usage: ztplanectl xdp stats | xdp ports list|add PORT|remove PORT [--instance NAME] [--bpffs PATH]");
+            eprintln!(
+                "usage: ztplanectl xdp stats | xdp ports list|add PORT|remove PORT [--instance NAME] [--bpffs PATH]"
+            );
             return Ok(ExitCode::from(2));
         }
     }
@@ -65,9 +67,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 }
 
 fn interfaces(dir: &Path) -> Result<Vec<String>> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("no running instance at {} (is ztplane running? right --instance/--bpffs?)", dir.display()))?;
-    let mut names: Vec<String> = entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!("no running instance at {} (is ztplane running? right --instance/--bpffs?)", dir.display())
+    })?;
+    let mut names: Vec<String> =
+        entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     if names.is_empty() {
         bail!("instance at {} has no interfaces", dir.display());

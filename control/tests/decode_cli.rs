@@ -53,7 +53,8 @@ fn check(capture: &str) {
     let out = run_decode(&args);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let lines: Vec<Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join(format!("expected-{capture}.json"))).unwrap()).unwrap();
     let want = expected["records"].as_array().unwrap();

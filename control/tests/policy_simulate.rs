@@ -88,7 +88,8 @@ fn real_zerotier_config_from_the_capture_runs() {
 
 #[test]
 fn broadcast_via_the_default_policy() {
-    let r = json(&simulate("bc", r#"{"settings": {"defaultBondingPolicy": "broadcast"}}"#, CUT_SCENARIO, &["--pretty"]));
+    let r =
+        json(&simulate("bc", r#"{"settings": {"defaultBondingPolicy": "broadcast"}}"#, CUT_SCENARIO, &["--pretty"]));
     assert_eq!(r["policy"], "broadcast");
     assert_eq!(r["lost"], 0);
     assert_eq!(r["duplicates_delivered"], 0);
@@ -103,9 +104,12 @@ fn assert_input_error(out: &Output, needle: &str) {
 
 #[test]
 fn bad_scenarios_exit_2_with_the_offending_key() {
-    let bad_loss = CUT_SCENARIO.replace(r#""loss": 0.0, "capacity_mbps": 1000},
-            {"name": "eth1""#, r#""loss": 2.0, "capacity_mbps": 1000},
-            {"name": "eth1""#);
+    let bad_loss = CUT_SCENARIO.replace(
+        r#""loss": 0.0, "capacity_mbps": 1000},
+            {"name": "eth1""#,
+        r#""loss": 2.0, "capacity_mbps": 1000},
+            {"name": "eth1""#,
+    );
     assert_input_error(&simulate("s1", AB_CONFIG, &bad_loss, &[]), "links[0].loss");
     let unknown_link = CUT_SCENARIO.replace(r#""link": "eth0""#, r#""link": "wlan9""#);
     assert_input_error(&simulate("s2", AB_CONFIG, &unknown_link, &[]), "events[0].link");

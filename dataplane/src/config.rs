@@ -79,9 +79,8 @@ impl FwdConfig {
         let mut ports = Vec::new();
         let mut it = args.iter();
         while let Some(flag) = it.next() {
-            let mut value = |name: &str| {
-                it.next().cloned().ok_or_else(|| DataplaneError::Config(format!("{name} needs a value")))
-            };
+            let mut value =
+                |name: &str| it.next().cloned().ok_or_else(|| DataplaneError::Config(format!("{name} needs a value")));
             match flag.as_str() {
                 "--iface" => config.ifaces.push(value(flag)?),
                 "--queues" => config.queues = Some(parse_list(&value(flag)?, flag)?),
@@ -132,9 +131,10 @@ impl FwdConfig {
             return bad(format!("--instance {:?}: use letters, digits, - and _", self.instance));
         }
         if let Some(cores) = &self.cores
-            && (cores.is_empty() || cores.len() > 64) {
-                return bad("--cores must name 1 to 64 cores".into());
-            }
+            && (cores.is_empty() || cores.len() > 64)
+        {
+            return bad("--cores must name 1 to 64 cores".into());
+        }
         Ok(())
     }
 }

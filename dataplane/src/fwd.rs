@@ -66,8 +66,9 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
     let mut worker_states = Vec::new();
     let mut slots = Vec::new();
     for (index, &core) in cores.iter().enumerate() {
-        let (umem, descs) = Umem::new(umem_config, frame_count, false)
-            .map_err(|e| DataplaneError::Memory(format!("UMEM of {} MiB for worker {index}: {e}", frame_bytes >> 20)))?;
+        let (umem, descs) = Umem::new(umem_config, frame_count, false).map_err(|e| {
+            DataplaneError::Memory(format!("UMEM of {} MiB for worker {index}: {e}", frame_bytes >> 20))
+        })?;
         let mut ports = Vec::new();
         let mut egress_of = Vec::new();
         let mut queue_stats = Vec::new();
@@ -134,10 +135,11 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
         .collect::<Result<_, _>>()?;
 
     if let Some(path) = &config.ready_file
-        && let Err(err) = std::fs::write(path, format!("{}\n", std::process::id())) {
-            log::error!("--ready-file {}: {err}; stopping", path.display());
-            stop.store(true, Ordering::Relaxed);
-        }
+        && let Err(err) = std::fs::write(path, format!("{}\n", std::process::id()))
+    {
+        log::error!("--ready-file {}: {err}; stopping", path.display());
+        stop.store(true, Ordering::Relaxed);
+    }
     let started = Instant::now();
     let mut last = (Instant::now(), worker_stats.iter().map(|s| stats::get(&s.tx)).collect::<Vec<_>>());
     while !stop.load(Ordering::Relaxed) {
@@ -232,13 +234,16 @@ struct InstanceLock {
 impl InstanceLock {
     fn acquire(instance: &str) -> Result<Self, DataplaneError> {
         let dir = PathBuf::from("/run/ztplane");
-        std::fs::create_dir_all(&dir).map_err(|e| DataplaneError::Internal(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DataplaneError::Internal(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(format!("{instance}.pid"));
         if let Ok(text) = std::fs::read_to_string(&path)
             && let Ok(pid) = text.trim().parse::<u32>()
-                && pid != std::process::id() && std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    return Err(DataplaneError::InstanceRunning { name: instance.to_string(), pid });
-                }
+            && pid != std::process::id()
+            && std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            return Err(DataplaneError::InstanceRunning { name: instance.to_string(), pid });
+        }
         std::fs::write(&path, format!("{}\n", std::process::id()))
             .map_err(|e| DataplaneError::Internal(format!("writing {}: {e}", path.display())))?;
         Ok(InstanceLock { path })

@@ -463,7 +463,10 @@ mod tests {
                 expect += 1;
             });
             if emitted == 0 {
-                assert!(owner.steal(|items| items.iter_mut().for_each(|i| i.processed_by = 9)) > 0 || owner.in_flight() == 0);
+                assert!(
+                    owner.steal(|items| items.iter_mut().for_each(|i| i.processed_by = 9)) > 0
+                        || owner.in_flight() == 0
+                );
             }
         }
     }

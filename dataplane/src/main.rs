@@ -50,10 +50,11 @@ fn fwd(args: &[String]) -> ExitCode {
             let text = serde_json::to_string(&summary).expect("summary serialises");
             println!("{text}");
             if let Some(path) = &config.stats_json
-                && let Err(err) = std::fs::write(path, format!("{text}\n")) {
-                    eprintln!("ztplane: writing {}: {err}", path.display());
-                    return ExitCode::from(1);
-                }
+                && let Err(err) = std::fs::write(path, format!("{text}\n"))
+            {
+                eprintln!("ztplane: writing {}: {err}", path.display());
+                return ExitCode::from(1);
+            }
             log::info!("stopped cleanly");
             ExitCode::SUCCESS
         }

@@ -47,7 +47,13 @@ pub struct Port {
 impl Port {
     /// Binds a socket to (`ifname`, `queue`) on `umem`. Program loading by libxdp is inhibited:
     /// our own XDP program steers, and the caller registers the socket in its map.
-    pub fn open(umem: &Umem, ifname: &str, queue: u32, ring_size: u32, zero_copy: ZeroCopy) -> Result<Self, DataplaneError> {
+    pub fn open(
+        umem: &Umem,
+        ifname: &str,
+        queue: u32,
+        ring_size: u32,
+        zero_copy: ZeroCopy,
+    ) -> Result<Self, DataplaneError> {
         let attempts: &[(BindFlags, bool)] = match zero_copy {
             ZeroCopy::Auto => &[(BindFlags::XDP_ZEROCOPY, true), (BindFlags::XDP_COPY, false)],
             ZeroCopy::On => &[(BindFlags::XDP_ZEROCOPY, true)],
@@ -55,7 +61,8 @@ impl Port {
         };
         let socket_error = |reason: String| DataplaneError::Socket { ifname: ifname.to_string(), queue, reason };
         let interface: Interface = ifname.parse().map_err(|e| socket_error(format!("interface name: {e}")))?;
-        let ring = QueueSize::new(ring_size).map_err(|e| DataplaneError::Config(format!("ring size {ring_size}: {e}")))?;
+        let ring =
+            QueueSize::new(ring_size).map_err(|e| DataplaneError::Config(format!("ring size {ring_size}: {e}")))?;
         let mut last_error = String::new();
         for &(mode, zc) in attempts {
             let config = SocketConfig::builder()

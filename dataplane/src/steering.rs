@@ -64,7 +64,8 @@ impl Steering {
             }),
         }?;
         log::info!("{ifname}: XDP steering attached in {} mode (BPF link)", mode_name(attached));
-        let mut steering = Steering { ifname: ifname.to_string(), ebpf, mode: attached, pin_dir: pin_dir.to_path_buf() };
+        let mut steering =
+            Steering { ifname: ifname.to_string(), ebpf, mode: attached, pin_dir: pin_dir.to_path_buf() };
         steering.set_ports(ports)?;
         steering.pin()?;
         Ok(steering)
@@ -107,9 +108,8 @@ impl Steering {
         let map: PerCpuArray<&MapData, u64> = map_ref(&self.ebpf, COUNTERS_MAP)?;
         let mut out = [0u64; 4];
         for counter in Counter::ALL {
-            let values = map
-                .get(&(counter as u32), 0)
-                .map_err(|e| DataplaneError::Internal(format!("counter map: {e}")))?;
+            let values =
+                map.get(&(counter as u32), 0).map_err(|e| DataplaneError::Internal(format!("counter map: {e}")))?;
             out[counter as usize] = values.iter().sum();
         }
         Ok(out)
@@ -121,7 +121,8 @@ impl Steering {
         std::fs::create_dir_all(&dir).map_err(|e| DataplaneError::Bpffs(format!("creating {}: {e}", dir.display())))?;
         for name in [PORTS_MAP, COUNTERS_MAP] {
             let map = self.ebpf.map(name).ok_or_else(|| DataplaneError::Internal(format!("map {name} missing")))?;
-            map.pin(dir.join(name)).map_err(|e| DataplaneError::Bpffs(format!("pinning {name} in {}: {e}", dir.display())))?;
+            map.pin(dir.join(name))
+                .map_err(|e| DataplaneError::Bpffs(format!("pinning {name} in {}: {e}", dir.display())))?;
         }
         Ok(())
     }

@@ -61,9 +61,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 impl Worker {
     pub fn run(mut self, shared: Arc<Shared>) {
         if let Some(core) = self.core
-            && !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                log::warn!("worker {}: could not pin to core {core}", self.index);
-            }
+            && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+        {
+            log::warn!("worker {}: could not pin to core {core}", self.index);
+        }
         let workers = shared.fabric.workers();
         let mut owner = Owner::new(shared.fabric.clone(), self.index, self.total_frames);
         let mut scratch: Vec<FrameDesc> = self.free[..BATCH.min(self.free.len())].to_vec();

@@ -104,11 +104,7 @@ fn forwards_100k_frames_over_two_queues_while_the_kernel_path_keeps_working() {
 
     assert!(exit.status.success(), "ztplane exit {:?}: {}", exit.status, exit.stderr);
     assert_eq!(sent, 100_000, "generator could not send everything");
-    assert!(
-        report.received >= 99_900,
-        "only {} of {sent} datagrams arrived (summary {summary})",
-        report.received
-    );
+    assert!(report.received >= 99_900, "only {} of {sent} datagrams arrived (summary {summary})", report.received);
     assert_eq!(report.duplicates, 0);
     assert_eq!(report.reordered, 0, "per-flow order broken");
     assert!(ping_ok, "ping to {DUT_IP} failed while steering");
@@ -166,7 +162,11 @@ fn no_xdp_program_is_left_after_sigterm_or_sigkill() {
             std::thread::sleep(Duration::from_millis(50));
         }
         let link = bed.dut.ip(&["-d", "link", "show", "a0"]).unwrap();
-        assert!(!bed.dut.xdp_attached("a0").unwrap(), "after signal {signal}: {}", String::from_utf8_lossy(&link.stdout));
+        assert!(
+            !bed.dut.xdp_attached("a0").unwrap(),
+            "after signal {signal}: {}",
+            String::from_utf8_lossy(&link.stdout)
+        );
         assert!(!bed.dut.xdp_attached("b0").unwrap(), "after signal {signal}: b0 still has XDP");
     }
 }

@@ -88,7 +88,7 @@ fn classifies_vlan_ipv6_fragments_and_malformed_frames() {
         ether(&bed, 0x0800, None, &ipv4(17, 0, &udp(53, &payload))),
         ether(&bed, 0x0800, None, &ipv4(6, 0, &udp(9993, &payload))),
         ether(&bed, 0x0800, None, &ipv4(17, 0x2000, &udp(9993, &payload))), // MF: a fragment
-        ether(&bed, 0x0800, None, &ipv4(17, 0x0010, &payload)),            // later fragment
+        ether(&bed, 0x0800, None, &ipv4(17, 0x0010, &payload)),             // later fragment
         ether(&bed, 0x0806, None, &[0u8; 28]),                              // ARP
     ];
     let mut truncated_udp = ipv4(17, 0, &udp(9993, &payload));

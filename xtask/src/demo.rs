@@ -40,25 +40,55 @@ pub fn run(binary: &Path) -> Result<()> {
     let secs = sent.elapsed.as_secs_f64().max(1e-9);
 
     println!();
-    println!("sent {} datagrams in {:.2} s; sink received {} ({:.3}%), reordered {}, duplicates {}",
-        sent.sent, secs, report.received, 100.0 * report.received as f64 / sent.sent.max(1) as f64,
-        report.reordered, report.duplicates);
+    println!(
+        "sent {} datagrams in {:.2} s; sink received {} ({:.3}%), reordered {}, duplicates {}",
+        sent.sent,
+        secs,
+        report.received,
+        100.0 * report.received as f64 / sent.sent.max(1) as f64,
+        report.reordered,
+        report.duplicates
+    );
     println!();
     println!("{:<8} {:>6} {:>10} {:>10} {:>10} {:>12}", "worker", "core", "rx", "processed", "tx", "tx kpps");
     for w in summary["workers"].as_array().into_iter().flatten() {
         let tx = w["tx"].as_u64().unwrap_or(0);
-        println!("{:<8} {:>6} {:>10} {:>10} {:>10} {:>12.1}", n(&w["index"]), n(&w["core"]), n(&w["rx"]), n(&w["processed"]), tx, tx as f64 / secs / 1e3);
+        println!(
+            "{:<8} {:>6} {:>10} {:>10} {:>10} {:>12.1}",
+            n(&w["index"]),
+            n(&w["core"]),
+            n(&w["rx"]),
+            n(&w["processed"]),
+            tx,
+            tx as f64 / secs / 1e3
+        );
     }
     println!();
     println!("{:<8} {:>6} {:>10} {:>10} {:>12} {:>10}", "iface", "queue", "rx", "tx", "rx kpps", "mode");
     for q in summary["queues"].as_array().into_iter().flatten() {
         let rx = q["rx"].as_u64().unwrap_or(0);
         let mode = if q["zero_copy"].as_bool() == Some(true) { "zero-copy" } else { "copy" };
-        println!("{:<8} {:>6} {:>10} {:>10} {:>12.1} {:>10}", q["iface"].as_str().unwrap_or("?"), n(&q["queue"]), rx, n(&q["tx"]), rx as f64 / secs / 1e3, mode);
+        println!(
+            "{:<8} {:>6} {:>10} {:>10} {:>12.1} {:>10}",
+            q["iface"].as_str().unwrap_or("?"),
+            n(&q["queue"]),
+            rx,
+            n(&q["tx"]),
+            rx as f64 / secs / 1e3,
+            mode
+        );
     }
     println!();
     for x in summary["xdp"].as_array().into_iter().flatten() {
-        println!("xdp {} ({}): seen {} steered {} passed {} malformed {}", x["iface"].as_str().unwrap_or("?"), x["mode"].as_str().unwrap_or("?"), n(&x["seen"]), n(&x["steered"]), n(&x["passed"]), n(&x["malformed"]));
+        println!(
+            "xdp {} ({}): seen {} steered {} passed {} malformed {}",
+            x["iface"].as_str().unwrap_or("?"),
+            x["mode"].as_str().unwrap_or("?"),
+            n(&x["seen"]),
+            n(&x["steered"]),
+            n(&x["passed"]),
+            n(&x["malformed"])
+        );
     }
     println!("demo: done; namespaces removed");
     Ok(())

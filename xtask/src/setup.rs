@@ -6,8 +6,21 @@ use std::process::{Command, Stdio};
 /// Debian packages: build (libbpf/libxdp via xsk-rs, LLVM 22 for bpf-linker, OpenSSL for the
 /// crypto reference) and test tools (iproute2, ethtool, ping, setpriv, nft).
 const PACKAGES: &[&str] = &[
-    "clang", "llvm-22-dev", "libpolly-22-dev", "libelf-dev", "zlib1g-dev", "libpcap-dev", "m4", "pkg-config",
-    "libssl-dev", "iproute2", "ethtool", "iputils-ping", "util-linux", "nftables", "tcpdump",
+    "clang",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libelf-dev",
+    "zlib1g-dev",
+    "libpcap-dev",
+    "m4",
+    "pkg-config",
+    "libssl-dev",
+    "iproute2",
+    "ethtool",
+    "iputils-ping",
+    "util-linux",
+    "nftables",
+    "tcpdump",
 ];
 pub const BPFFS: &str = "/run/ztplane/bpffs";
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -25,7 +38,13 @@ pub fn run() -> Result<()> {
 
 fn unsafe_geteuid() -> u32 {
     // The xtask has no libc dependency; `id -u` is enough here.
-    Command::new("id").arg("-u").output().ok().and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(1)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1)
 }
 
 fn apt_packages() -> Result<()> {
@@ -34,7 +53,8 @@ fn apt_packages() -> Result<()> {
         return Ok(());
     }
     eprintln!("setup: installing Debian packages: {}", missing.join(" "));
-    let update = Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status().context("apt-get update")?;
+    let update =
+        Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status().context("apt-get update")?;
     if !update.success() {
         bail!("setup: `apt-get update` failed: cannot install {}", missing.join(" "));
     }
@@ -85,7 +105,16 @@ fn bpf_linker() -> Result<()> {
     }
     eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 3 minutes)");
     let status = Command::new("cargo")
-        .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
         .env("LLVM_PREFIX", "/usr/lib/llvm-22")
         .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
         .status()

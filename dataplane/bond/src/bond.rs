@@ -58,13 +58,34 @@ pub enum Transmit {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum BondEvent {
-    PathDown { at_us: u64, path: u8, link: String, reason: FailureReason },
-    PathUp { at_us: u64, path: u8, link: String },
+    PathDown {
+        at_us: u64,
+        path: u8,
+        link: String,
+        reason: FailureReason,
+    },
+    PathUp {
+        at_us: u64,
+        path: u8,
+        link: String,
+    },
     /// active-backup changed its active path.
-    ActiveChanged { at_us: u64, from: Option<String>, to: String, reason: ChangeReason },
+    ActiveChanged {
+        at_us: u64,
+        from: Option<String>,
+        to: String,
+        reason: ChangeReason,
+    },
     /// balance-aware moved flows between paths (rebalancing or failure).
-    FlowsMoved { at_us: u64, count: u64 },
-    AvoidanceChanged { at_us: u64, link: String, avoided: bool },
+    FlowsMoved {
+        at_us: u64,
+        count: u64,
+    },
+    AvoidanceChanged {
+        at_us: u64,
+        link: String,
+        avoided: bool,
+    },
 }
 
 /// What to do with a received data packet.
@@ -225,7 +246,10 @@ impl Bond {
     /// path it arrived on, so that return traffic follows the ingress path (§6.5).
     pub fn on_flow_received(&mut self, flow: FlowHash, path: PathId, now_us: u64) -> Result<(), BondError> {
         let usable = self.path(path)?.usable();
-        if usable && self.settings.base == Policy::BalanceAware && self.settings.balance != crate::config::BalanceMode::Packet {
+        if usable
+            && self.settings.base == Policy::BalanceAware
+            && self.settings.balance != crate::config::BalanceMode::Packet
+        {
             self.flows.pin_if_absent(flow, flow_epoch(now_us), path);
         }
         Ok(())
@@ -247,7 +271,14 @@ impl Bond {
 
     /// An authenticated packet arrived on `path`. Call for every packet, including OK(ECHO), QoS and acks
     /// (their contents go to the specific handlers too). Data packets are checked for duplicates.
-    pub fn on_packet_received(&mut self, path: PathId, packet_id: u64, bytes: usize, kind: PacketKind, now_us: u64) -> Result<Delivery, BondError> {
+    pub fn on_packet_received(
+        &mut self,
+        path: PathId,
+        packet_id: u64,
+        bytes: usize,
+        kind: PacketKind,
+        now_us: u64,
+    ) -> Result<Delivery, BondError> {
         let peer_acks = self.peer_acks;
         let p = self.path_mut(path)?;
         let was_usable = p.usable();
@@ -451,7 +482,12 @@ impl Bond {
                         LinkState::Down { reason, .. } => reason,
                         _ => FailureReason::FailoverInterval,
                     };
-                    self.events.push_back(BondEvent::PathDown { at_us: now_us, path: p.id.0, link: p.link.clone(), reason });
+                    self.events.push_back(BondEvent::PathDown {
+                        at_us: now_us,
+                        path: p.id.0,
+                        link: p.link.clone(),
+                        reason,
+                    });
                 }
             }
         }
@@ -502,17 +538,26 @@ impl Bond {
             if over_max && !p.avoided && p.usable() {
                 p.avoided = true;
                 p.on_trial = false;
-                p.avoid_hold_us = if p.avoid_hold_us == 0 { AVOID_HOLD_MIN_US } else { (p.avoid_hold_us * 2).min(AVOID_HOLD_MAX_US) };
+                p.avoid_hold_us =
+                    if p.avoid_hold_us == 0 { AVOID_HOLD_MIN_US } else { (p.avoid_hold_us * 2).min(AVOID_HOLD_MAX_US) };
                 p.avoid_until_us = now_us + p.avoid_hold_us;
                 changed = true;
-                self.events.push_back(BondEvent::AvoidanceChanged { at_us: now_us, link: p.link.clone(), avoided: true });
+                self.events.push_back(BondEvent::AvoidanceChanged {
+                    at_us: now_us,
+                    link: p.link.clone(),
+                    avoided: true,
+                });
             } else if p.avoided && now_us >= p.avoid_until_us {
                 // Re-admit on a reduced share; the next estimations decide.
                 p.avoided = false;
                 p.on_trial = true;
                 p.avoid_until_us = now_us;
                 changed = true;
-                self.events.push_back(BondEvent::AvoidanceChanged { at_us: now_us, link: p.link.clone(), avoided: false });
+                self.events.push_back(BondEvent::AvoidanceChanged {
+                    at_us: now_us,
+                    link: p.link.clone(),
+                    avoided: false,
+                });
             } else if p.on_trial && !over_max {
                 let (_, known) = p.quality.loss_counts(now_us, crate::quality::DECISION_WINDOW_BUCKETS);
                 let trial_for = now_us.saturating_sub(p.avoid_until_us);
@@ -538,8 +583,13 @@ impl Bond {
     /// Re-decide the active path (active-backup) and publish a new table if anything changed.
     fn refresh(&mut self, now_us: u64) {
         if self.settings.base == Policy::ActiveBackup
-            && let Some((to, reason)) =
-                active_backup::reselect(&self.paths, self.active, self.settings.link_select, self.last_active_change_us, now_us)
+            && let Some((to, reason)) = active_backup::reselect(
+                &self.paths,
+                self.active,
+                self.settings.link_select,
+                self.last_active_change_us,
+                now_us,
+            )
         {
             self.set_active(to, reason, now_us);
         }
@@ -559,7 +609,11 @@ impl Bond {
             Policy::Broadcast => self.paths.iter().filter(|p| p.usable()).map(|p| p.id).collect(),
             _ => balance::bonded_set(&self.paths, respect_avoidance),
         };
-        let weights = if base == Policy::BalanceAware { balance::allocation_weights(&self.paths, &bonded, now_us) } else { Vec::new() };
+        let weights = if base == Policy::BalanceAware {
+            balance::allocation_weights(&self.paths, &bonded, now_us)
+        } else {
+            Vec::new()
+        };
         // Publish only when the decision inputs changed (weights quantised so noise does not churn tables).
         let key = (
             bonded.iter().fold(0u64, |m, p| m | (1 << p.0)),
@@ -590,7 +644,10 @@ impl Bond {
                 Policy::BalanceRr => TableKind::RoundRobin { packets_per_link: self.settings.packets_per_link },
                 Policy::BalanceXor => {
                     self.buckets = rebalance_buckets(&self.buckets, &bonded, HASH_BUCKETS);
-                    TableKind::FlowHash { bucket_path: self.buckets.clone().into_boxed_slice(), flows: self.flows.clone() }
+                    TableKind::FlowHash {
+                        bucket_path: self.buckets.clone().into_boxed_slice(),
+                        flows: self.flows.clone(),
+                    }
                 }
                 Policy::BalanceAware => match self.settings.balance {
                     crate::config::BalanceMode::Packet => TableKind::WeightedPackets,

@@ -22,7 +22,13 @@ pub struct DuplicateFilter {
 impl DuplicateFilter {
     pub fn new(capacity: usize) -> Self {
         let n = capacity.max(WAYS).next_power_of_two();
-        DuplicateFilter { ids: vec![0; n].into_boxed_slice(), stamps: vec![0; n].into_boxed_slice(), clock: 0, mask: n - 1, suppressed: 0 }
+        DuplicateFilter {
+            ids: vec![0; n].into_boxed_slice(),
+            stamps: vec![0; n].into_boxed_slice(),
+            clock: 0,
+            mask: n - 1,
+            suppressed: 0,
+        }
     }
 
     /// True the first time `packet_id` is seen, false for a duplicate.

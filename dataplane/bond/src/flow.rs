@@ -135,11 +135,8 @@ fn parse_ipv6(p: &[u8]) -> Option<FlowKey> {
                 let frag = p.get(offset..offset + 8)?;
                 let first = u16::from_be_bytes([frag[2], frag[3]]) & 0xFFF8 == 0 && frag[3] & 1 == 0;
                 let protocol = frag[0];
-                let (src_port, dst_port) = if first && PROTOCOLS_WITH_PORTS.contains(&protocol) {
-                    ports_at(p, offset + 8)
-                } else {
-                    (0, 0)
-                };
+                let (src_port, dst_port) =
+                    if first && PROTOCOLS_WITH_PORTS.contains(&protocol) { ports_at(p, offset + 8) } else { (0, 0) };
                 return Some(FlowKey { src, dst, protocol, src_port, dst_port });
             }
             _ => break,

@@ -279,7 +279,9 @@ impl LinkQuality {
         };
         let mbps = b.delivered_bytes as f64 * 8.0 / BUCKET_US as f64;
         let queueing = match (self.srtt_us, self.rtt_min_us) {
-            (Some(srtt), min) if min != u64::MAX => srtt - min as f64 > SATURATION_QUEUEING_US.max(4.0 * self.jitter_us),
+            (Some(srtt), min) if min != u64::MAX => {
+                srtt - min as f64 > SATURATION_QUEUEING_US.max(4.0 * self.jitter_us)
+            }
             _ => false,
         };
         if queueing {
@@ -324,7 +326,8 @@ impl LinkQuality {
             + w.per * term(per, spec.per_max);
         // A couple of losses in a small sample is not evidence; require at least 3 lost packets.
         let lossy = lost >= 3 && plr > spec.plr_max;
-        let avoid = (self.has_rtt() && one_way_ms > spec.lat_max_ms) || pdv_ms > spec.pdv_max_ms || lossy || per > spec.per_max;
+        let avoid =
+            (self.has_rtt() && one_way_ms > spec.lat_max_ms) || pdv_ms > spec.pdv_max_ms || lossy || per > spec.per_max;
         (score.max(1e-9), avoid)
     }
 
@@ -382,8 +385,24 @@ mod tests {
 
     #[test]
     fn link_quality_combines_its_paths() {
-        let a = QualityReport { latency_ms: 10.0, rtt_samples: 30, loss: 0.1, loss_samples: 100, throughput_mean_mbps: 5.0, availability: 0.5, ..Default::default() };
-        let b = QualityReport { latency_ms: 20.0, rtt_samples: 10, loss: 0.0, loss_samples: 300, throughput_mean_mbps: 7.0, availability: 1.0, ..Default::default() };
+        let a = QualityReport {
+            latency_ms: 10.0,
+            rtt_samples: 30,
+            loss: 0.1,
+            loss_samples: 100,
+            throughput_mean_mbps: 5.0,
+            availability: 0.5,
+            ..Default::default()
+        };
+        let b = QualityReport {
+            latency_ms: 20.0,
+            rtt_samples: 10,
+            loss: 0.0,
+            loss_samples: 300,
+            throughput_mean_mbps: 7.0,
+            availability: 1.0,
+            ..Default::default()
+        };
         let l = QualityReport::combine(&[a, b]);
         assert!((l.latency_ms - 12.5).abs() < 1e-9);
         assert!((l.loss - 0.025).abs() < 1e-9);

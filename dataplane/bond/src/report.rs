@@ -115,9 +115,20 @@ mod tests {
         assert_eq!(json["numTotalLinks"], 2);
         assert_eq!(json["failoverInterval"], 5000);
         let p0 = &json["paths"][0];
-        for key in ["ifname", "latencyMean", "latencyVariance", "packetLossRatio", "packetErrorRatio", "assignedFlowCount",
-            "lastInAge", "lastOutAge", "bonded", "eligible", "givenLinkSpeed", "relativeQuality"]
-        {
+        for key in [
+            "ifname",
+            "latencyMean",
+            "latencyVariance",
+            "packetLossRatio",
+            "packetErrorRatio",
+            "assignedFlowCount",
+            "lastInAge",
+            "lastOutAge",
+            "bonded",
+            "eligible",
+            "givenLinkSpeed",
+            "relativeQuality",
+        ] {
             assert!(!p0[key].is_null(), "{key}");
         }
         assert_eq!(p0["lastOutAge"], 3);

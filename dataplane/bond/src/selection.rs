@@ -40,13 +40,20 @@ pub(crate) enum TableKind {
     Single(PathId),
     Broadcast,
     /// balance-rr; `packets_per_link` 0 = a random path per packet.
-    RoundRobin { packets_per_link: u32 },
+    RoundRobin {
+        packets_per_link: u32,
+    },
     /// balance-xor: the flow hash names two candidate paths (two independent bucket lookups); a new flow
     /// takes the one carrying fewer flows and is pinned there. Pure hashing leaves 64 flows on two links
     /// outside ±20% of even about one time in seven; two choices keep the spread within a few flows.
-    FlowHash { bucket_path: Box<[PathId]>, flows: Arc<FlowTable> },
+    FlowHash {
+        bucket_path: Box<[PathId]>,
+        flows: Arc<FlowTable>,
+    },
     /// balance-aware, flow modes: flows pinned in the flow table; new flows follow the weighted sequence.
-    Flows { flows: Arc<FlowTable> },
+    Flows {
+        flows: Arc<FlowTable>,
+    },
     /// balance-aware, packet mode: each packet takes the next entry of the weighted sequence.
     WeightedPackets,
 }
@@ -82,7 +89,13 @@ impl WorkerCursor {
 
 impl SelectionTable {
     pub fn empty() -> Self {
-        SelectionTable { generation: 0, kind: TableKind::NoPath, paths: Vec::new(), usable_mask: 0, assign_sequence: Vec::new() }
+        SelectionTable {
+            generation: 0,
+            kind: TableKind::NoPath,
+            paths: Vec::new(),
+            usable_mask: 0,
+            assign_sequence: Vec::new(),
+        }
     }
 
     /// Increases with every table the bond publishes.
@@ -223,7 +236,13 @@ impl FlowTable {
 
     /// The flow's path; a new flow (or one whose path is no longer usable) takes `assign()`.
     #[inline]
-    pub fn lookup_or_assign(&self, flow: FlowHash, epoch: u16, usable_mask: u64, assign: impl FnOnce() -> PathId) -> PathId {
+    pub fn lookup_or_assign(
+        &self,
+        flow: FlowHash,
+        epoch: u16,
+        usable_mask: u64,
+        assign: impl FnOnce() -> PathId,
+    ) -> PathId {
         let set = self.set_of(flow);
         let tag = tag_of(flow);
         let ways = &self.entries[set..set + WAYS];
@@ -471,7 +490,13 @@ mod tests {
         }
         // Pinned: the assigner is not consulted again.
         for f in &flows {
-            assert_eq!(table.lookup_or_assign(*f, 5, mask, || { i += 1; PathId(1) }), PathId(0));
+            assert_eq!(
+                table.lookup_or_assign(*f, 5, mask, || {
+                    i += 1;
+                    PathId(1)
+                }),
+                PathId(0)
+            );
         }
         assert_eq!(i, 0);
         let mut targets = [0u32; 64];

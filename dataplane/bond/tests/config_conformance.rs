@@ -6,34 +6,21 @@ use ztplane_bond::config::*;
 
 fn shared_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    assert!(
-        dir.is_dir(),
-        "reference material not found at {} (expected <workspace root>/../shared)",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "reference material not found at {} (expected <workspace root>/../shared)", dir.display());
     dir
 }
 
 fn load(node: &str) -> (BondingConfig, Vec<ConfigWarning>) {
-    let path = shared_dir().join(format!(
-        "conformance/zt-1.14.1/nodes/{node}.bond-ab.local.conf"
-    ));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let path = shared_dir().join(format!("conformance/zt-1.14.1/nodes/{node}.bond-ab.local.conf"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     parse_local_conf(&text).unwrap_or_else(|e| panic!("{} rejected: {e}", path.display()))
 }
 
 fn check_node(node: &str, primary: &str, spare: &str) {
     let (config, warnings) = load(node);
     // allowTcpFallbackRelay is false in these files, so nothing to warn about.
-    assert!(
-        warnings.is_empty(),
-        "{node}: unexpected warnings {warnings:?}"
-    );
-    assert_eq!(
-        config.default_policy,
-        Some(PolicyRef::Custom("fast-ab".into()))
-    );
+    assert!(warnings.is_empty(), "{node}: unexpected warnings {warnings:?}");
+    assert_eq!(config.default_policy, Some(PolicyRef::Custom("fast-ab".into())));
     assert!(config.peer_specific.is_empty());
     assert!(config.standard_overrides.is_empty());
     assert_eq!(config.policies.len(), 1);
@@ -44,27 +31,14 @@ fn check_node(node: &str, primary: &str, spare: &str) {
     expected.name = "fast-ab".into();
     expected.failover_interval_ms = 500;
     expected.links = vec![
-        LinkSettings {
-            mode: LinkMode::Primary,
-            ..LinkSettings::new(primary)
-        },
-        LinkSettings {
-            mode: LinkMode::Spare,
-            ..LinkSettings::new(spare)
-        },
+        LinkSettings { mode: LinkMode::Primary, ..LinkSettings::new(primary) },
+        LinkSettings { mode: LinkMode::Spare, ..LinkSettings::new(spare) },
     ];
     assert_eq!(policy, &expected);
-    assert_eq!(
-        policy.monitor_interval_ms(),
-        166,
-        "ECHO every failoverInterval/3 (spec §1.1 capture)"
-    );
+    assert_eq!(policy.monitor_interval_ms(), 166, "ECHO every failoverInterval/3 (spec §1.1 capture)");
     assert_eq!(policy.link_select, LinkSelectMethod::Always);
     assert!(policy.allows_interface(primary) && policy.allows_interface(spare));
-    assert!(
-        !policy.allows_interface("eth0"),
-        "only listed links may carry bonded paths"
-    );
+    assert!(!policy.allows_interface("eth0"), "only listed links may carry bonded paths");
 
     // Every peer (none is listed) gets the custom default.
     assert_eq!(config.policy_for_peer(0x1122334455), expected);
@@ -96,10 +70,7 @@ fn normalised_json_shape() {
     assert_eq!(policy["upDelay"], 0);
     assert_eq!(policy["downDelay"], 0);
     assert_eq!(policy["activeReselect"], "always");
-    assert!(
-        policy.get("packetsPerLink").is_none(),
-        "balance-rr only, default"
-    );
+    assert!(policy.get("packetsPerLink").is_none(), "balance-rr only, default");
     assert_eq!(policy["linkQuality"].as_object().map(|o| o.len()), Some(8));
     assert_eq!(policy["links"]["ea"]["mode"], "primary");
     assert_eq!(policy["links"]["ea2"]["mode"], "spare");

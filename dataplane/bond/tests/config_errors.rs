@@ -12,9 +12,7 @@ fn with_policy(policy_extra: &str) -> String {
 
 /// A local.conf whose policy `p` lists links `eth0` (with `eth0_extra`) and `eth1`.
 fn with_link(eth0_extra: &str) -> String {
-    with_policy(&format!(
-        r#""links": {{"eth0": {{{eth0_extra}}}, "eth1": {{"mode": "spare"}}}}"#
-    ))
+    with_policy(&format!(r#""links": {{"eth0": {{{eth0_extra}}}, "eth1": {{"mode": "spare"}}}}"#))
 }
 
 #[track_caller]
@@ -22,11 +20,7 @@ fn assert_error(text: &str, kind: ConfigErrorKind, path: &str) -> ConfigError {
     match parse_local_conf(text) {
         Ok((config, warnings)) => panic!("accepted: {config:?} {warnings:?}\n{text}"),
         Err(e) => {
-            assert_eq!(
-                (e.kind, e.path.as_str()),
-                (kind, path),
-                "error was: {e}\n{text}"
-            );
+            assert_eq!((e.kind, e.path.as_str()), (kind, path), "error was: {e}\n{text}");
             assert!(!e.reason.is_empty());
             e
         }
@@ -43,60 +37,32 @@ fn baseline_is_valid() {
 
 #[test]
 fn syntax_error_gives_position() {
-    let e = assert_error(
-        "{\"settings\": {\n  \"defaultBondingPolicy\": }\n}",
-        ConfigErrorKind::Syntax,
-        "",
-    );
+    let e = assert_error("{\"settings\": {\n  \"defaultBondingPolicy\": }\n}", ConfigErrorKind::Syntax, "");
     assert!(e.reason.contains("line 2"), "{e}");
     assert_eq!(e.to_string(), format!("(root): {}", e.reason));
     assert_error("", ConfigErrorKind::Syntax, "");
     assert_error("{} {}", ConfigErrorKind::Syntax, "");
-    assert_error(
-        "{\"settings\": {/* comment */}}",
-        ConfigErrorKind::Syntax,
-        "",
-    );
+    assert_error("{\"settings\": {/* comment */}}", ConfigErrorKind::Syntax, "");
 }
 
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
-    let deep = format!(
-        "{{\"physical\": {}{}}}",
-        "[".repeat(100_000),
-        "]".repeat(100_000)
-    );
+    let deep = format!("{{\"physical\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
     assert_error(&deep, ConfigErrorKind::Syntax, "");
 }
 
 #[test]
 fn root_and_settings_must_be_objects() {
     assert_error("[]", ConfigErrorKind::WrongType, "");
-    assert_error(
-        r#"{"settings": []}"#,
-        ConfigErrorKind::WrongType,
-        "settings",
-    );
-    assert_error(
-        r#"{"settings": {"policies": "p"}}"#,
-        ConfigErrorKind::WrongType,
-        "settings.policies",
-    );
-    assert_error(
-        r#"{"settings": {"policies": {"p": 1}}}"#,
-        ConfigErrorKind::WrongType,
-        "settings.policies.p",
-    );
+    assert_error(r#"{"settings": []}"#, ConfigErrorKind::WrongType, "settings");
+    assert_error(r#"{"settings": {"policies": "p"}}"#, ConfigErrorKind::WrongType, "settings.policies");
+    assert_error(r#"{"settings": {"policies": {"p": 1}}}"#, ConfigErrorKind::WrongType, "settings.policies.p");
     assert_error(
         r#"{"settings": {"peerSpecificBonds": []}}"#,
         ConfigErrorKind::WrongType,
         "settings.peerSpecificBonds",
     );
-    assert_error(
-        r#"{"settings": {"active-backup": true}}"#,
-        ConfigErrorKind::WrongType,
-        "settings.active-backup",
-    );
+    assert_error(r#"{"settings": {"active-backup": true}}"#, ConfigErrorKind::WrongType, "settings.active-backup");
 }
 
 // ---- unknown keys ----
@@ -108,19 +74,12 @@ fn unknown_policy_key() {
         ConfigErrorKind::UnknownKey,
         "settings.policies.p.failoverIntervall",
     );
-    assert!(
-        e.reason.contains("failoverInterval"),
-        "lists the known keys: {e}"
-    );
+    assert!(e.reason.contains("failoverInterval"), "lists the known keys: {e}");
 }
 
 #[test]
 fn unknown_link_key() {
-    assert_error(
-        &with_link(r#""prio": 1"#),
-        ConfigErrorKind::UnknownKey,
-        "settings.policies.p.links.eth0.prio",
-    );
+    assert_error(&with_link(r#""prio": 1"#), ConfigErrorKind::UnknownKey, "settings.policies.p.links.eth0.prio");
 }
 
 #[test]
@@ -151,32 +110,14 @@ fn unknown_key_in_2020_standard_policy_object() {
 #[test]
 fn wrong_types() {
     let cases: &[(&str, &str)] = &[
-        (
-            r#""failoverInterval": "500""#,
-            "settings.policies.p.failoverInterval",
-        ),
-        (
-            r#""failoverInterval": 500.5"#,
-            "settings.policies.p.failoverInterval",
-        ),
+        (r#""failoverInterval": "500""#, "settings.policies.p.failoverInterval"),
+        (r#""failoverInterval": 500.5"#, "settings.policies.p.failoverInterval"),
         (r#""upDelay": true"#, "settings.policies.p.upDelay"),
-        (
-            r#""activeReselect": 1"#,
-            "settings.policies.p.activeReselect",
-        ),
+        (r#""activeReselect": 1"#, "settings.policies.p.activeReselect"),
         (r#""links": ["eth0"]"#, "settings.policies.p.links"),
-        (
-            r#""links": {"eth0": "primary"}"#,
-            "settings.policies.p.links.eth0",
-        ),
-        (
-            r#""linkQuality": [1, 2]"#,
-            "settings.policies.p.linkQuality",
-        ),
-        (
-            r#""linkQuality": {"lat_weight": "0.5"}"#,
-            "settings.policies.p.linkQuality.lat_weight",
-        ),
+        (r#""links": {"eth0": "primary"}"#, "settings.policies.p.links.eth0"),
+        (r#""linkQuality": [1, 2]"#, "settings.policies.p.linkQuality"),
+        (r#""linkQuality": {"lat_weight": "0.5"}"#, "settings.policies.p.linkQuality.lat_weight"),
         (r#""basePolicy": null"#, "settings.policies.p.basePolicy"),
     ];
     for (extra, path) in cases {
@@ -188,11 +129,7 @@ fn wrong_types() {
         };
         assert_error(&text, ConfigErrorKind::WrongType, path);
     }
-    assert_error(
-        &with_link(r#""mode": 1"#),
-        ConfigErrorKind::WrongType,
-        "settings.policies.p.links.eth0.mode",
-    );
+    assert_error(&with_link(r#""mode": 1"#), ConfigErrorKind::WrongType, "settings.policies.p.links.eth0.mode");
     assert_error(
         &with_link(r#""enabled": "yes""#),
         ConfigErrorKind::WrongType,
@@ -252,10 +189,7 @@ fn failover_interval_floor_and_ceiling() {
         "settings.policies.p.failoverInterval",
     );
     let (config, _) = parse_local_conf(&with_policy(r#""failoverInterval": 10"#)).unwrap();
-    assert_eq!(
-        config.policies["p"].failover_interval_ms,
-        MIN_FAILOVER_INTERVAL_MS
-    );
+    assert_eq!(config.policies["p"].failover_interval_ms, MIN_FAILOVER_INTERVAL_MS);
 }
 
 #[test]
@@ -263,38 +197,14 @@ fn out_of_range_values() {
     let policy_cases: &[(&str, &str)] = &[
         (r#""upDelay": -1"#, "settings.policies.p.upDelay"),
         (r#""downDelay": 10000000"#, "settings.policies.p.downDelay"),
-        (
-            r#""packetsPerLink": 70000"#,
-            "settings.policies.p.packetsPerLink",
-        ),
-        (
-            r#""activeReselect": "sometimes""#,
-            "settings.policies.p.activeReselect",
-        ),
-        (
-            r#""balancePolicy": "flow-random""#,
-            "settings.policies.p.balancePolicy",
-        ),
-        (
-            r#""linkQuality": {"lat_max": 0}"#,
-            "settings.policies.p.linkQuality.lat_max",
-        ),
-        (
-            r#""linkQuality": {"pdv_max": -3}"#,
-            "settings.policies.p.linkQuality.pdv_max",
-        ),
-        (
-            r#""linkQuality": {"plr_max": 2}"#,
-            "settings.policies.p.linkQuality.plr_max",
-        ),
-        (
-            r#""linkQuality": {"lat_weight": 1.5}"#,
-            "settings.policies.p.linkQuality.lat_weight",
-        ),
-        (
-            r#""maxAcceptablePacketLossRatio": 5"#,
-            "settings.policies.p.maxAcceptablePacketLossRatio",
-        ),
+        (r#""packetsPerLink": 70000"#, "settings.policies.p.packetsPerLink"),
+        (r#""activeReselect": "sometimes""#, "settings.policies.p.activeReselect"),
+        (r#""balancePolicy": "flow-random""#, "settings.policies.p.balancePolicy"),
+        (r#""linkQuality": {"lat_max": 0}"#, "settings.policies.p.linkQuality.lat_max"),
+        (r#""linkQuality": {"pdv_max": -3}"#, "settings.policies.p.linkQuality.pdv_max"),
+        (r#""linkQuality": {"plr_max": 2}"#, "settings.policies.p.linkQuality.plr_max"),
+        (r#""linkQuality": {"lat_weight": 1.5}"#, "settings.policies.p.linkQuality.lat_weight"),
+        (r#""maxAcceptablePacketLossRatio": 5"#, "settings.policies.p.maxAcceptablePacketLossRatio"),
     ];
     for (extra, path) in policy_cases {
         assert_error(&with_policy(extra), ConfigErrorKind::OutOfRange, path);
@@ -313,11 +223,7 @@ fn out_of_range_values() {
         (r#""alloc": 1.5"#, "alloc"),
     ];
     for (extra, key) in link_cases {
-        assert_error(
-            &with_link(extra),
-            ConfigErrorKind::OutOfRange,
-            &format!("settings.policies.p.links.eth0.{key}"),
-        );
+        assert_error(&with_link(extra), ConfigErrorKind::OutOfRange, &format!("settings.policies.p.links.eth0.{key}"));
     }
 }
 
@@ -326,9 +232,7 @@ fn out_of_range_values() {
 #[test]
 fn weights_must_sum_to_one() {
     let e = assert_error(
-        &with_policy(
-            r#""linkQuality": {"lat_weight": 0.5, "pdv_weight": 0.5, "plr_weight": 0.5, "per_weight": 0}"#,
-        ),
+        &with_policy(r#""linkQuality": {"lat_weight": 0.5, "pdv_weight": 0.5, "plr_weight": 0.5, "per_weight": 0}"#),
         ConfigErrorKind::BadSum,
         "settings.policies.p.linkQuality",
     );
@@ -346,10 +250,8 @@ fn weights_must_sum_to_one() {
         "settings.policies.p.quality",
     );
     // Within the ±0.01 tolerance is fine.
-    parse_local_conf(&with_policy(
-        r#""linkQuality": {"lat_weight": 0.335, "pdv_weight": 0.333, "plr_weight": 0.333}"#,
-    ))
-    .unwrap();
+    parse_local_conf(&with_policy(r#""linkQuality": {"lat_weight": 0.335, "pdv_weight": 0.333, "plr_weight": 0.333}"#))
+        .unwrap();
 }
 
 #[test]
@@ -375,10 +277,7 @@ fn failover_to_must_name_a_link_of_the_policy() {
         ConfigErrorKind::UnknownLink,
         "settings.policies.p.links.eth0.failoverTo",
     );
-    assert!(
-        e.reason.contains("eth9") && e.reason.contains("eth0, eth1"),
-        "{e}"
-    );
+    assert!(e.reason.contains("eth9") && e.reason.contains("eth0, eth1"), "{e}");
     assert_error(
         &with_link(r#""failoverTo": """#),
         ConfigErrorKind::UnknownLink,
@@ -404,10 +303,7 @@ fn unknown_base_policy() {
         ConfigErrorKind::UnknownPolicy,
         "settings.policies.p.basePolicy",
     );
-    assert!(
-        e.reason.contains("balance-aware"),
-        "lists the standard policies: {e}"
-    );
+    assert!(e.reason.contains("balance-aware"), "lists the standard policies: {e}");
     assert_error(
         r#"{"settings": {"policies": {"p": {"basePolicy": "Active-Backup"}}}}"#,
         ConfigErrorKind::UnknownPolicy,
@@ -419,9 +315,7 @@ fn unknown_base_policy() {
 fn custom_policy_named_like_a_standard_one() {
     for name in ["balance-rr", "active-backup", "none"] {
         assert_error(
-            &format!(
-                r#"{{"settings": {{"policies": {{"{name}": {{"basePolicy": "balance-xor"}}}}}}}}"#
-            ),
+            &format!(r#"{{"settings": {{"policies": {{"{name}": {{"basePolicy": "balance-xor"}}}}}}}}"#),
             ConfigErrorKind::ReservedName,
             &format!("settings.policies.{name}"),
         );
@@ -440,10 +334,7 @@ fn unknown_default_policy() {
         ConfigErrorKind::UnknownPolicy,
         "settings.defaultBondingPolicy",
     );
-    assert!(
-        e.reason.contains("\"fast-ab\""),
-        "lists the custom policies: {e}"
-    );
+    assert!(e.reason.contains("\"fast-ab\""), "lists the custom policies: {e}");
     assert_error(
         r#"{"settings": {"defaultBondingPolicy": ""}}"#,
         ConfigErrorKind::UnknownPolicy,
@@ -485,11 +376,7 @@ fn duplicate_policy_names_and_keys() {
         ConfigErrorKind::DuplicateKey,
         "settings.policies.p.upDelay",
     );
-    assert_error(
-        r#"{"settings": {}, "settings": {}}"#,
-        ConfigErrorKind::DuplicateKey,
-        "settings",
-    );
+    assert_error(r#"{"settings": {}, "settings": {}}"#, ConfigErrorKind::DuplicateKey, "settings");
 }
 
 #[test]
@@ -529,33 +416,18 @@ fn current_key_and_2020_alias_disagree() {
         "settings.policies.p.quality",
     );
     // Agreeing values are fine (with a warning).
-    let (_, warnings) = parse_local_conf(&with_policy(
-        r#""activeReselect": "better", "linkSelectMethod": "better""#,
-    ))
-    .unwrap();
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.path == "settings.policies.p.linkSelectMethod")
-    );
+    let (_, warnings) =
+        parse_local_conf(&with_policy(r#""activeReselect": "better", "linkSelectMethod": "better""#)).unwrap();
+    assert!(warnings.iter().any(|w| w.path == "settings.policies.p.linkSelectMethod"));
 }
 
 // ---- peerSpecificBonds ----
 
 #[test]
 fn peer_specific_bad_address() {
-    let bad = [
-        "12345",
-        "0123456789a",
-        "zzzzzzzzzz",
-        "0x12345678",
-        "0000000000",
-        "ff00000001",
-        " 123456789",
-    ];
+    let bad = ["12345", "0123456789a", "zzzzzzzzzz", "0x12345678", "0000000000", "ff00000001", " 123456789"];
     for address in bad {
-        let text =
-            format!(r#"{{"settings": {{"peerSpecificBonds": {{"{address}": "balance-rr"}}}}}}"#);
+        let text = format!(r#"{{"settings": {{"peerSpecificBonds": {{"{address}": "balance-rr"}}}}}}"#);
         let path = format!(
             "settings.{}",
             if address.contains(' ') {
@@ -597,11 +469,7 @@ fn path_quotes_interface_names_with_dots() {
         ConfigErrorKind::OutOfRange,
         r#"settings.policies.fast-ab.links["eth0.100"].mode"#,
     );
-    assert!(
-        e.to_string()
-            .starts_with(r#"settings.policies.fast-ab.links["eth0.100"].mode: "#),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with(r#"settings.policies.fast-ab.links["eth0.100"].mode: "#), "{e}");
 }
 
 #[test]
@@ -611,23 +479,14 @@ fn display_is_path_colon_reason() {
         ConfigErrorKind::OutOfRange,
         "settings.policies.p.links.eth0.mode",
     );
-    assert_eq!(
-        e.to_string(),
-        format!("settings.policies.p.links.eth0.mode: {}", e.reason)
-    );
+    assert_eq!(e.to_string(), format!("settings.policies.p.links.eth0.mode: {}", e.reason));
 }
 
 #[test]
 fn from_json_reports_the_same_errors() {
     let doc: serde_json::Value = serde_json::from_str(&with_link(r#""ipvPref": 44"#)).unwrap();
     let e = from_json(&doc).unwrap_err();
-    assert_eq!(
-        (e.kind, e.path.as_str()),
-        (
-            ConfigErrorKind::OutOfRange,
-            "settings.policies.p.links.eth0.ipvPref"
-        )
-    );
+    assert_eq!((e.kind, e.path.as_str()), (ConfigErrorKind::OutOfRange, "settings.policies.p.links.eth0.ipvPref"));
 }
 
 // ---- text positions ----
@@ -635,42 +494,21 @@ fn from_json_reports_the_same_errors() {
 #[test]
 fn errors_carry_the_text_position_of_the_key() {
     let text = "{\n  \"settings\": {\n    \"policies\": {\n      \"p\": { \"basePolicy\": \"active-backup\",\n               \"failoverInterval\": 1 } } } }";
-    let e = assert_error(
-        text,
-        ConfigErrorKind::OutOfRange,
-        "settings.policies.p.failoverInterval",
-    );
-    assert_eq!(
-        e.position,
-        Some(TextPosition {
-            line: 5,
-            column: 16
-        })
-    );
+    let e = assert_error(text, ConfigErrorKind::OutOfRange, "settings.policies.p.failoverInterval");
+    assert_eq!(e.position, Some(TextPosition { line: 5, column: 16 }));
 
     let e = assert_error(
         "{\"settings\": {\"policies\": {\"p\": {\"basePolicy\": \"broadcast\",\n \"links\": {\"é0\": {}, \"é0\": {}, \"é0\": {}}}}}}",
         ConfigErrorKind::DuplicateKey,
         "settings.policies.p.links.é0",
     );
-    assert_eq!(
-        e.position,
-        Some(TextPosition {
-            line: 2,
-            column: 22
-        }),
-        "the second occurrence, counted in characters"
-    );
+    assert_eq!(e.position, Some(TextPosition { line: 2, column: 22 }), "the second occurrence, counted in characters");
 
     let e = assert_error("{\n\n  \"settings\": [1,, 2]}", ConfigErrorKind::Syntax, "");
     assert_eq!(e.position.map(|p| p.line), Some(3));
 
     let doc: serde_json::Value = serde_json::from_str(&with_policy(r#""upDelay": -1"#)).unwrap();
-    assert_eq!(
-        from_json(&doc).unwrap_err().position,
-        None,
-        "a Value has no text positions"
-    );
+    assert_eq!(from_json(&doc).unwrap_err().position, None, "a Value has no text positions");
 }
 
 #[test]
@@ -679,8 +517,5 @@ fn warnings_carry_the_text_position_of_the_key() {
     let (_, warnings) = parse_local_conf(text).unwrap();
     assert_eq!(warnings.len(), 1);
     assert_eq!(warnings[0].path, "settings.policies.p.packetsPerSlave");
-    assert_eq!(
-        warnings[0].position,
-        Some(TextPosition { line: 3, column: 3 })
-    );
+    assert_eq!(warnings[0].position, Some(TextPosition { line: 3, column: 3 }));
 }

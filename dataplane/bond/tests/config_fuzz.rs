@@ -11,17 +11,13 @@ fn fixtures() -> Vec<(String, String)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let mut out = Vec::new();
     for name in ["full.local.conf", "legacy-2020.local.conf"] {
-        let text = std::fs::read_to_string(dir.join(name))
-            .unwrap_or_else(|e| panic!("fixture {name}: {e}"));
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
         out.push((name.to_string(), text));
     }
     let conformance = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/conformance/zt-1.14.1/nodes/a.bond-ab.local.conf");
     let text = std::fs::read_to_string(&conformance).unwrap_or_else(|e| {
-        panic!(
-            "{} ({e}); reference material expected at <workspace root>/../shared",
-            conformance.display()
-        )
+        panic!("{} ({e}); reference material expected at <workspace root>/../shared", conformance.display())
     });
     out.push(("a.bond-ab.local.conf".to_string(), text));
     out
@@ -84,10 +80,7 @@ fn byte_mutations_never_panic() {
             }
         }
     }
-    assert!(
-        accepted > 0 && rejected > 0,
-        "mutations should both keep and break validity ({accepted}/{rejected})"
-    );
+    assert!(accepted > 0 && rejected > 0, "mutations should both keep and break validity ({accepted}/{rejected})");
 }
 
 #[test]
@@ -105,9 +98,7 @@ fn truncations_never_panic() {
 /// The config path syntax (see `ConfigError::path`): plain keys dotted, awkward keys as `["key"]`.
 fn child(parent: &str, key: &str) -> String {
     let plain = !key.is_empty()
-        && !key
-            .chars()
-            .any(|c| matches!(c, '.' | '[' | ']' | '"') || c.is_whitespace() || c.is_control());
+        && !key.chars().any(|c| matches!(c, '.' | '[' | ']' | '"') || c.is_whitespace() || c.is_control());
     match (plain, parent.is_empty()) {
         (true, true) => key.to_string(),
         (true, false) => format!("{parent}.{key}"),
@@ -175,9 +166,7 @@ fn replacing_any_value_gives_a_precise_error_or_a_valid_config() {
                 *mutated.pointer_mut(pointer).unwrap() = odd.clone();
                 checked += 1;
                 match parse_local_conf(&mutated.to_string()) {
-                    Ok((config, _)) => {
-                        check_round_trip(&config, &format!("{name} with {path} = {odd}"))
-                    }
+                    Ok((config, _)) => check_round_trip(&config, &format!("{name} with {path} = {odd}")),
                     Err(e) => {
                         let at_or_under = e.path == *path
                             || e.path.starts_with(&format!("{path}."))

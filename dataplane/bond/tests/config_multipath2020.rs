@@ -11,8 +11,7 @@ use serde_json::Value;
 use ztplane_bond::config::*;
 
 fn guide_text() -> String {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/MULTIPATH-2020.md");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/MULTIPATH-2020.md");
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "cannot read the 2020 guide at {} ({e}); the reference material is expected at <workspace root>/../shared",
@@ -76,11 +75,7 @@ const KEYS_2020: &[&str] = &[
 fn paths_of_2020_keys(value: &Value, path: &str, out: &mut Vec<String>) {
     if let Value::Object(map) = value {
         for (key, v) in map {
-            let p = if path.is_empty() {
-                key.clone()
-            } else {
-                format!("{path}.{key}")
-            };
+            let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
             if KEYS_2020.contains(&key.as_str()) {
                 out.push(p.clone());
             }
@@ -89,12 +84,9 @@ fn paths_of_2020_keys(value: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-fn assert_accepted_with_warnings(
-    line: usize,
-    doc_text: &str,
-) -> (BondingConfig, Vec<ConfigWarning>) {
-    let (config, warnings) = parse_local_conf(doc_text)
-        .unwrap_or_else(|e| panic!("2020 example at line {line} rejected: {e}\n{doc_text}"));
+fn assert_accepted_with_warnings(line: usize, doc_text: &str) -> (BondingConfig, Vec<ConfigWarning>) {
+    let (config, warnings) =
+        parse_local_conf(doc_text).unwrap_or_else(|e| panic!("2020 example at line {line} rejected: {e}\n{doc_text}"));
     let doc: Value = serde_json::from_str(doc_text).unwrap();
     let mut legacy = Vec::new();
     paths_of_2020_keys(&doc, "", &mut legacy);
@@ -127,24 +119,9 @@ fn extraction_finds_the_guides_examples() {
     let (documents, fragments) = examples();
     // The guide has 10 code blocks: 5 complete documents, 2 valid `"slaves": {...}` fragments, and 3
     // pseudo-JSON blocks with comments or alternatives ("a"|"b") that are not JSON at all.
-    assert_eq!(
-        blocks.len(),
-        10,
-        "code blocks found: {:?}",
-        blocks.iter().map(|b| b.0).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        documents.len(),
-        5,
-        "complete JSON examples: {:?}",
-        documents.iter().map(|b| b.0).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        fragments.len(),
-        2,
-        "JSON fragments: {:?}",
-        fragments.iter().map(|b| b.0).collect::<Vec<_>>()
-    );
+    assert_eq!(blocks.len(), 10, "code blocks found: {:?}", blocks.iter().map(|b| b.0).collect::<Vec<_>>());
+    assert_eq!(documents.len(), 5, "complete JSON examples: {:?}", documents.iter().map(|b| b.0).collect::<Vec<_>>());
+    assert_eq!(fragments.len(), 2, "JSON fragments: {:?}", fragments.iter().map(|b| b.0).collect::<Vec<_>>());
 }
 
 #[test]
@@ -176,8 +153,7 @@ fn every_fragment_is_accepted_inside_a_policy() {
         assert_eq!(policy.links.len(), 3, "fragment at line {line}");
         // Either capacities (from "speed") or allocations were given for all three links.
         assert!(
-            policy.links.iter().all(|l| l.capacity.is_some())
-                || policy.links.iter().all(|l| l.alloc.is_some()),
+            policy.links.iter().all(|l| l.capacity.is_some()) || policy.links.iter().all(|l| l.alloc.is_some()),
             "fragment at line {line}: {policy:?}"
         );
     }
@@ -186,15 +162,8 @@ fn every_fragment_is_accepted_inside_a_policy() {
 /// Find the one complete example containing `needle`.
 fn example_with(needle: &str) -> Block {
     let (documents, _) = examples();
-    let found: Vec<_> = documents
-        .into_iter()
-        .filter(|(_, t)| t.contains(needle))
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one example containing {needle:?}"
-    );
+    let found: Vec<_> = documents.into_iter().filter(|(_, t)| t.contains(needle)).collect();
+    assert_eq!(found.len(), 1, "expected exactly one example containing {needle:?}");
     found.into_iter().next().unwrap()
 }
 
@@ -203,14 +172,8 @@ fn standard_policy_example() {
     let (line, text) = example_with("\"defaultBondingPolicy\": \"active-backup\"\n");
     let (config, warnings) = assert_accepted_with_warnings(line, &text);
     assert!(warnings.is_empty());
-    assert_eq!(
-        config.default_policy,
-        Some(PolicyRef::Standard(Policy::ActiveBackup))
-    );
-    assert_eq!(
-        config.policy_for_peer(0x1234567890),
-        PolicySettings::standard(Policy::ActiveBackup)
-    );
+    assert_eq!(config.default_policy, Some(PolicyRef::Standard(Policy::ActiveBackup)));
+    assert_eq!(config.policy_for_peer(0x1234567890), PolicySettings::standard(Policy::ActiveBackup));
 }
 
 #[test]
@@ -219,21 +182,11 @@ fn aggressive_custom_policy_example() {
     let (config, warnings) = assert_accepted_with_warnings(line, &text);
     let policy = &config.policies["aggressive-active-backup"];
     assert_eq!(policy.base, Policy::ActiveBackup);
-    assert_eq!(
-        policy.failover_interval_ms, 250,
-        "250 ms is above ztplane's 10 ms floor: kept, not raised"
-    );
+    assert_eq!(policy.failover_interval_ms, 250, "250 ms is above ztplane's 10 ms floor: kept, not raised");
     assert!(policy.links.is_empty());
-    assert_eq!(
-        config.default_policy,
-        Some(PolicyRef::Custom("aggressive-active-backup".into()))
-    );
+    assert_eq!(config.default_policy, Some(PolicyRef::Custom("aggressive-active-backup".into())));
     assert_eq!(warnings.len(), 1);
-    assert!(
-        warnings[0].message.contains("no longer exists"),
-        "{:?}",
-        warnings[0]
-    );
+    assert!(warnings[0].message.contains("no longer exists"), "{:?}", warnings[0]);
 }
 
 #[test]
@@ -243,11 +196,7 @@ fn slave_interfaces_example_maps_to_links() {
     let policy = &config.policies["aggressive-active-backup"];
     // The example omits basePolicy (it continues the previous one): accepted, warned, no bond formed.
     assert_eq!(policy.base, Policy::None);
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.path == "settings.policies.aggressive-active-backup.basePolicy")
-    );
+    assert!(warnings.iter().any(|w| w.path == "settings.policies.aggressive-active-backup.basePolicy"));
     let names: Vec<&str> = policy.links.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["eth0", "eth1", "eth2"]);
     for name in ["eth0", "eth1"] {
@@ -257,10 +206,7 @@ fn slave_interfaces_example_maps_to_links() {
         assert_eq!(link.ipv_pref, IpvPref::V4ThenV6);
     }
     let eth2 = policy.link("eth2").unwrap();
-    assert_eq!(
-        (eth2.mode, eth2.ipv_pref, eth2.failover_to.as_deref()),
-        (LinkMode::Spare, IpvPref::V6, None)
-    );
+    assert_eq!((eth2.mode, eth2.ipv_pref, eth2.failover_to.as_deref()), (LinkMode::Spare, IpvPref::V6, None));
     assert_eq!(config.policy_for_peer(1).base, Policy::None);
 }
 
@@ -269,39 +215,24 @@ fn peer_specific_example() {
     let (line, text) = example_with("peerSpecificBonds");
     let (config, _) = assert_accepted_with_warnings(line, &text);
     let custom = &config.policies["my-custom-balance-aware"];
-    assert_eq!(
-        (custom.base, custom.failover_interval_ms),
-        (Policy::BalanceAware, 2000)
-    );
+    assert_eq!((custom.base, custom.failover_interval_ms), (Policy::BalanceAware, 2000));
     for peer in [0xf6203a2db3, 0x45b0301da2, 0xa92cb526fa] {
-        assert_eq!(
-            config.peer_specific[&peer],
-            PolicyRef::Custom("my-custom-balance-aware".into())
-        );
+        assert_eq!(config.peer_specific[&peer], PolicyRef::Custom("my-custom-balance-aware".into()));
         assert_eq!(&config.policy_for_peer(peer), custom);
     }
-    assert_eq!(
-        config.policy_for_peer(0x0000000001),
-        PolicySettings::standard(Policy::ActiveBackup)
-    );
+    assert_eq!(config.policy_for_peer(0x0000000001), PolicySettings::standard(Policy::ActiveBackup));
 }
 
 #[test]
 fn policy_object_under_settings_example_tunes_the_standard_policy() {
     let (line, text) = example_with("\"slaveSelectMethod\": \"always\"");
     let (config, warnings) = assert_accepted_with_warnings(line, &text);
-    assert!(
-        warnings.iter().any(|w| w.path == "settings.active-backup"),
-        "{warnings:#?}"
-    );
+    assert!(warnings.iter().any(|w| w.path == "settings.active-backup"), "{warnings:#?}");
     let ab = config.policy_for_peer(0x0a0b0c0d0e);
     assert_eq!(ab.base, Policy::ActiveBackup);
     assert_eq!(ab.link_select, LinkSelectMethod::Always);
-    let modes: Vec<(&str, LinkMode, Option<&str>)> = ab
-        .links
-        .iter()
-        .map(|l| (l.name.as_str(), l.mode, l.failover_to.as_deref()))
-        .collect();
+    let modes: Vec<(&str, LinkMode, Option<&str>)> =
+        ab.links.iter().map(|l| (l.name.as_str(), l.mode, l.failover_to.as_deref())).collect();
     assert_eq!(
         modes,
         [

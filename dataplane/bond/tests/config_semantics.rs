@@ -5,11 +5,8 @@ use std::path::PathBuf;
 use ztplane_bond::config::*;
 
 fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
 }
 
 fn parse(text: &str) -> (BondingConfig, Vec<ConfigWarning>) {
@@ -28,10 +25,7 @@ fn assert_close(actual: f64, expected: f64) {
 #[test]
 fn full_current_schema() {
     let (config, warnings) = parse(&fixture("full.local.conf"));
-    assert!(
-        warnings.is_empty(),
-        "only current keys, so no warnings: {warnings:#?}"
-    );
+    assert!(warnings.is_empty(), "only current keys, so no warnings: {warnings:#?}");
 
     let wan = &config.policies["wan-ab"];
     let expected_wan = PolicySettings {
@@ -48,12 +42,7 @@ fn full_current_schema() {
             pdv_max_ms: 20.0,
             plr_max: 0.01,
             per_max: 0.001,
-            weights: QualityWeights {
-                lat: 0.4,
-                pdv: 0.3,
-                plr: 0.2,
-                per: 0.1,
-            },
+            weights: QualityWeights { lat: 0.4, pdv: 0.3, plr: 0.2, per: 0.1 },
         },
         links: vec![
             LinkSettings {
@@ -95,31 +84,14 @@ fn full_current_schema() {
     assert!(aware.links.iter().all(|l| l.enabled), "enabled: 1 is true");
 
     let stripe = &config.policies["stripe"];
-    assert_eq!(
-        (stripe.base, stripe.packets_per_link),
-        (Policy::BalanceRr, 0)
-    );
+    assert_eq!((stripe.base, stripe.packets_per_link), (Policy::BalanceRr, 0));
 
     // Resolution: peer-specific first, then the default.
-    assert_eq!(
-        config.default_policy,
-        Some(PolicyRef::Custom("wan-ab".into()))
-    );
+    assert_eq!(config.default_policy, Some(PolicyRef::Custom("wan-ab".into())));
     assert_eq!(&config.policy_for_peer(0x0123456789), aware);
-    assert_eq!(
-        &config.policy_for_peer(0xabcdef0123),
-        stripe,
-        "addresses are case-insensitive"
-    );
-    assert_eq!(
-        config.policy_for_peer(0x1111111111),
-        PolicySettings::standard(Policy::Broadcast)
-    );
-    assert_eq!(
-        config.policy_for_peer(0x2222222222).base,
-        Policy::None,
-        "a peer can be opted out"
-    );
+    assert_eq!(&config.policy_for_peer(0xabcdef0123), stripe, "addresses are case-insensitive");
+    assert_eq!(config.policy_for_peer(0x1111111111), PolicySettings::standard(Policy::Broadcast));
+    assert_eq!(config.policy_for_peer(0x2222222222).base, Policy::None, "a peer can be opted out");
     assert_eq!(&config.policy_for_peer(0x3333333333), wan);
     assert!(config.bonding_in_use());
 
@@ -157,25 +129,13 @@ fn legacy_2020_keys_are_mapped_with_warnings() {
         "settings.active-backup.slaveSelectMethod",
         "settings.active-backup.slaves",
     ] {
-        assert!(
-            paths.contains(&expected),
-            "no warning at {expected}; got {paths:#?}"
-        );
+        assert!(paths.contains(&expected), "no warning at {expected}; got {paths:#?}");
     }
     // Renamed keys name the current key.
-    let speed = warnings
-        .iter()
-        .find(|w| w.path == "settings.policies.old-aware.slaves.eth0.speed")
-        .unwrap();
+    let speed = warnings.iter().find(|w| w.path == "settings.policies.old-aware.slaves.eth0.speed").unwrap();
     assert!(speed.message.contains("capacity"), "{speed}");
-    let quality = warnings
-        .iter()
-        .find(|w| w.path == "settings.policies.old-aware.qualityWeights")
-        .unwrap();
-    assert!(
-        quality.message.contains("linkQuality") && quality.message.contains("ltm=0.2"),
-        "{quality}"
-    );
+    let quality = warnings.iter().find(|w| w.path == "settings.policies.old-aware.qualityWeights").unwrap();
+    assert!(quality.message.contains("linkQuality") && quality.message.contains("ltm=0.2"), "{quality}");
 
     let aware = &config.policies["old-aware"];
     assert_eq!(aware.failover_interval_ms, 3000);
@@ -198,20 +158,11 @@ fn legacy_2020_keys_are_mapped_with_warnings() {
 
     let ab = config.resolve(&PolicyRef::Standard(Policy::ActiveBackup));
     assert_eq!(ab.link_select, LinkSelectMethod::Failure);
-    assert_eq!(
-        ab.links.iter().map(|l| l.mode).collect::<Vec<_>>(),
-        [LinkMode::Primary, LinkMode::Primary]
-    );
+    assert_eq!(ab.links.iter().map(|l| l.mode).collect::<Vec<_>>(), [LinkMode::Primary, LinkMode::Primary]);
     assert_eq!(ab.links[0].failover_to.as_deref(), Some("eth1"));
-    assert_eq!(
-        config.resolve(&PolicyRef::Standard(Policy::Broadcast)).base,
-        Policy::Broadcast
-    );
+    assert_eq!(config.resolve(&PolicyRef::Standard(Policy::Broadcast)).base, Policy::Broadcast);
     // Not overridden: defaults.
-    assert_eq!(
-        config.resolve(&PolicyRef::Standard(Policy::BalanceXor)),
-        PolicySettings::standard(Policy::BalanceXor)
-    );
+    assert_eq!(config.resolve(&PolicyRef::Standard(Policy::BalanceXor)), PolicySettings::standard(Policy::BalanceXor));
 
     let (again, _) = parse(&config.to_json().to_string());
     assert_eq!(again, config);
@@ -226,40 +177,19 @@ fn defaults_match_zerotier_one_1_14_1() {
     assert_eq!(p.packets_per_link, 64);
     assert_eq!(p.monitor_interval_ms(), 1666);
     let q = LinkQualitySpec::default();
-    assert_eq!(
-        (q.lat_max_ms, q.pdv_max_ms, q.plr_max, q.per_max),
-        (500.0, 100.0, 0.001, 0.0001)
-    );
-    assert_eq!(
-        q.weights,
-        QualityWeights {
-            lat: 0.25,
-            pdv: 0.25,
-            plr: 0.25,
-            per: 0.25
-        }
-    );
+    assert_eq!((q.lat_max_ms, q.pdv_max_ms, q.plr_max, q.per_max), (500.0, 100.0, 0.001, 0.0001));
+    assert_eq!(q.weights, QualityWeights { lat: 0.25, pdv: 0.25, plr: 0.25, per: 0.25 });
     assert!(p.links.is_empty() && p.allows_interface("anything"));
     let link = LinkSettings::new("eth0");
     assert_eq!(
-        (
-            link.mode,
-            link.ipv_pref,
-            link.enabled,
-            link.capacity,
-            link.mtu
-        ),
+        (link.mode, link.ipv_pref, link.enabled, link.capacity, link.mtu),
         (LinkMode::Primary, IpvPref::Any, true, None, None)
     );
 }
 
 #[test]
 fn no_bonding_without_settings() {
-    for text in [
-        "{}",
-        r#"{"settings": {}}"#,
-        r#"{"settings": {"defaultBondingPolicy": "none"}}"#,
-    ] {
+    for text in ["{}", r#"{"settings": {}}"#, r#"{"settings": {"defaultBondingPolicy": "none"}}"#] {
         let (config, warnings) = parse(text);
         assert!(warnings.is_empty());
         assert!(!config.bonding_in_use(), "{text}");
@@ -270,15 +200,9 @@ fn no_bonding_without_settings() {
 #[test]
 fn standard_default_policy() {
     for policy in Policy::ALL {
-        let (config, _) = parse(&format!(
-            r#"{{"settings": {{"defaultBondingPolicy": "{}"}}}}"#,
-            policy.name()
-        ));
+        let (config, _) = parse(&format!(r#"{{"settings": {{"defaultBondingPolicy": "{}"}}}}"#, policy.name()));
         assert_eq!(config.default_policy, Some(PolicyRef::Standard(policy)));
-        assert_eq!(
-            config.policy_for_peer(0x0102030405),
-            PolicySettings::standard(policy)
-        );
+        assert_eq!(config.policy_for_peer(0x0102030405), PolicySettings::standard(policy));
         assert_eq!(config.bonding_in_use(), policy != Policy::None);
     }
 }
@@ -310,12 +234,7 @@ fn every_link_spare_is_warned() {
         r#"{"settings": {"policies": {"p": {"basePolicy": "active-backup",
             "links": {"a": {"mode": "spare"}, "b": {"mode": "spare"}}}}}}"#,
     );
-    assert!(
-        config.policies["p"]
-            .links
-            .iter()
-            .all(|l| l.mode == LinkMode::Spare)
-    );
+    assert!(config.policies["p"].links.iter().all(|l| l.mode == LinkMode::Spare));
     assert_eq!(warning_paths(&warnings), ["settings.policies.p.links"]);
 }
 
@@ -338,32 +257,17 @@ fn partial_link_quality_is_applied_and_warned() {
     let q = config.policies["p"].quality;
     assert_eq!(q.lat_max_ms, 80.0);
     assert_eq!(q.pdv_max_ms, LinkQualitySpec::default().pdv_max_ms);
-    assert_eq!(
-        q.weights,
-        QualityWeights {
-            lat: 0.5,
-            pdv: 0.5,
-            plr: 0.0,
-            per: 0.0
-        }
-    );
-    assert_eq!(
-        warning_paths(&warnings),
-        ["settings.policies.p.linkQuality"]
-    );
+    assert_eq!(q.weights, QualityWeights { lat: 0.5, pdv: 0.5, plr: 0.0, per: 0.0 });
+    assert_eq!(warning_paths(&warnings), ["settings.policies.p.linkQuality"]);
     assert!(warnings[0].message.contains("all 8 keys"));
 }
 
 #[test]
 fn link_select_method_alias_is_applied() {
-    let (config, warnings) = parse(
-        r#"{"settings": {"policies": {"p": {"basePolicy": "active-backup", "linkSelectMethod": "optimize"}}}}"#,
-    );
+    let (config, warnings) =
+        parse(r#"{"settings": {"policies": {"p": {"basePolicy": "active-backup", "linkSelectMethod": "optimize"}}}}"#);
     assert_eq!(config.policies["p"].link_select, LinkSelectMethod::Optimize);
-    assert_eq!(
-        warning_paths(&warnings),
-        ["settings.policies.p.linkSelectMethod"]
-    );
+    assert_eq!(warning_paths(&warnings), ["settings.policies.p.linkSelectMethod"]);
     assert!(warnings[0].message.contains("activeReselect"));
 }
 
@@ -394,9 +298,8 @@ fn settings_for_another_base_policy_are_warned() {
 
 #[test]
 fn missing_base_policy_is_no_bond() {
-    let (config, warnings) = parse(
-        r#"{"settings": {"defaultBondingPolicy": "p", "policies": {"p": {"failoverInterval": 700}}}}"#,
-    );
+    let (config, warnings) =
+        parse(r#"{"settings": {"defaultBondingPolicy": "p", "policies": {"p": {"failoverInterval": 700}}}}"#);
     assert_eq!(config.policy_for_peer(5).base, Policy::None);
     assert_eq!(config.policy_for_peer(5).failover_interval_ms, 700);
     assert_eq!(warning_paths(&warnings), ["settings.policies.p.basePolicy"]);
@@ -404,13 +307,9 @@ fn missing_base_policy_is_no_bond() {
 
 #[test]
 fn explicit_none_base_policy_is_warned() {
-    let (config, warnings) =
-        parse(r#"{"settings": {"policies": {"off": {"basePolicy": "none"}}}}"#);
+    let (config, warnings) = parse(r#"{"settings": {"policies": {"off": {"basePolicy": "none"}}}}"#);
     assert_eq!(config.policies["off"].base, Policy::None);
-    assert_eq!(
-        warning_paths(&warnings),
-        ["settings.policies.off.basePolicy"]
-    );
+    assert_eq!(warning_paths(&warnings), ["settings.policies.off.basePolicy"]);
 }
 
 #[test]
@@ -428,10 +327,7 @@ fn tcp_relay_is_forced_off_while_bonding() {
     let (_, warnings) = parse(
         r#"{"settings": {"defaultBondingPolicy": "active-backup", "allowTcpFallbackRelay": true, "forceTcpRelay": true}}"#,
     );
-    assert_eq!(
-        warning_paths(&warnings),
-        ["settings.allowTcpFallbackRelay", "settings.forceTcpRelay"]
-    );
+    assert_eq!(warning_paths(&warnings), ["settings.allowTcpFallbackRelay", "settings.forceTcpRelay"]);
     let (_, warnings) = parse(r#"{"settings": {"allowTcpFallbackRelay": true}}"#);
     assert!(warnings.is_empty(), "no bonding, nothing forced");
 }
@@ -451,10 +347,7 @@ fn enum_names_round_trip() {
     for code in [0u64, 4, 6, 46, 64] {
         assert_eq!(IpvPref::from_code(code).unwrap().code() as u64, code);
     }
-    assert_eq!(
-        "balance-tlb".parse::<Policy>().unwrap_err().kind,
-        ConfigErrorKind::UnknownPolicy
-    );
+    assert_eq!("balance-tlb".parse::<Policy>().unwrap_err().kind, ConfigErrorKind::UnknownPolicy);
     assert!(IpvPref::from_code(5).is_none());
 }
 
@@ -462,15 +355,7 @@ fn enum_names_round_trip() {
 fn ipv_pref_semantics() {
     assert!(IpvPref::V4.allows(false) && !IpvPref::V4.allows(true));
     assert!(IpvPref::V6.allows(true) && !IpvPref::V6.allows(false));
-    assert!(
-        IpvPref::V4ThenV6.allows(true)
-            && IpvPref::V4ThenV6.prefers(false)
-            && !IpvPref::V4ThenV6.prefers(true)
-    );
-    assert!(
-        IpvPref::V6ThenV4.allows(false)
-            && IpvPref::V6ThenV4.prefers(true)
-            && !IpvPref::V6ThenV4.prefers(false)
-    );
+    assert!(IpvPref::V4ThenV6.allows(true) && IpvPref::V4ThenV6.prefers(false) && !IpvPref::V4ThenV6.prefers(true));
+    assert!(IpvPref::V6ThenV4.allows(false) && IpvPref::V6ThenV4.prefers(true) && !IpvPref::V6ThenV4.prefers(false));
     assert!(IpvPref::Any.prefers(true) && IpvPref::Any.prefers(false));
 }

@@ -32,7 +32,8 @@ fn id(hex: &Value) -> u64 {
 fn zerotier_qos_records_feed_our_estimates_and_ours_match_theirs() {
     let doc = capture();
     let records = doc["records"].as_array().expect("records");
-    let mut bond = Bond::new(PolicySettings { failover_interval_ms: 500, ..PolicySettings::standard(Policy::ActiveBackup) }, 0);
+    let mut bond =
+        Bond::new(PolicySettings { failover_interval_ms: 500, ..PolicySettings::standard(Policy::ActiveBackup) }, 0);
     let mut paths: BTreeMap<(String, String), PathId> = BTreeMap::new();
     let link_of = |local: &str| if local == "198.18.1.2" { "ea" } else { "ea2" };
     // Ground truth from the capture: odd IDs a sent per path, and what each side's QoS named.
@@ -75,14 +76,19 @@ fn zerotier_qos_records_feed_our_estimates_and_ours_match_theirs() {
                 .as_array()
                 .expect("decoded QoS records")
                 .iter()
-                .map(|rec| QosRecord { packet_id: id(&rec["packet_id"]), holding_ms: rec["holding_ms"].as_u64().unwrap() as u16 })
+                .map(|rec| QosRecord {
+                    packet_id: id(&rec["packet_id"]),
+                    holding_ms: rec["holding_ms"].as_u64().unwrap() as u16,
+                })
                 .collect()
         } else {
             Vec::new()
         };
         if outgoing {
             match kind {
-                PacketKind::Data => bond.on_data_sent(path, packet_id, r["packet_len"].as_u64().unwrap() as usize, now).unwrap(),
+                PacketKind::Data => {
+                    bond.on_data_sent(path, packet_id, r["packet_len"].as_u64().unwrap() as usize, now).unwrap()
+                }
                 PacketKind::Control => bond.on_control_sent(path, packet_id, now).unwrap(),
                 PacketKind::Measurement => {
                     zerotier_a_reported.entry(path).or_default().extend(qos.iter().map(|q| q.packet_id));
@@ -97,7 +103,8 @@ fn zerotier_qos_records_feed_our_estimates_and_ours_match_theirs() {
             bond.on_packet_received(path, packet_id, r["packet_len"].as_u64().unwrap() as usize, kind, now).unwrap();
             if !qos.is_empty() {
                 let sent = a_sent_sampled.get(&path);
-                b_records_naming_a_packets += qos.iter().filter(|q| sent.is_some_and(|s| s.contains(&q.packet_id))).count() as u64;
+                b_records_naming_a_packets +=
+                    qos.iter().filter(|q| sent.is_some_and(|s| s.contains(&q.packet_id))).count() as u64;
                 bond.on_qos_records(path, &qos, now).unwrap();
             }
         }

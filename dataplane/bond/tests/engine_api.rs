@@ -5,7 +5,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use ztplane_bond::config::{BalanceMode, LinkMode, LinkSettings, Policy, PolicySettings};
-use ztplane_bond::{Bond, BondError, Delivery, FlowHash, PacketKind, PathId, QosRecord, Selection, Transmit, TxRecord, WorkerCursor};
+use ztplane_bond::{
+    Bond, BondError, Delivery, FlowHash, PacketKind, PathId, QosRecord, Selection, Transmit, TxRecord, WorkerCursor,
+};
 
 /// Counts allocations per thread (tests run in parallel) to prove the decision allocates nothing.
 struct CountingAlloc;
@@ -93,7 +95,8 @@ fn the_per_packet_decision_allocates_nothing() {
 
 #[test]
 fn workers_decide_concurrently_while_the_slow_path_republishes() {
-    let settings = PolicySettings { balance: BalanceMode::FlowDynamic, ..PolicySettings::standard(Policy::BalanceAware) };
+    let settings =
+        PolicySettings { balance: BalanceMode::FlowDynamic, ..PolicySettings::standard(Policy::BalanceAware) };
     let mut bond = bond_with(settings, 4);
     let handle = bond.selection_handle();
     std::thread::scope(|s| {
@@ -105,7 +108,11 @@ fn workers_decide_concurrently_while_the_slow_path_republishes() {
                     let mut seen = [0u64; 4];
                     for i in 0..200_000u64 {
                         let table = handle.load();
-                        match table.select(FlowHash((i % 512).wrapping_mul(0x9E37_79B9_7F4A_7C15)), 2_000_000, &mut cursor) {
+                        match table.select(
+                            FlowHash((i % 512).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                            2_000_000,
+                            &mut cursor,
+                        ) {
                             Selection::One(p) => seen[p.0 as usize] += 1,
                             other => panic!("{other:?}"),
                         }
@@ -221,7 +228,8 @@ fn rotate_and_errors() {
 
 #[test]
 fn worker_batches_and_ingress_pinning() {
-    let settings = PolicySettings { balance: BalanceMode::FlowDynamic, ..PolicySettings::standard(Policy::BalanceAware) };
+    let settings =
+        PolicySettings { balance: BalanceMode::FlowDynamic, ..PolicySettings::standard(Policy::BalanceAware) };
     let mut bond = bond_with(settings, 3);
     // A flow first seen arriving on path 2 is sent back on path 2.
     let flow = FlowHash(0xDEAD_BEEF_1234_5678);
@@ -233,7 +241,8 @@ fn worker_batches_and_ingress_pinning() {
     bond.on_flow_received(flow, PathId(0), 2_000).unwrap();
     assert_eq!(one(table.select(flow, 2_000, &mut cursor)), PathId(2));
     // A worker's batch is accounted as individual sends.
-    let batch: Vec<TxRecord> = (0..10u64).map(|i| TxRecord { path: PathId(1), packet_id: i, bytes: 100, at_us: 3_000 + i }).collect();
+    let batch: Vec<TxRecord> =
+        (0..10u64).map(|i| TxRecord { path: PathId(1), packet_id: i, bytes: 100, at_us: 3_000 + i }).collect();
     let bad = TxRecord { path: PathId(9), packet_id: 99, bytes: 1, at_us: 3_000 };
     assert_eq!(bond.on_data_sent_batch(&[batch.as_slice(), &[bad]].concat()), 1);
     assert_eq!(bond.path(PathId(1)).unwrap().sent.data_sent, 10);

@@ -54,8 +54,9 @@ fn random_event_sequences_do_not_panic() {
                 3 => drop(bond.on_echo_sent(path, id, now)),
                 4 => drop(bond.on_echo_reply(path, if rng.chance(0.5) { id } else { u64::MAX }, now)),
                 5 => {
-                    let records: Vec<QosRecord> =
-                        (0..rng.below(200)).map(|_| QosRecord { packet_id: rng.next_u64() | 1, holding_ms: rng.below(70_000) as u16 }).collect();
+                    let records: Vec<QosRecord> = (0..rng.below(200))
+                        .map(|_| QosRecord { packet_id: rng.next_u64() | 1, holding_ms: rng.below(70_000) as u16 })
+                        .collect();
                     let _ = bond.on_qos_records(path, &records, now);
                 }
                 6 => {

@@ -5,7 +5,8 @@ use ztplane_bond::BondEvent;
 use ztplane_bond::config::{LinkMode, LinkSelectMethod, LinkSettings, Policy, PolicySettings};
 
 fn cut_scenario(primary_ms: u32, spare_ms: u32, back_at_ms: Option<u32>, duration_ms: u32) -> String {
-    let back = back_at_ms.map_or(String::new(), |t| format!(r#", {{"at_ms": {t}, "link": "eth0", "set": {{"up": true}}}}"#));
+    let back =
+        back_at_ms.map_or(String::new(), |t| format!(r#", {{"at_ms": {t}, "link": "eth0", "set": {{"up": true}}}}"#));
     format!(
         r#"{{"duration_ms": {duration_ms}, "seed": 7,
         "links": [{{"name": "eth0", "latency_ms": {primary_ms}, "jitter_ms": 1}}, {{"name": "eth1", "latency_ms": {spare_ms}, "jitter_ms": 1}}],
@@ -64,7 +65,8 @@ fn failure_changes_only_when_the_active_link_fails() {
                    {"at_ms": 14000, "link": "eth1", "set": {"up": false}}],
         "traffic": {"flows": 4, "packets_per_second": 1000}}"#;
     let r = run(json, active_backup(LinkSelectMethod::Failure));
-    let hops: Vec<(&str, &str, &str)> = r.failovers.iter().map(|f| (f.from.as_str(), f.to.as_str(), f.reason.as_str())).collect();
+    let hops: Vec<(&str, &str, &str)> =
+        r.failovers.iter().map(|f| (f.from.as_str(), f.to.as_str(), f.reason.as_str())).collect();
     assert_eq!(hops, vec![("eth0", "eth1", "failure"), ("eth1", "eth0", "failure")]);
     assert!(r.failovers[1].at_ms > 14_000.0 && r.failovers[1].detection_ms.unwrap() < 100.0);
     assert!(r.outage_ms <= 100.0, "{}", r.outage_ms);
@@ -139,14 +141,22 @@ fn a_flapping_link_is_held_down_longer_each_time() {
     );
     let settings = PolicySettings { failover_interval_ms: 600, ..active_backup(LinkSelectMethod::Always) };
     let r = run(&json, settings);
-    let ups: Vec<u64> = r.events.iter().filter_map(|e| match e {
-        BondEvent::PathUp { at_us, link, .. } if link == "eth0" => Some(*at_us),
-        _ => None,
-    }).collect();
-    let downs: Vec<u64> = r.events.iter().filter_map(|e| match e {
-        BondEvent::PathDown { at_us, link, .. } if link == "eth0" => Some(*at_us),
-        _ => None,
-    }).collect();
+    let ups: Vec<u64> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            BondEvent::PathUp { at_us, link, .. } if link == "eth0" => Some(*at_us),
+            _ => None,
+        })
+        .collect();
+    let downs: Vec<u64> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            BondEvent::PathDown { at_us, link, .. } if link == "eth0" => Some(*at_us),
+            _ => None,
+        })
+        .collect();
     assert!(downs.len() >= 3, "{downs:?}");
     // Time from the link coming back (the event) to the path being used again.
     let waits: Vec<u64> = ups.iter().map(|&u| (u / 1000 - 2_500) % 2_500).collect();

@@ -27,9 +27,7 @@ impl Address {
 
     /// Address from a 5-byte slice (for example a header field).
     pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let bytes: &[u8; 5] = bytes
-            .try_into()
-            .map_err(|_| CryptoError::BadAddressLength(bytes.len()))?;
+        let bytes: &[u8; 5] = bytes.try_into().map_err(|_| CryptoError::BadAddressLength(bytes.len()))?;
         Ok(Self::from_bytes(bytes))
     }
 

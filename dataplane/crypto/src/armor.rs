@@ -117,17 +117,11 @@ impl PacketKeystream {
         let nonce = nonce_of(packet);
         let payload_len = packet.len() - HEADER_LEN;
         let blocks = match suite {
-            CipherSuite::Salsa2012Poly1305 => {
-                (1 + payload_len.div_ceil(BLOCK_LEN)).min(PREFIX_BLOCKS)
-            }
+            CipherSuite::Salsa2012Poly1305 => (1 + payload_len.div_ceil(BLOCK_LEN)).min(PREFIX_BLOCKS),
             _ => 1,
         };
         let prefix = salsa20::salsa2012_prefix(&mangled, &nonce, blocks);
-        PacketKeystream {
-            mangled,
-            nonce,
-            prefix,
-        }
+        PacketKeystream { mangled, nonce, prefix }
     }
 
     /// The 8 MAC bytes: Poly1305 of the payload as on the wire, truncated.
@@ -158,11 +152,7 @@ impl PacketKeystream {
 /// set: the caller writes the trusted path ID into bytes 19..27.
 pub fn armor(key: &PeerKey, packet: &mut [u8], suite: CipherSuite) -> Result<(), ArmorError> {
     check_len(packet)?;
-    let legacy = if suite == CipherSuite::Salsa2012Poly1305 {
-        LEGACY_ENCRYPTED
-    } else {
-        0
-    };
+    let legacy = if suite == CipherSuite::Salsa2012Poly1305 { LEGACY_ENCRYPTED } else { 0 };
     packet[FLAGS] = (packet[FLAGS] & KEEP_FLAGS) | ((suite as u8) << 3) | legacy;
     match suite {
         CipherSuite::Poly1305 | CipherSuite::Salsa2012Poly1305 => {
@@ -206,10 +196,7 @@ pub fn dearmor(key: &PeerKey, packet: &mut [u8]) -> Result<Dearmored, ArmorError
             if suite == CipherSuite::Salsa2012Poly1305 {
                 keystream.xor_payload(payload);
             }
-            Ok(Dearmored {
-                suite,
-                aes_iv: None,
-            })
+            Ok(Dearmored { suite, aes_iv: None })
         }
         CipherSuite::None => Err(ArmorError::TrustedPathSuite),
         CipherSuite::AesGmacSiv => {
@@ -218,14 +205,8 @@ pub fn dearmor(key: &PeerKey, packet: &mut [u8]) -> Result<Dearmored, ArmorError
             let mut tag = [0u8; 16];
             tag[..8].copy_from_slice(&header[..8]);
             tag[8..].copy_from_slice(&header[MAC]);
-            let iv = key
-                .gmac_siv
-                .decrypt_in_place(&tag, &aad, payload)
-                .ok_or(ArmorError::MacMismatch)?;
-            Ok(Dearmored {
-                suite,
-                aes_iv: Some(iv),
-            })
+            let iv = key.gmac_siv.decrypt_in_place(&tag, &aad, payload).ok_or(ArmorError::MacMismatch)?;
+            Ok(Dearmored { suite, aes_iv: Some(iv) })
         }
     }
 }

@@ -7,11 +7,7 @@ use thiserror::Error;
 pub enum CryptoError {
     /// A text field was not the expected hexadecimal string.
     #[error("{field}: expected {expected_len} hex digits, got {got:?}")]
-    BadHex {
-        field: &'static str,
-        expected_len: usize,
-        got: String,
-    },
+    BadHex { field: &'static str, expected_len: usize, got: String },
     /// The identity text did not have the `address:0:public[:private]` shape.
     #[error("identity text must be `address:0:public[:private]`, got {fields} fields")]
     BadIdentityText { fields: usize },

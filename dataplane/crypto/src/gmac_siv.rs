@@ -85,10 +85,7 @@ impl AesGmacSiv {
     fn ctr_xor(&self, tag: &[u8; 16], payload: &mut [u8]) {
         let mut iv = *tag;
         iv[12] &= 0x7f;
-        let core = ctr::CtrCore::<&Aes256Enc, ctr::flavors::Ctr32BE>::inner_iv_init(
-            &self.k1_enc,
-            &iv.into(),
-        );
+        let core = ctr::CtrCore::<&Aes256Enc, ctr::flavors::Ctr32BE>::inner_iv_init(&self.k1_enc, &iv.into());
         ctr::Ctr32BE::from_core(core).apply_keystream(payload);
     }
 
@@ -111,12 +108,7 @@ impl AesGmacSiv {
 
     /// Decrypts `payload` in place and returns the recovered 8-byte IV if the tag verifies. On failure the
     /// payload has been decrypted with an unauthenticated key stream and is garbage: discard the packet.
-    pub fn decrypt_in_place(
-        &self,
-        tag: &[u8; 16],
-        aad: &[u8],
-        payload: &mut [u8],
-    ) -> Option<[u8; 8]> {
+    pub fn decrypt_in_place(&self, tag: &[u8; 16], aad: &[u8], payload: &mut [u8]) -> Option<[u8; 8]> {
         let mut iv_and_folded = aes::Block::from(*tag);
         self.k1_dec.decrypt_block(&mut iv_and_folded);
         let iv: [u8; 8] = iv_and_folded[..8].try_into().expect("8 bytes");

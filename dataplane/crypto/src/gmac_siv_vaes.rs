@@ -30,12 +30,7 @@ impl Drop for VaesKeys {
     /// Key schedules are secret: overwrite them (volatile, so the stores are not elided).
     fn drop(&mut self) {
         let zero = [0u8; 16];
-        for slot in self
-            .k0
-            .iter_mut()
-            .chain(self.k1.iter_mut())
-            .chain(self.descending.iter_mut())
-        {
+        for slot in self.k0.iter_mut().chain(self.k1.iter_mut()).chain(self.descending.iter_mut()) {
             // SAFETY: `slot` is a valid, aligned __m128i; any bit pattern is a valid __m128i.
             unsafe { core::ptr::write_volatile(slot as *mut __m128i as *mut [u8; 16], zero) };
         }
@@ -76,20 +71,14 @@ fn expand_key(key: &[u8; 32]) -> [__m128i; 15] {
     rk[1] = b;
     macro_rules! step {
         ($i:literal, $rcon:literal) => {
-            a = _mm_xor_si128(
-                prefix_xor(a),
-                _mm_shuffle_epi32::<0xff>(_mm_aeskeygenassist_si128::<$rcon>(b)),
-            );
+            a = _mm_xor_si128(prefix_xor(a), _mm_shuffle_epi32::<0xff>(_mm_aeskeygenassist_si128::<$rcon>(b)));
             rk[2 * $i] = a;
         };
     }
     // The odd round keys: from the previous even one, without the rotation and round constant.
     macro_rules! odd {
         ($i:literal) => {
-            b = _mm_xor_si128(
-                prefix_xor(b),
-                _mm_shuffle_epi32::<0xaa>(_mm_aeskeygenassist_si128::<0>(a)),
-            );
+            b = _mm_xor_si128(prefix_xor(b), _mm_shuffle_epi32::<0xaa>(_mm_aeskeygenassist_si128::<0>(a)));
             rk[2 * $i + 1] = b;
         };
     }
@@ -141,10 +130,7 @@ fn reduce(lo: __m128i, mid: __m128i, hi: __m128i) -> __m128i {
 fn dot(a: __m128i, b: __m128i) -> __m128i {
     let lo = _mm_clmulepi64_si128::<0x00>(a, b);
     let hi = _mm_clmulepi64_si128::<0x11>(a, b);
-    let mid = _mm_xor_si128(
-        _mm_clmulepi64_si128::<0x01>(a, b),
-        _mm_clmulepi64_si128::<0x10>(a, b),
-    );
+    let mid = _mm_xor_si128(_mm_clmulepi64_si128::<0x01>(a, b), _mm_clmulepi64_si128::<0x10>(a, b));
     reduce(lo, mid, hi)
 }
 
@@ -177,12 +163,7 @@ impl VaesKeys {
         let h = encrypt_block(&k0, _mm_setzero_si128());
         // H' = mulX_POLYVAL(ByteReverse(H)).
         let mut h_bytes = [0u8; 16];
-        unsafe {
-            _mm_storeu_si128(
-                h_bytes.as_mut_ptr() as *mut __m128i,
-                _mm_shuffle_epi8(h, reverse_mask128()),
-            )
-        };
+        unsafe { _mm_storeu_si128(h_bytes.as_mut_ptr() as *mut __m128i, _mm_shuffle_epi8(h, reverse_mask128())) };
         let v = u128::from_le_bytes(h_bytes);
         let top = v >> 127;
         let v = (v << 1) ^ top ^ (top << 127) ^ (top << 126) ^ (top << 121);
@@ -207,11 +188,7 @@ impl VaesKeys {
             let blocks = len.div_ceil(16);
             let p = unsafe { data.as_ptr().add(offset) };
             let powers = unsafe { self.descending.as_ptr().add(16 - blocks) as *const __m512i };
-            let (mut lo, mut mid, mut hi) = (
-                _mm512_setzero_si512(),
-                _mm512_setzero_si512(),
-                _mm512_setzero_si512(),
-            );
+            let (mut lo, mut mid, mut hi) = (_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512());
             for k in 0..blocks.div_ceil(4) {
                 // SAFETY: masked loads touch only bytes inside `data`; the power table has 3 spare entries.
                 let x = unsafe {
@@ -225,9 +202,7 @@ impl VaesKeys {
                 if k == 0 {
                     x = _mm512_xor_si512(x, _mm512_zextsi128_si512(s));
                 }
-                let h = unsafe {
-                    _mm512_loadu_si512(powers.cast::<__m128i>().add(4 * k) as *const __m512i)
-                };
+                let h = unsafe { _mm512_loadu_si512(powers.cast::<__m128i>().add(4 * k) as *const __m512i) };
                 lo = _mm512_xor_si512(lo, _mm512_clmulepi64_epi128::<0x00>(x, h));
                 hi = _mm512_xor_si512(hi, _mm512_clmulepi64_epi128::<0x11>(x, h));
                 mid = _mm512_xor_si512(mid, _mm512_clmulepi64_epi128::<0x01>(x, h));
@@ -252,9 +227,7 @@ impl VaesKeys {
         let mut j0 = [0u8; 16];
         j0[..8].copy_from_slice(iv);
         j0[15] = 1;
-        let mask = encrypt_block(&self.k0, unsafe {
-            _mm_loadu_si128(j0.as_ptr() as *const __m128i)
-        });
+        let mask = encrypt_block(&self.k0, unsafe { _mm_loadu_si128(j0.as_ptr() as *const __m128i) });
         let tag = _mm_xor_si128(ghash, mask);
         let folded = _mm_xor_si128(tag, _mm_srli_si128::<8>(tag));
         (_mm_cvtsi128_si64(folded) as u64).to_le_bytes()
@@ -269,10 +242,7 @@ impl VaesKeys {
             *wide = _mm512_broadcast_i32x4(*key);
         }
         // Counters are kept byte-reversed so that the big-endian counter word is dword 0 of each lane.
-        let counter = _mm_shuffle_epi8(
-            unsafe { _mm_loadu_si128(iv.as_ptr() as *const __m128i) },
-            reverse_mask128(),
-        );
+        let counter = _mm_shuffle_epi8(unsafe { _mm_loadu_si128(iv.as_ptr() as *const __m128i) }, reverse_mask128());
         let mut next = _mm512_add_epi32(
             _mm512_broadcast_i32x4(counter),
             _mm512_set_epi32(0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0),
@@ -316,11 +286,7 @@ impl VaesKeys {
             // SAFETY: masked to the bytes that remain.
             unsafe {
                 let q = p.add(offset) as *mut i8;
-                _mm512_mask_storeu_epi8(
-                    q,
-                    mask,
-                    _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, q), x0),
-                );
+                _mm512_mask_storeu_epi8(q, mask, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, q), x0));
             }
             offset += 64;
         }
@@ -331,19 +297,12 @@ impl VaesKeys {
     /// # Safety
     /// [`available`] must have returned true.
     #[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq,aes,pclmulqdq,sse2,ssse3")]
-    pub(crate) unsafe fn encrypt_in_place(
-        &self,
-        iv: &[u8; 8],
-        aad: &[u8],
-        payload: &mut [u8],
-    ) -> [u8; 16] {
+    pub(crate) unsafe fn encrypt_in_place(&self, iv: &[u8; 8], aad: &[u8], payload: &mut [u8]) -> [u8; 16] {
         let folded = unsafe { self.folded_gmac(iv, aad, payload) };
         let mut block = [0u8; 16];
         block[..8].copy_from_slice(iv);
         block[8..].copy_from_slice(&folded);
-        let tag = encrypt_block(&self.k1, unsafe {
-            _mm_loadu_si128(block.as_ptr() as *const __m128i)
-        });
+        let tag = encrypt_block(&self.k1, unsafe { _mm_loadu_si128(block.as_ptr() as *const __m128i) });
         let mut tag_bytes = [0u8; 16];
         unsafe { _mm_storeu_si128(tag_bytes.as_mut_ptr() as *mut __m128i, tag) };
         let mut ctr_iv = tag_bytes;

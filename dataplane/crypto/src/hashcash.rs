@@ -36,9 +36,7 @@ pub(crate) fn memory_hard_digest(public_key: &[u8; 64], scratch: &mut Vec<u8>) -
     let mut counter = (GEN_MEMORY / 64) as u64;
     let mut keystream = [0u8; MIX_BATCH_BLOCKS * 64];
     let mut used = keystream.len();
-    let word_at = |mem: &[u8], w: usize| {
-        u64::from_be_bytes(mem[w * 8..w * 8 + 8].try_into().expect("8 bytes"))
-    };
+    let word_at = |mem: &[u8], w: usize| u64::from_be_bytes(mem[w * 8..w * 8 + 8].try_into().expect("8 bytes"));
     let mut i = 0;
     while i < WORDS {
         let digest_word = (word_at(scratch, i) % 8) as usize;

@@ -38,16 +38,13 @@ impl Identity {
         getrandom::getrandom(&mut secret[..]).map_err(|e| CryptoError::Random(e.to_string()))?;
         let mut public_key = [0u8; PUBLIC_KEY_LEN];
         let seed: [u8; 32] = secret[32..64].try_into().expect("32 bytes");
-        public_key[32..64]
-            .copy_from_slice(SigningKey::from_bytes(&seed).verifying_key().as_bytes());
+        public_key[32..64].copy_from_slice(SigningKey::from_bytes(&seed).verifying_key().as_bytes());
         let mut scratch = Vec::new();
         loop {
             // Perturb the X25519 half only, so the Ed25519 half is derived once (as upstream does).
-            let bump =
-                u64::from_le_bytes(secret[8..16].try_into().expect("8 bytes")).wrapping_add(1);
+            let bump = u64::from_le_bytes(secret[8..16].try_into().expect("8 bytes")).wrapping_add(1);
             secret[8..16].copy_from_slice(&bump.to_le_bytes());
-            let dip =
-                u64::from_le_bytes(secret[16..24].try_into().expect("8 bytes")).wrapping_sub(1);
+            let dip = u64::from_le_bytes(secret[16..24].try_into().expect("8 bytes")).wrapping_sub(1);
             secret[16..24].copy_from_slice(&dip.to_le_bytes());
             let scalar: [u8; 32] = secret[0..32].try_into().expect("32 bytes");
             let x_public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(scalar));
@@ -55,11 +52,7 @@ impl Identity {
             let digest = memory_hard_digest(&public_key, &mut scratch);
             let address = address_of_digest(&digest);
             if digest[0] < FIRST_BYTE_LESS_THAN && !address.is_reserved() {
-                return Ok(Identity {
-                    address,
-                    public_key,
-                    secret_key: Some(secret),
-                });
+                return Ok(Identity { address, public_key, secret_key: Some(secret) });
             }
         }
     }
@@ -70,11 +63,7 @@ impl Identity {
         public_key: [u8; PUBLIC_KEY_LEN],
         secret_key: Option<[u8; SECRET_KEY_LEN]>,
     ) -> Self {
-        Identity {
-            address,
-            public_key,
-            secret_key: secret_key.map(Zeroizing::new),
-        }
+        Identity { address, public_key, secret_key: secret_key.map(Zeroizing::new) }
     }
 
     pub fn address(&self) -> Address {
@@ -97,11 +86,7 @@ impl Identity {
 
     /// The same identity without its secret.
     pub fn to_public(&self) -> Identity {
-        Identity {
-            address: self.address,
-            public_key: self.public_key,
-            secret_key: None,
-        }
+        Identity { address: self.address, public_key: self.public_key, secret_key: None }
     }
 
     /// The memory-hard digest of the public key (§5.1); exposed for test vectors. Allocates 2 MiB.
@@ -122,10 +107,7 @@ impl Identity {
 
     /// Signs `message` (§4.1): Ed25519 over SHA-512(message)[0..32], followed by that 32-byte digest.
     pub fn sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], CryptoError> {
-        let secret = self
-            .secret_key
-            .as_ref()
-            .ok_or(CryptoError::NoSecretKey(self.address))?;
+        let secret = self.secret_key.as_ref().ok_or(CryptoError::NoSecretKey(self.address))?;
         let seed: [u8; 32] = secret[32..64].try_into().expect("32 bytes");
         let signing = SigningKey::from_bytes(&seed);
         let digest = Sha512::digest(message);
@@ -144,50 +126,32 @@ impl Identity {
         if !bool::from(digest[..32].ct_eq(&signature[64..])) {
             return false;
         }
-        let Ok(verifying) =
-            VerifyingKey::from_bytes(self.public_key[32..64].try_into().expect("32 bytes"))
-        else {
+        let Ok(verifying) = VerifyingKey::from_bytes(self.public_key[32..64].try_into().expect("32 bytes")) else {
             return false;
         };
-        let ed_signature =
-            ed25519_dalek::Signature::from_bytes(signature[..64].try_into().expect("64 bytes"));
+        let ed_signature = ed25519_dalek::Signature::from_bytes(signature[..64].try_into().expect("64 bytes"));
         ed25519_dalek::Verifier::verify(&verifying, &digest[..32], &ed_signature).is_ok()
     }
 
     /// Key agreement with `other` (§4.2): first 48 bytes of SHA-512(X25519(my secret, their public)).
     /// Symmetric: `a.agree(&b)` equals `b.agree(&a)`.
     pub fn agree(&self, other: &Identity) -> Result<PeerKey, CryptoError> {
-        Ok(PeerKey::from_bytes(
-            self.raw_agreement(other)?[..48]
-                .try_into()
-                .expect("48 bytes"),
-        ))
+        Ok(PeerKey::from_bytes(self.raw_agreement(other)?[..48].try_into().expect("48 bytes")))
     }
 
     /// The full 64-byte SHA-512 of the X25519 shared secret (upstream's `agree` with a 64-byte key).
     pub fn raw_agreement(&self, other: &Identity) -> Result<Zeroizing<[u8; 64]>, CryptoError> {
-        let secret = self
-            .secret_key
-            .as_ref()
-            .ok_or(CryptoError::NoSecretKey(self.address))?;
+        let secret = self.secret_key.as_ref().ok_or(CryptoError::NoSecretKey(self.address))?;
         let scalar: [u8; 32] = secret[0..32].try_into().expect("32 bytes");
         let their: [u8; 32] = other.public_key[0..32].try_into().expect("32 bytes");
-        let shared = x25519_dalek::StaticSecret::from(scalar)
-            .diffie_hellman(&x25519_dalek::PublicKey::from(their));
+        let shared = x25519_dalek::StaticSecret::from(scalar).diffie_hellman(&x25519_dalek::PublicKey::from(their));
         Ok(Zeroizing::new(Sha512::digest(shared.as_bytes()).into()))
     }
 
     /// Parses the binary form (§5.2) at the start of `bytes`; returns the identity and the bytes consumed.
     pub fn from_bytes(bytes: &[u8]) -> Result<(Identity, usize), CryptoError> {
         let need = |needed: usize| {
-            if bytes.len() < needed {
-                Err(CryptoError::Truncated {
-                    needed,
-                    available: bytes.len(),
-                })
-            } else {
-                Ok(())
-            }
+            if bytes.len() < needed { Err(CryptoError::Truncated { needed, available: bytes.len() }) } else { Ok(()) }
         };
         need(6)?;
         let address = Address::from_bytes(bytes[0..5].try_into().expect("5 bytes"));
@@ -197,26 +161,12 @@ impl Identity {
         need(BINARY_PUBLIC_LEN)?;
         let public_key: [u8; PUBLIC_KEY_LEN] = bytes[6..70].try_into().expect("64 bytes");
         match bytes[70] {
-            0 => Ok((
-                Identity {
-                    address,
-                    public_key,
-                    secret_key: None,
-                },
-                BINARY_PUBLIC_LEN,
-            )),
+            0 => Ok((Identity { address, public_key, secret_key: None }, BINARY_PUBLIC_LEN)),
             64 => {
                 need(BINARY_PUBLIC_LEN + SECRET_KEY_LEN)?;
                 let mut secret = Zeroizing::new([0u8; SECRET_KEY_LEN]);
                 secret.copy_from_slice(&bytes[71..135]);
-                Ok((
-                    Identity {
-                        address,
-                        public_key,
-                        secret_key: Some(secret),
-                    },
-                    BINARY_PUBLIC_LEN + SECRET_KEY_LEN,
-                ))
+                Ok((Identity { address, public_key, secret_key: Some(secret) }, BINARY_PUBLIC_LEN + SECRET_KEY_LEN))
             }
             other => Err(CryptoError::BadSecretLength(other)),
         }
@@ -283,17 +233,13 @@ impl FromStr for Identity {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let fields: Vec<&str> = text.trim_end().split(':').collect();
         if fields.len() != 3 && fields.len() != 4 {
-            return Err(CryptoError::BadIdentityText {
-                fields: fields.len(),
-            });
+            return Err(CryptoError::BadIdentityText { fields: fields.len() });
         }
         let address: Address = fields[0].parse()?;
         if fields[1] != "0" {
             return Err(match fields[1].parse::<u8>() {
                 Ok(t) => CryptoError::UnsupportedIdentityType(t),
-                Err(_) => CryptoError::BadIdentityText {
-                    fields: fields.len(),
-                },
+                Err(_) => CryptoError::BadIdentityText { fields: fields.len() },
             });
         }
         let mut public_key = [0u8; PUBLIC_KEY_LEN];
@@ -306,11 +252,7 @@ impl FromStr for Identity {
             }
             None => None,
         };
-        Ok(Identity {
-            address,
-            public_key,
-            secret_key,
-        })
+        Ok(Identity { address, public_key, secret_key })
     }
 }
 
@@ -326,17 +268,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Decodes exactly `out.len() * 2` hex digits.
-pub(crate) fn decode_hex(
-    field: &'static str,
-    text: &str,
-    out: &mut [u8],
-) -> Result<(), CryptoError> {
+pub(crate) fn decode_hex(field: &'static str, text: &str, out: &mut [u8]) -> Result<(), CryptoError> {
     let expected_len = out.len() * 2;
-    let bad = || CryptoError::BadHex {
-        field,
-        expected_len,
-        got: text.chars().take(160).collect(),
-    };
+    let bad = || CryptoError::BadHex { field, expected_len, got: text.chars().take(160).collect() };
     let digits = text.as_bytes();
     if digits.len() != expected_len {
         return Err(bad());

@@ -45,8 +45,7 @@ pub mod salsa20;
 
 pub use address::Address;
 pub use armor::{
-    CipherSuite, Dearmored, HEADER_LEN, MAX_PACKET_LEN, MIN_PACKET_LEN, armor, dearmor,
-    hello_crypt_field,
+    CipherSuite, Dearmored, HEADER_LEN, MAX_PACKET_LEN, MIN_PACKET_LEN, armor, dearmor, hello_crypt_field,
 };
 pub use error::{ArmorError, CryptoError};
 pub use identity::{Identity, PUBLIC_KEY_LEN, SECRET_KEY_LEN, SIGNATURE_LEN};

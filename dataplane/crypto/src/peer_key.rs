@@ -23,10 +23,7 @@ impl PeerKey {
     pub fn from_bytes(bytes: [u8; PEER_KEY_LEN]) -> Self {
         let k0 = Self::derive_aes_key(&bytes, b'0');
         let k1 = Self::derive_aes_key(&bytes, b'1');
-        PeerKey {
-            gmac_siv: AesGmacSiv::new(&k0, &k1),
-            bytes: Zeroizing::new(bytes),
-        }
+        PeerKey { gmac_siv: AesGmacSiv::new(&k0, &k1), bytes: Zeroizing::new(bytes) }
     }
 
     pub fn as_bytes(&self) -> &[u8; PEER_KEY_LEN] {
@@ -42,8 +39,7 @@ impl PeerKey {
     /// §6.3 key derivation: HMAC-SHA-384(peer key, BE32 0 ‖ "ZT" ‖ label ‖ 0 ‖ 0 ‖ BE32 384), first 32 bytes.
     fn derive_aes_key(bytes: &[u8; PEER_KEY_LEN], label: u8) -> Zeroizing<[u8; 32]> {
         let message = [0, 0, 0, 0, b'Z', b'T', label, 0, 0, 0, 0, 0x01, 0x80];
-        let mut mac =
-            <Hmac<Sha384> as Mac>::new_from_slice(bytes).expect("HMAC takes any key length");
+        let mut mac = <Hmac<Sha384> as Mac>::new_from_slice(bytes).expect("HMAC takes any key length");
         mac.update(&message);
         let out = mac.finalize().into_bytes();
         Zeroizing::new(out[..32].try_into().expect("32 bytes"))

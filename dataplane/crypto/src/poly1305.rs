@@ -46,11 +46,7 @@ impl Poly1305 {
     /// Absorbs 16-byte blocks; `high_bit` is 1 for full blocks (the 2^128 term), 0 for the padded final one.
     #[inline(always)]
     fn blocks(&mut self, data: &[u8], high_bit: u64) {
-        let (r0, r1, s1) = (
-            u128::from(self.r0),
-            u128::from(self.r1),
-            u128::from(self.s1),
-        );
+        let (r0, r1, s1) = (u128::from(self.r0), u128::from(self.r1), u128::from(self.s1));
         let (mut h0, mut h1, mut h2) = (self.h0, self.h1, self.h2);
         for block in data.chunks_exact(16) {
             let t = u128::from(h0) + u128::from(le64(&block[0..8]));
@@ -97,13 +93,7 @@ impl Poly1305 {
         if full >= ifma::MIN_LEN && ifma::available() {
             let wide = full & !(ifma::CHUNK - 1);
             // SAFETY: features checked; `wide` is a non-zero multiple of the chunk size.
-            let h = unsafe {
-                ifma::blocks(
-                    self.radix44(),
-                    &ifma::Powers::new(self.r0, self.r1),
-                    &data[..wide],
-                )
-            };
+            let h = unsafe { ifma::blocks(self.radix44(), &ifma::Powers::new(self.r0, self.r1), &data[..wide]) };
             self.set_radix44(h);
             data = &data[wide..];
             full -= wide;
@@ -117,11 +107,7 @@ impl Poly1305 {
     /// The accumulator in 44/44/42-bit limbs.
     #[cfg(target_arch = "x86_64")]
     fn radix44(&self) -> [u64; 3] {
-        [
-            self.h0 & ifma::M44,
-            ((self.h0 >> 44) | (self.h1 << 20)) & ifma::M44,
-            (self.h1 >> 24) | (self.h2 << 40),
-        ]
+        [self.h0 & ifma::M44, ((self.h0 >> 44) | (self.h1 << 20)) & ifma::M44, (self.h1 >> 24) | (self.h2 << 40)]
     }
 
     /// Sets the accumulator from 44/44/42-bit limbs (carried so that h2 stays tiny).
@@ -215,11 +201,7 @@ mod ifma {
         let d1 = a0 * b1 + a1 * b0 + a2 * s2 + (d0 >> 44);
         let d2 = a0 * b2 + a1 * b1 + a2 * b0 + (d1 >> 44);
         let over = (d2 >> 42) as u64;
-        carry([
-            (d0 as u64 & M44) + over * 5,
-            d1 as u64 & M44,
-            d2 as u64 & M42,
-        ])
+        carry([(d0 as u64 & M44) + over * 5, d1 as u64 & M44, d2 as u64 & M42])
     }
 
     /// r^8 for the loop and r^8..r^1 per lane for the final weighting.
@@ -244,10 +226,7 @@ mod ifma {
                 lanes[3][j] = lane_power[1] * 20;
                 lanes[4][j] = lane_power[2] * 20;
             }
-            Powers {
-                r8: powers[7],
-                lanes,
-            }
+            Powers { r8: powers[7], lanes }
         }
     }
 
@@ -255,46 +234,15 @@ mod ifma {
     #[inline]
     #[target_feature(enable = "avx512f,avx512ifma")]
     #[allow(clippy::too_many_arguments)]
-    fn mul8(
-        h: [__m512i; 3],
-        r0: __m512i,
-        r1: __m512i,
-        r2: __m512i,
-        s1: __m512i,
-        s2: __m512i,
-    ) -> [__m512i; 3] {
+    fn mul8(h: [__m512i; 3], r0: __m512i, r1: __m512i, r2: __m512i, s1: __m512i, s2: __m512i) -> [__m512i; 3] {
         let z = _mm512_setzero_si512();
         let [h0, h1, h2] = h;
-        let d0l = _mm512_madd52lo_epu64(
-            _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(z, h0, r0), h1, s2),
-            h2,
-            s1,
-        );
-        let d0h = _mm512_madd52hi_epu64(
-            _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(z, h0, r0), h1, s2),
-            h2,
-            s1,
-        );
-        let d1l = _mm512_madd52lo_epu64(
-            _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(z, h0, r1), h1, r0),
-            h2,
-            s2,
-        );
-        let d1h = _mm512_madd52hi_epu64(
-            _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(z, h0, r1), h1, r0),
-            h2,
-            s2,
-        );
-        let d2l = _mm512_madd52lo_epu64(
-            _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(z, h0, r2), h1, r1),
-            h2,
-            r0,
-        );
-        let d2h = _mm512_madd52hi_epu64(
-            _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(z, h0, r2), h1, r1),
-            h2,
-            r0,
-        );
+        let d0l = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(_mm512_madd52lo_epu64(z, h0, r0), h1, s2), h2, s1);
+        let d0h = _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(_mm512_madd52hi_epu64(z, h0, r0), h1, s2), h2, s1);
+        let d1l = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(_mm512_madd52lo_epu64(z, h0, r1), h1, r0), h2, s2);
+        let d1h = _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(_mm512_madd52hi_epu64(z, h0, r1), h1, r0), h2, s2);
+        let d2l = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(_mm512_madd52lo_epu64(z, h0, r2), h1, r1), h2, r0);
+        let d2h = _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(_mm512_madd52hi_epu64(z, h0, r2), h1, r1), h2, r0);
         // High halves weigh 2^52 more than their limb: into the next limb shifted by 8; from limb 2 they pass
         // 2^130 and come back to limb 0 as 5·2^10.
         let d2h5 = _mm512_add_epi64(d2h, _mm512_slli_epi64::<2>(d2h));
@@ -320,21 +268,14 @@ mod ifma {
     #[target_feature(enable = "avx512f,avx512ifma")]
     unsafe fn load8(p: *const u8) -> [__m512i; 3] {
         // SAFETY: caller guarantees 128 readable bytes.
-        let (a, b) = unsafe {
-            (
-                _mm512_loadu_si512(p as *const __m512i),
-                _mm512_loadu_si512(p.add(64) as *const __m512i),
-            )
-        };
+        let (a, b) =
+            unsafe { (_mm512_loadu_si512(p as *const __m512i), _mm512_loadu_si512(p.add(64) as *const __m512i)) };
         let lo = _mm512_permutex2var_epi64(a, _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), b);
         let hi = _mm512_permutex2var_epi64(a, _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1), b);
         let m44 = _mm512_set1_epi64(M44 as i64);
         [
             _mm512_and_si512(lo, m44),
-            _mm512_and_si512(
-                _mm512_or_si512(_mm512_srli_epi64::<44>(lo), _mm512_slli_epi64::<20>(hi)),
-                m44,
-            ),
+            _mm512_and_si512(_mm512_or_si512(_mm512_srli_epi64::<44>(lo), _mm512_slli_epi64::<20>(hi)), m44),
             _mm512_or_si512(_mm512_srli_epi64::<24>(hi), _mm512_set1_epi64(1 << 40)),
         ]
     }
@@ -347,11 +288,7 @@ mod ifma {
     pub unsafe fn blocks(h: [u64; 3], powers: &Powers, data: &[u8]) -> [u64; 3] {
         debug_assert!(!data.is_empty() && data.len().is_multiple_of(CHUNK));
         let broadcast = |v: u64| _mm512_set1_epi64(v as i64);
-        let (r0, r1, r2) = (
-            broadcast(powers.r8[0]),
-            broadcast(powers.r8[1]),
-            broadcast(powers.r8[2]),
-        );
+        let (r0, r1, r2) = (broadcast(powers.r8[0]), broadcast(powers.r8[1]), broadcast(powers.r8[2]));
         let (s1, s2) = (broadcast(powers.r8[1] * 20), broadcast(powers.r8[2] * 20));
         let mut chunks = data.chunks_exact(CHUNK);
         // SAFETY: every chunk is 128 bytes.
@@ -370,9 +307,7 @@ mod ifma {
             }
         }
         // SAFETY: reading the 64-byte power rows.
-        let lane = |limb: usize| unsafe {
-            _mm512_loadu_si512(powers.lanes[limb].as_ptr() as *const __m512i)
-        };
+        let lane = |limb: usize| unsafe { _mm512_loadu_si512(powers.lanes[limb].as_ptr() as *const __m512i) };
         let (p0, p1, p2) = (lane(0), lane(1), lane(2));
         let (q1, q2) = (lane(3), lane(4));
         let weighted = mul8(acc, p0, p1, p2, q1, q2);

@@ -15,12 +15,7 @@ const BATCH_LEN: usize = BATCH_BLOCKS * BLOCK_LEN;
 /// The 16-word input state for block counter 0.
 fn initial_state(key: &[u8; 32], nonce: &[u8; 8]) -> [u32; 16] {
     let word = |bytes: &[u8], i: usize| {
-        u32::from_le_bytes([
-            bytes[4 * i],
-            bytes[4 * i + 1],
-            bytes[4 * i + 2],
-            bytes[4 * i + 3],
-        ])
+        u32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]])
     };
     [
         SIGMA[0],
@@ -100,13 +95,7 @@ mod portable {
         input[8] = counter as u32;
         input[9] = (counter >> 32) as u32;
         let mut x = input;
-        salsa_rounds!(
-            x,
-            ROUNDS,
-            u32::wrapping_add,
-            core::ops::BitXor::bitxor,
-            rotl32
-        );
+        salsa_rounds!(x, ROUNDS, u32::wrapping_add, core::ops::BitXor::bitxor, rotl32);
         let mut out = [0u8; BLOCK_LEN];
         for (i, chunk) in out.chunks_exact_mut(4).enumerate() {
             chunk.copy_from_slice(&x[i].wrapping_add(input[i]).to_le_bytes());
@@ -123,10 +112,7 @@ mod x86 {
     macro_rules! rotl_avx2 {
         ($v:expr, $n:literal) => {{
             let v = $v;
-            _mm256_or_si256(
-                _mm256_slli_epi32::<$n>(v),
-                _mm256_srli_epi32::<{ 32 - $n }>(v),
-            )
+            _mm256_or_si256(_mm256_slli_epi32::<$n>(v), _mm256_srli_epi32::<{ 32 - $n }>(v))
         }};
     }
     macro_rules! rotl_avx512vl {
@@ -226,24 +212,14 @@ mod x86 {
     /// # Safety
     /// CPU supports AVX2; `src` readable and `dst` writable for 512 bytes.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn batch8_avx2<const ROUNDS: usize>(
-        state: &[u32; 16],
-        counter: u64,
-        src: *const u8,
-        dst: *mut u8,
-    ) {
+    pub unsafe fn batch8_avx2<const ROUNDS: usize>(state: &[u32; 16], counter: u64, src: *const u8, dst: *mut u8) {
         batch8_body!(rotl_avx2, ROUNDS, state, counter, src, dst)
     }
 
     /// # Safety
     /// CPU supports AVX2, AVX-512F and AVX-512VL; `src` readable and `dst` writable for 512 bytes.
     #[target_feature(enable = "avx2,avx512f,avx512vl")]
-    pub unsafe fn batch8_avx512vl<const ROUNDS: usize>(
-        state: &[u32; 16],
-        counter: u64,
-        src: *const u8,
-        dst: *mut u8,
-    ) {
+    pub unsafe fn batch8_avx512vl<const ROUNDS: usize>(state: &[u32; 16], counter: u64, src: *const u8, dst: *mut u8) {
         batch8_body!(rotl_avx512vl, ROUNDS, state, counter, src, dst)
     }
 
@@ -258,12 +234,7 @@ mod x86 {
     /// # Safety
     /// CPU supports AVX2, AVX-512F and AVX-512VL; `src` readable and `dst` writable for 1024 bytes.
     #[target_feature(enable = "avx2,avx512f,avx512vl")]
-    pub unsafe fn batch16_avx512<const ROUNDS: usize>(
-        state: &[u32; 16],
-        counter: u64,
-        src: *const u8,
-        dst: *mut u8,
-    ) {
+    pub unsafe fn batch16_avx512<const ROUNDS: usize>(state: &[u32; 16], counter: u64, src: *const u8, dst: *mut u8) {
         let mut input = [_mm512_setzero_si512(); 16];
         for i in 0..16 {
             input[i] = _mm512_set1_epi32(state[i] as i32);
@@ -286,11 +257,7 @@ mod x86 {
             let mut y = [_mm256_setzero_si256(); 16];
             for i in 0..16 {
                 let sum = _mm512_add_epi32(x[i], input[i]);
-                y[i] = if half == 0 {
-                    _mm512_castsi512_si256(sum)
-                } else {
-                    _mm512_extracti64x4_epi64::<1>(sum)
-                };
+                y[i] = if half == 0 { _mm512_castsi512_si256(sum) } else { _mm512_extracti64x4_epi64::<1>(sum) };
             }
             // SAFETY: caller guarantees 1024 bytes at src and dst.
             let (s, d) = unsafe { (src.add(half * BATCH_LEN), dst.add(half * BATCH_LEN)) };
@@ -318,11 +285,7 @@ mod x86 {
 
     /// XORs one 16-block batch in place (AVX-512 only).
     #[inline]
-    pub fn xor_batch16<const ROUNDS: usize>(
-        state: &[u32; 16],
-        counter: u64,
-        data: &mut [u8; 2 * BATCH_LEN],
-    ) {
+    pub fn xor_batch16<const ROUNDS: usize>(state: &[u32; 16], counter: u64, data: &mut [u8; 2 * BATCH_LEN]) {
         let p = data.as_mut_ptr();
         // SAFETY: only called at Level::Avx512Vl; `data` is 1024 bytes.
         unsafe { batch16_avx512::<ROUNDS>(state, counter, p, p) }
@@ -348,12 +311,7 @@ mod x86 {
 }
 
 /// XOR `data` with the keystream starting at block `counter`, portable code only (reference for tests).
-pub fn xor_portable<const ROUNDS: usize>(
-    key: &[u8; 32],
-    nonce: &[u8; 8],
-    counter: u64,
-    data: &mut [u8],
-) {
+pub fn xor_portable<const ROUNDS: usize>(key: &[u8; 32], nonce: &[u8; 8], counter: u64, data: &mut [u8]) {
     let state = initial_state(key, nonce);
     xor_portable_state::<ROUNDS>(&state, counter, data);
 }
@@ -380,12 +338,7 @@ fn xor_state<const ROUNDS: usize>(state: &[u32; 16], counter: u64, data: &mut [u
 /// Keystream XOR with the given SIMD level: 16-block batches (AVX-512), then 8-block batches, then the tail
 /// (one more batch through a stack buffer from two blocks on, which beats scalar blocks).
 #[cfg(target_arch = "x86_64")]
-fn xor_state_at<const ROUNDS: usize>(
-    level: x86::Level,
-    state: &[u32; 16],
-    mut counter: u64,
-    mut data: &mut [u8],
-) {
+fn xor_state_at<const ROUNDS: usize>(level: x86::Level, state: &[u32; 16], mut counter: u64, mut data: &mut [u8]) {
     if level == x86::Level::Portable {
         return xor_portable_state::<ROUNDS>(state, counter, data);
     }
@@ -424,12 +377,7 @@ pub fn xor<const ROUNDS: usize>(key: &[u8; 32], nonce: &[u8; 8], counter: u64, d
 /// Like [`xor`] but with the 8-way AVX2 code only (no AVX-512), so tests on AVX-512 machines also cover
 /// the AVX2 path. Falls back to [`xor`] if the CPU lacks AVX2.
 #[doc(hidden)]
-pub fn xor_avx2_only<const ROUNDS: usize>(
-    key: &[u8; 32],
-    nonce: &[u8; 8],
-    counter: u64,
-    data: &mut [u8],
-) {
+pub fn xor_avx2_only<const ROUNDS: usize>(key: &[u8; 32], nonce: &[u8; 8], counter: u64, data: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         xor_state_at::<ROUNDS>(x86::Level::Avx2, &initial_state(key, nonce), counter, data);
@@ -439,22 +387,14 @@ pub fn xor_avx2_only<const ROUNDS: usize>(
 }
 
 /// One 64-byte keystream block.
-pub fn block<const ROUNDS: usize>(
-    key: &[u8; 32],
-    nonce: &[u8; 8],
-    counter: u64,
-) -> [u8; BLOCK_LEN] {
+pub fn block<const ROUNDS: usize>(key: &[u8; 32], nonce: &[u8; 8], counter: u64) -> [u8; BLOCK_LEN] {
     portable::block::<ROUNDS>(&initial_state(key, nonce), counter)
 }
 
 /// Keystream blocks 0..8 (512 bytes) of Salsa20/12 for suites 0/1 (§6.2): block 0 carries the Poly1305
 /// key, blocks 1..8 the first 448 payload bytes. Only the first `blocks_needed` blocks are guaranteed to be
 /// filled (the portable path computes no more than that).
-pub(crate) fn salsa2012_prefix(
-    key: &[u8; 32],
-    nonce: &[u8; 8],
-    blocks_needed: usize,
-) -> [u8; BATCH_LEN] {
+pub(crate) fn salsa2012_prefix(key: &[u8; 32], nonce: &[u8; 8], blocks_needed: usize) -> [u8; BATCH_LEN] {
     let state = initial_state(key, nonce);
     let mut keystream = [0u8; BATCH_LEN];
     #[cfg(target_arch = "x86_64")]
@@ -465,11 +405,7 @@ pub(crate) fn salsa2012_prefix(
             return keystream;
         }
     }
-    for (counter, out) in keystream
-        .chunks_exact_mut(BLOCK_LEN)
-        .take(blocks_needed)
-        .enumerate()
-    {
+    for (counter, out) in keystream.chunks_exact_mut(BLOCK_LEN).take(blocks_needed).enumerate() {
         out.copy_from_slice(&portable::block::<12>(&state, counter as u64));
     }
     keystream

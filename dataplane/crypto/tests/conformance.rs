@@ -3,9 +3,7 @@
 mod common;
 use common::*;
 use std::collections::HashMap;
-use ztplane_crypto::{
-    Address, ArmorError, CipherSuite, Identity, PeerKey, dearmor, hello_crypt_field,
-};
+use ztplane_crypto::{Address, ArmorError, CipherSuite, Identity, PeerKey, dearmor, hello_crypt_field};
 
 const NODES: &str = "conformance/zt-1.14.1/nodes";
 
@@ -15,9 +13,7 @@ fn all_identities() -> HashMap<Address, Identity> {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.ends_with(".identity.secret") || name.ends_with(".identity.public") {
             let (identity, _) = node_identity(&name);
-            let slot = map
-                .entry(identity.address())
-                .or_insert_with(|| identity.clone());
+            let slot = map.entry(identity.address()).or_insert_with(|| identity.clone());
             if identity.has_secret() {
                 *slot = identity;
             }
@@ -37,11 +33,7 @@ fn key_between(
         .entry((x.min(y), x.max(y)))
         .or_insert_with(|| {
             let (ix, iy) = (&ids[&x], &ids[&y]);
-            if ix.has_secret() {
-                ix.agree(iy).unwrap()
-            } else {
-                iy.agree(ix).unwrap()
-            }
+            if ix.has_secret() { ix.agree(iy).unwrap() } else { iy.agree(ix).unwrap() }
         })
         .clone()
 }
@@ -57,16 +49,8 @@ fn node_identities_parse_validate_and_round_trip() {
         let (identity, text) = node_identity(&name);
         assert!(identity.validate(), "{name} does not validate");
         assert_eq!(identity.has_secret(), name.ends_with(".secret"), "{name}");
-        assert_eq!(
-            identity.to_string(),
-            text.trim_end(),
-            "{name} does not round-trip"
-        );
-        assert!(
-            text[text.trim_end().len()..]
-                .chars()
-                .all(char::is_whitespace)
-        );
+        assert_eq!(identity.to_string(), text.trim_end(), "{name} does not round-trip");
+        assert!(text[text.trim_end().len()..].chars().all(char::is_whitespace));
         let mut binary = Vec::new();
         identity.write_bytes(&mut binary, true);
         let (parsed, used) = Identity::from_bytes(&binary).unwrap();
@@ -74,10 +58,7 @@ fn node_identities_parse_validate_and_round_trip() {
         assert_eq!(parsed.to_string(), identity.to_string());
         count += 1;
     }
-    assert_eq!(
-        count, 10,
-        "expected a/b/c secret+public and four Earth roots"
-    );
+    assert_eq!(count, 10, "expected a/b/c secret+public and four Earth roots");
     for node in ["a", "b", "c"] {
         let (secret, _) = node_identity(&format!("{node}.identity.secret"));
         let (public, public_text) = node_identity(&format!("{node}.identity.public"));
@@ -125,26 +106,15 @@ fn packets_of(capture: &str) -> Vec<CapturedPacket> {
         }
         let index = record["index"].as_u64().unwrap() as usize;
         let head = &datagrams[index].payload;
-        assert!(
-            head.len() >= 28 && head[13] != 0xff,
-            "record {index} is not a head"
-        );
+        assert!(head.len() >= 28 && head[13] != 0xff, "record {index} is not a head");
         let mut bytes = head.clone();
         if let Some(parts) = record["reassembled_from"].as_array() {
             for part in &parts[1..] {
                 bytes.extend_from_slice(&datagrams[part.as_u64().unwrap() as usize].payload[16..]);
             }
         }
-        assert_eq!(
-            bytes.len() as u64,
-            record["packet_len"].as_u64().unwrap(),
-            "record {index}"
-        );
-        packets.push(CapturedPacket {
-            index,
-            record: record.clone(),
-            bytes,
-        });
+        assert_eq!(bytes.len() as u64, record["packet_len"].as_u64().unwrap(), "record {index}");
+        packets.push(CapturedPacket { index, record: record.clone(), bytes });
     }
     packets
 }
@@ -168,18 +138,12 @@ fn captured_packets_dearmor() {
     for packet in captured_packets() {
         let key = packet_key(&ids, &packet.bytes, &mut cache);
         let mut bytes = packet.bytes.clone();
-        let result =
-            dearmor(&key, &mut bytes).unwrap_or_else(|e| panic!("record {}: {e}", packet.index));
+        let result = dearmor(&key, &mut bytes).unwrap_or_else(|e| panic!("record {}: {e}", packet.index));
         let suite = packet.record["cipher"].as_u64().unwrap();
         assert_eq!(result.suite as u64, suite, "record {}", packet.index);
         match result.suite {
             CipherSuite::AesGmacSiv => {
-                assert_eq!(
-                    hex(&result.aes_iv.unwrap()),
-                    field(&packet.record, "aes_iv"),
-                    "record {}",
-                    packet.index
-                )
+                assert_eq!(hex(&result.aes_iv.unwrap()), field(&packet.record, "aes_iv"), "record {}", packet.index)
             }
             _ => assert_eq!(result.aes_iv, None),
         }
@@ -190,17 +154,8 @@ fn captured_packets_dearmor() {
             "record {}",
             packet.index
         );
-        assert_eq!(
-            bytes[27] & 0x80 != 0,
-            packet.record["compressed"].as_bool().unwrap(),
-            "record {}",
-            packet.index
-        );
-        assert_eq!(
-            &bytes[..27],
-            &packet.bytes[..27],
-            "header must be left as received"
-        );
+        assert_eq!(bytes[27] & 0x80 != 0, packet.record["compressed"].as_bool().unwrap(), "record {}", packet.index);
+        assert_eq!(&bytes[..27], &packet.bytes[..27], "header must be left as received");
         if suite == 0 {
             assert_eq!(bytes, packet.bytes, "suite 0 is not encrypted");
         }
@@ -219,17 +174,12 @@ fn captured_packets_dearmor() {
 fn captured_hello_crypt_field_decrypts_moon_list() {
     let ids = all_identities();
     let mut cache = HashMap::new();
-    let packet = captured_packets()
-        .into_iter()
-        .find(|p| p.index == 0)
-        .unwrap();
+    let packet = captured_packets().into_iter().find(|p| p.index == 0).unwrap();
     assert_eq!(packet.record["verb"], "HELLO");
     let key = packet_key(&ids, &packet.bytes, &mut cache);
     let mut bytes = packet.bytes.clone();
     dearmor(&key, &mut bytes).unwrap();
-    let tail_len = packet.record["decoded"]["encrypted_tail_len"]
-        .as_u64()
-        .unwrap() as usize;
+    let tail_len = packet.record["decoded"]["encrypted_tail_len"].as_u64().unwrap() as usize;
     let start = bytes.len() - tail_len;
     let id: [u8; 8] = bytes[..8].try_into().unwrap();
     hello_crypt_field(&key, &id, &mut bytes[start..]);
@@ -238,10 +188,7 @@ fn captured_hello_crypt_field_decrypts_moon_list() {
     assert_eq!(u16::from_be_bytes([tail[0], tail[1]]), 1, "one moon entry");
     assert_eq!(u64::from(tail[2]), moon["type"].as_u64().unwrap());
     assert_eq!(hex(&tail[3..11]), field(moon, "id"));
-    assert_eq!(
-        u64::from_be_bytes(tail[11..19].try_into().unwrap()),
-        moon["timestamp"].as_u64().unwrap()
-    );
+    assert_eq!(u64::from_be_bytes(tail[11..19].try_into().unwrap()), moon["timestamp"].as_u64().unwrap());
 }
 
 #[test]
@@ -273,28 +220,16 @@ fn captured_packets_reject_tampering_but_not_hop_changes() {
         // Flags other than hops are authenticated too (the fragmented bit).
         let mut bytes = packet.bytes.clone();
         bytes[18] ^= 0x40;
-        assert_eq!(
-            dearmor(&key, &mut bytes),
-            Err(ArmorError::MacMismatch),
-            "record {} flags",
-            packet.index
-        );
+        assert_eq!(dearmor(&key, &mut bytes), Err(ArmorError::MacMismatch), "record {} flags", packet.index);
         // Hops are not.
         for hops in 0..8u8 {
             let mut bytes = packet.bytes.clone();
             bytes[18] = (bytes[18] & 0xf8) | hops;
-            assert!(
-                dearmor(&key, &mut bytes).is_ok(),
-                "record {} hops {hops}",
-                packet.index
-            );
+            assert!(dearmor(&key, &mut bytes).is_ok(), "record {} hops {hops}", packet.index);
         }
         // The wrong key fails.
         let wrong = PeerKey::from_bytes([7; 48]);
-        assert_eq!(
-            dearmor(&wrong, &mut packet.bytes.clone()),
-            Err(ArmorError::MacMismatch)
-        );
+        assert_eq!(dearmor(&wrong, &mut packet.bytes.clone()), Err(ArmorError::MacMismatch));
     }
     // All 9 suite-0 heads, 12 each of suites 1 and 3.
     assert_eq!((checked[&0], checked[&1], checked[&3]), (9, 12, 12));
@@ -310,31 +245,16 @@ fn every_packet_of_the_bond_and_bridge_captures_dearmors() {
         for packet in packets_of(capture) {
             let key = packet_key(&ids, &packet.bytes, &mut cache);
             let mut bytes = packet.bytes.clone();
-            let result = dearmor(&key, &mut bytes)
-                .unwrap_or_else(|e| panic!("{capture} record {}: {e}", packet.index));
+            let result = dearmor(&key, &mut bytes).unwrap_or_else(|e| panic!("{capture} record {}: {e}", packet.index));
             if let Some(iv) = packet.record["aes_iv"].as_str() {
-                assert_eq!(
-                    hex(&result.aes_iv.unwrap()),
-                    iv,
-                    "{capture} record {}",
-                    packet.index
-                );
+                assert_eq!(hex(&result.aes_iv.unwrap()), iv, "{capture} record {}", packet.index);
             }
-            assert_eq!(
-                u64::from(bytes[27] & 0x1f),
-                packet.record["verb_code"].as_u64().unwrap()
-            );
-            *per_suite
-                .entry((result.suite as u8).to_string())
-                .or_default() += 1;
+            assert_eq!(u64::from(bytes[27] & 0x1f), packet.record["verb_code"].as_u64().unwrap());
+            *per_suite.entry((result.suite as u8).to_string()).or_default() += 1;
         }
         let summary = expected["summary"]["cipher_suites"].as_object().unwrap();
         for (suite, count) in summary {
-            assert_eq!(
-                per_suite.get(suite).copied().unwrap_or(0),
-                count.as_u64().unwrap(),
-                "{capture} suite {suite}"
-            );
+            assert_eq!(per_suite.get(suite).copied().unwrap_or(0), count.as_u64().unwrap(), "{capture} suite {suite}");
         }
     }
 }

@@ -2,8 +2,7 @@
 mod common;
 use common::*;
 use ztplane_crypto::{
-    Address, ArmorError, CipherSuite, Identity, MAX_PACKET_LEN, PeerKey, armor, dearmor,
-    hello_crypt_field,
+    Address, ArmorError, CipherSuite, Identity, MAX_PACKET_LEN, PeerKey, armor, dearmor, hello_crypt_field,
 };
 
 fn test_packet(len: usize, seed: u64, dest: Address, source: Address, fragmented: bool) -> Vec<u8> {
@@ -15,24 +14,7 @@ fn test_packet(len: usize, seed: u64, dest: Address, source: Address, fragmented
     packet
 }
 
-const SIZES: [usize; 16] = [
-    28,
-    29,
-    43,
-    44,
-    64,
-    91,
-    92,
-    475,
-    476,
-    539,
-    540,
-    1400,
-    1432,
-    2800,
-    2838,
-    MAX_PACKET_LEN,
-];
+const SIZES: [usize; 16] = [28, 29, 43, 44, 64, 91, 92, 475, 476, 539, 540, 1400, 1432, 2800, 2838, MAX_PACKET_LEN];
 
 #[test]
 fn armor_dearmor_round_trip_all_suites_both_directions() {
@@ -40,30 +22,17 @@ fn armor_dearmor_round_trip_all_suites_both_directions() {
     let (b, _) = node_identity("b.identity.secret");
     let a_to_b = a.agree(&b).unwrap();
     let b_to_a = b.agree(&a).unwrap();
-    for suite in [
-        CipherSuite::Poly1305,
-        CipherSuite::Salsa2012Poly1305,
-        CipherSuite::AesGmacSiv,
-    ] {
+    for suite in [CipherSuite::Poly1305, CipherSuite::Salsa2012Poly1305, CipherSuite::AesGmacSiv] {
         for (n, &len) in SIZES.iter().chain(&[100, 1000, 5000, 9999]).enumerate() {
-            for (sender_key, receiver_key, src, dst) in [
-                (&a_to_b, &b_to_a, a.address(), b.address()),
-                (&b_to_a, &a_to_b, b.address(), a.address()),
-            ] {
+            for (sender_key, receiver_key, src, dst) in
+                [(&a_to_b, &b_to_a, a.address(), b.address()), (&b_to_a, &a_to_b, b.address(), a.address())]
+            {
                 let original = test_packet(len, (n as u64 + 1) * 7919, dst, src, n % 3 == 0);
                 let mut packet = original.clone();
                 armor(sender_key, &mut packet, suite).unwrap();
                 assert_eq!(CipherSuite::from_flags(packet[18]).unwrap(), suite);
-                assert_eq!(
-                    packet[18] & 0x80 != 0,
-                    suite == CipherSuite::Salsa2012Poly1305,
-                    "legacy bit"
-                );
-                assert_eq!(
-                    packet[18] & 0x40,
-                    original[18] & 0x40,
-                    "fragmented bit kept"
-                );
+                assert_eq!(packet[18] & 0x80 != 0, suite == CipherSuite::Salsa2012Poly1305, "legacy bit");
+                assert_eq!(packet[18] & 0x40, original[18] & 0x40, "fragmented bit kept");
                 assert_eq!(packet[8..18], original[8..18], "addresses untouched");
                 match suite {
                     CipherSuite::Poly1305 => {
@@ -75,11 +44,7 @@ fn armor_dearmor_round_trip_all_suites_both_directions() {
                     _ => {}
                 }
                 if suite == CipherSuite::AesGmacSiv {
-                    assert_ne!(
-                        packet[..8],
-                        original[..8],
-                        "suite 3 replaces the packet ID with the tag"
-                    );
+                    assert_ne!(packet[..8], original[..8], "suite 3 replaces the packet ID with the tag");
                 }
                 // A relay incrementing hops does not matter.
                 packet[18] |= 3;
@@ -96,10 +61,7 @@ fn armor_dearmor_round_trip_all_suites_both_directions() {
                 // Flip one payload bit: rejected.
                 let mut tampered = wire.clone();
                 tampered[27 + (n * 31) % (len - 27)] ^= 0x20;
-                assert_eq!(
-                    dearmor(receiver_key, &mut tampered),
-                    Err(ArmorError::MacMismatch)
-                );
+                assert_eq!(dearmor(receiver_key, &mut tampered), Err(ArmorError::MacMismatch));
                 // Suites 0/1 verify before decrypting: a rejected payload is left as received.
                 if suite != CipherSuite::AesGmacSiv {
                     let mut expected = wire.clone();
@@ -109,10 +71,7 @@ fn armor_dearmor_round_trip_all_suites_both_directions() {
                 // Truncation changes the size bound into the MAC: rejected.
                 if len > 28 {
                     let mut short = wire[..len - 1].to_vec();
-                    assert_eq!(
-                        dearmor(receiver_key, &mut short),
-                        Err(ArmorError::MacMismatch)
-                    );
+                    assert_eq!(dearmor(receiver_key, &mut short), Err(ArmorError::MacMismatch));
                 }
             }
         }
@@ -124,34 +83,22 @@ fn length_limits_and_suite_errors() {
     let key = PeerKey::from_bytes([3; 48]);
     for len in [0, 1, 27] {
         let mut packet = vec![0u8; len];
-        assert_eq!(
-            armor(&key, &mut packet, CipherSuite::AesGmacSiv),
-            Err(ArmorError::TooShort(len))
-        );
+        assert_eq!(armor(&key, &mut packet, CipherSuite::AesGmacSiv), Err(ArmorError::TooShort(len)));
         assert_eq!(dearmor(&key, &mut packet), Err(ArmorError::TooShort(len)));
     }
     let mut packet = vec![0u8; MAX_PACKET_LEN + 1];
-    assert_eq!(
-        armor(&key, &mut packet, CipherSuite::Poly1305),
-        Err(ArmorError::TooLong(MAX_PACKET_LEN + 1))
-    );
+    assert_eq!(armor(&key, &mut packet, CipherSuite::Poly1305), Err(ArmorError::TooLong(MAX_PACKET_LEN + 1)));
     let mut packet = vec![0u8; 40];
     for suite in 4..8u8 {
         packet[18] = suite << 3;
-        assert_eq!(
-            dearmor(&key, &mut packet),
-            Err(ArmorError::UnsupportedSuite(suite))
-        );
+        assert_eq!(dearmor(&key, &mut packet), Err(ArmorError::UnsupportedSuite(suite)));
     }
     // Suite 2: armor only sets the cipher bits; dearmor defers to the caller's trusted path check.
     let mut packet = vec![0x55u8; 40];
     armor(&key, &mut packet, CipherSuite::None).unwrap();
     assert_eq!(packet[18], 0x10 | (0x55 & 0x47));
     assert!(packet[19..].iter().all(|&b| b == 0x55));
-    assert_eq!(
-        dearmor(&key, &mut packet),
-        Err(ArmorError::TrustedPathSuite)
-    );
+    assert_eq!(dearmor(&key, &mut packet), Err(ArmorError::TrustedPathSuite));
 }
 
 #[test]
@@ -168,13 +115,7 @@ fn peer_key_is_shareable_and_bytes_round_trip() {
         .map(|t| {
             let key = key.clone();
             std::thread::spawn(move || {
-                let mut packet = test_packet(
-                    1400,
-                    t + 1,
-                    Address::new(1).unwrap(),
-                    Address::new(2).unwrap(),
-                    false,
-                );
+                let mut packet = test_packet(1400, t + 1, Address::new(1).unwrap(), Address::new(2).unwrap(), false);
                 let original = packet.clone();
                 armor(&key, &mut packet, CipherSuite::AesGmacSiv).unwrap();
                 dearmor(&key, &mut packet).unwrap();
@@ -197,10 +138,7 @@ fn hello_crypt_field_is_an_involution_with_masked_nonce() {
     assert_ne!(data, original);
     let mut masked = data.clone();
     hello_crypt_field(&key, &[1, 2, 3, 4, 5, 6, 7, 0xf8], &mut masked);
-    assert_eq!(
-        masked, original,
-        "the low 3 bits of byte 7 are not part of the nonce"
-    );
+    assert_eq!(masked, original, "the low 3 bits of byte 7 are not part of the nonce");
 }
 
 #[test]
@@ -209,10 +147,7 @@ fn address_forms() {
     assert_eq!(address.as_u64(), 0xcfe2482597);
     assert_eq!(address.to_bytes(), [0xcf, 0xe2, 0x48, 0x25, 0x97]);
     assert_eq!(Address::from_bytes(&address.to_bytes()), address);
-    assert_eq!(
-        Address::from_slice(&[0xcf, 0xe2, 0x48, 0x25, 0x97]).unwrap(),
-        address
-    );
+    assert_eq!(Address::from_slice(&[0xcf, 0xe2, 0x48, 0x25, 0x97]).unwrap(), address);
     assert!(Address::from_slice(&[1, 2, 3]).is_err());
     assert_eq!(address.to_string(), "cfe2482597");
     assert_eq!("CFE2482597".parse::<Address>().unwrap(), address);
@@ -231,21 +166,9 @@ fn identity_text_and_binary_errors() {
     let (a, text) = node_identity("a.identity.secret");
     assert!("".parse::<Identity>().is_err());
     assert!(text.replacen(":0:", ":1:", 1).parse::<Identity>().is_err());
-    assert!(
-        text.trim_end()[..text.trim_end().len() - 1]
-            .parse::<Identity>()
-            .is_err()
-    );
-    assert!(
-        format!("{}:00", text.trim_end())
-            .parse::<Identity>()
-            .is_err()
-    );
-    assert!(
-        format!("{}\r\n\n", text.trim_end())
-            .parse::<Identity>()
-            .is_ok()
-    );
+    assert!(text.trim_end()[..text.trim_end().len() - 1].parse::<Identity>().is_err());
+    assert!(format!("{}:00", text.trim_end()).parse::<Identity>().is_err());
+    assert!(format!("{}\r\n\n", text.trim_end()).parse::<Identity>().is_ok());
     let mut binary = Vec::new();
     a.write_bytes(&mut binary, true);
     assert_eq!(binary.len(), 135);
@@ -265,10 +188,7 @@ fn identity_text_and_binary_errors() {
     let mut wrong_len = binary.clone();
     wrong_len[70] = 32;
     assert!(Identity::from_bytes(&wrong_len).is_err());
-    assert!(
-        !format!("{a:?}").contains(&hex(&a.secret_key().unwrap()[..])),
-        "Debug must not leak the secret"
-    );
+    assert!(!format!("{a:?}").contains(&hex(&a.secret_key().unwrap()[..])), "Debug must not leak the secret");
 }
 
 #[test]

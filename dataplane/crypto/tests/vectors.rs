@@ -19,16 +19,8 @@ fn salsa20_keystream_vectors() {
             20 => first_blocks::<20>(&key, &nonce),
             other => panic!("unexpected rounds {other}"),
         };
-        for (implementation, block) in ["dispatched", "portable", "single block"]
-            .iter()
-            .zip(first_blocks)
-        {
-            assert_eq!(
-                block.to_vec(),
-                expected,
-                "{} {implementation}",
-                field(v, "name")
-            );
+        for (implementation, block) in ["dispatched", "portable", "single block"].iter().zip(first_blocks) {
+            assert_eq!(block.to_vec(), expected, "{} {implementation}", field(v, "name"));
         }
     }
 }
@@ -46,18 +38,10 @@ fn salsa20_simd_matches_portable_and_reference_crate() {
     use salsa20_ref::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
     // Deterministic pseudo-random inputs; lengths cover partial blocks, batch boundaries and tails.
     let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
-    for len in [
-        0usize, 1, 63, 64, 65, 127, 128, 129, 200, 447, 448, 511, 512, 513, 1000, 1372, 2811, 4096,
-        10000,
-    ] {
+    for len in [0usize, 1, 63, 64, 65, 127, 128, 129, 200, 447, 448, 511, 512, 513, 1000, 1372, 2811, 4096, 10000] {
         let key: [u8; 32] = std::array::from_fn(|_| next() as u8);
         let nonce: [u8; 8] = std::array::from_fn(|_| next() as u8);
-        let counter = next() % 4
-            + if len % 2 == 0 {
-                0
-            } else {
-                u64::from(u32::MAX) - 3
-            };
+        let counter = next() % 4 + if len % 2 == 0 { 0 } else { u64::from(u32::MAX) - 3 };
         let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         let (mut fast, mut portable) = (data.clone(), data.clone());
         salsa20::xor::<12>(&key, &nonce, counter, &mut fast);
@@ -113,9 +97,7 @@ fn aes_primitive_vectors() {
         let key: [u8; 32] = unhex_array(field(v, "key"));
         let nonce: [u8; 12] = unhex_array(field(v, "iv"));
         let gcm = aes_gcm::Aes256Gcm::new(&key.into());
-        let tag = gcm
-            .encrypt_in_place_detached(&nonce.into(), &unhex(field(v, "input")), &mut [])
-            .unwrap();
+        let tag = gcm.encrypt_in_place_detached(&nonce.into(), &unhex(field(v, "input")), &mut []).unwrap();
         assert_eq!(hex(&tag), field(v, "tag"), "{}", field(v, "name"));
     }
 }
@@ -139,16 +121,8 @@ fn aes_gmac_siv_vectors() {
             let mut data = plaintext.clone();
             let tag = siv.encrypt_in_place(&iv, &aad, &mut data);
             assert_eq!(hex(&tag), field(v, "tag"), "length {len}");
-            assert_eq!(
-                hex(&Sha384::digest(&data)),
-                field(v, "ciphertextSha384"),
-                "length {len}"
-            );
-            assert_eq!(
-                siv.decrypt_in_place(&tag, &aad, &mut data),
-                Some(iv),
-                "length {len}"
-            );
+            assert_eq!(hex(&Sha384::digest(&data)), field(v, "ciphertextSha384"), "length {len}");
+            assert_eq!(siv.decrypt_in_place(&tag, &aad, &mut data), Some(iv), "length {len}");
             assert_eq!(data, plaintext);
             if len > 0 {
                 let mut tampered = tag;
@@ -169,9 +143,7 @@ fn aes_gmac_siv_simd_matches_portable_on_random_inputs() {
         let k1: [u8; 32] = std::array::from_fn(|_| next() as u8);
         let fast = AesGmacSiv::new(&k0, &k1);
         let portable = fast.without_simd();
-        for len in [
-            0usize, 1, 15, 16, 17, 63, 64, 65, 191, 255, 256, 257, 319, 511, 512, 1373, 2811, 9997,
-        ] {
+        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 191, 255, 256, 257, 319, 511, 512, 1373, 2811, 9997] {
             let len = len + round % 3;
             let aad: Vec<u8> = (0..(next() % 40) as usize).map(|_| next() as u8).collect();
             let iv: [u8; 8] = std::array::from_fn(|_| next() as u8);
@@ -179,34 +151,20 @@ fn aes_gmac_siv_simd_matches_portable_on_random_inputs() {
             let (mut a, mut b) = (plaintext.clone(), plaintext.clone());
             let tag_a = fast.encrypt_in_place(&iv, &aad, &mut a);
             let tag_b = portable.encrypt_in_place(&iv, &aad, &mut b);
-            assert_eq!(
-                tag_a,
-                tag_b,
-                "{} len {len} aad {}",
-                fast.implementation(),
-                aad.len()
-            );
+            assert_eq!(tag_a, tag_b, "{} len {len} aad {}", fast.implementation(), aad.len());
             assert_eq!(a, b, "len {len}");
             assert_eq!(fast.decrypt_in_place(&tag_a, &aad, &mut a), Some(iv));
             assert_eq!(a, plaintext);
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if ["avx512f", "avx512bw", "vaes", "vpclmulqdq"]
-        .iter()
-        .all(|f| match *f {
-            "avx512f" => std::is_x86_feature_detected!("avx512f"),
-            "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
-            "vaes" => std::is_x86_feature_detected!("vaes"),
-            _ => std::is_x86_feature_detected!("vpclmulqdq"),
-        })
-    {
-        assert!(
-            AesGmacSiv::new(&[0; 32], &[0; 32])
-                .implementation()
-                .contains("vaes"),
-            "SIMD path not selected"
-        );
+    if ["avx512f", "avx512bw", "vaes", "vpclmulqdq"].iter().all(|f| match *f {
+        "avx512f" => std::is_x86_feature_detected!("avx512f"),
+        "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
+        "vaes" => std::is_x86_feature_detected!("vaes"),
+        _ => std::is_x86_feature_detected!("vpclmulqdq"),
+    }) {
+        assert!(AesGmacSiv::new(&[0; 32], &[0; 32]).implementation().contains("vaes"), "SIMD path not selected");
     }
     // Counter carry inside the 32-bit counter word: tags whose byte 12..16 is near 0x7fffffff.
     let fast = AesGmacSiv::new(&[1; 32], &[2; 32]);
@@ -226,27 +184,11 @@ fn c25519_ed25519_vectors() {
     assert_eq!(vectors.len(), 32);
     for (n, v) in vectors.iter().enumerate() {
         let address = Address::new(n as u64 + 1).unwrap();
-        let one = Identity::from_parts(
-            address,
-            unhex_array(field(v, "pub1")),
-            Some(unhex_array(field(v, "priv1"))),
-        );
-        let two = Identity::from_parts(
-            address,
-            unhex_array(field(v, "pub2")),
-            Some(unhex_array(field(v, "priv2"))),
-        );
+        let one = Identity::from_parts(address, unhex_array(field(v, "pub1")), Some(unhex_array(field(v, "priv1"))));
+        let two = Identity::from_parts(address, unhex_array(field(v, "pub2")), Some(unhex_array(field(v, "priv2"))));
         let agreement = unhex(field(v, "agreement64"));
-        assert_eq!(
-            one.raw_agreement(&two).unwrap().to_vec(),
-            agreement,
-            "vector {n}"
-        );
-        assert_eq!(
-            two.raw_agreement(&one).unwrap().to_vec(),
-            agreement,
-            "vector {n}"
-        );
+        assert_eq!(one.raw_agreement(&two).unwrap().to_vec(), agreement, "vector {n}");
+        assert_eq!(two.raw_agreement(&one).unwrap().to_vec(), agreement, "vector {n}");
         assert_eq!(one.agree(&two).unwrap().as_bytes()[..], agreement[..48]);
         for (signer, name) in [(&one, "agreementSignedBy1"), (&two, "agreementSignedBy2")] {
             let expected = unhex(field(v, name));
@@ -255,32 +197,16 @@ fn c25519_ed25519_vectors() {
             assert!(signer.to_public().verify(&agreement, &expected));
             let mut bad = expected.clone();
             bad[n % 64] ^= 0x10;
-            assert!(
-                !signer.verify(&agreement, &bad),
-                "vector {n}: corrupted signature accepted"
-            );
+            assert!(!signer.verify(&agreement, &bad), "vector {n}: corrupted signature accepted");
             let mut bad_digest = expected.clone();
             bad_digest[64 + n % 32] ^= 1;
             assert!(!signer.verify(&agreement, &bad_digest));
-            assert!(
-                !signer.verify(&agreement[1..], &expected),
-                "wrong message accepted"
-            );
-            assert!(
-                !signer.verify(&agreement, &expected[..95]),
-                "short signature accepted"
-            );
+            assert!(!signer.verify(&agreement[1..], &expected), "wrong message accepted");
+            assert!(!signer.verify(&agreement, &expected[..95]), "short signature accepted");
         }
         // The Ed25519 half of each public key is the standard derivation from the seed.
-        let seed: [u8; 32] = unhex_array::<64>(field(v, "priv1"))[32..]
-            .try_into()
-            .unwrap();
-        assert_eq!(
-            ed25519_dalek::SigningKey::from_bytes(&seed)
-                .verifying_key()
-                .as_bytes()[..],
-            one.public_key()[32..]
-        );
+        let seed: [u8; 32] = unhex_array::<64>(field(v, "priv1"))[32..].try_into().unwrap();
+        assert_eq!(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().as_bytes()[..], one.public_key()[32..]);
     }
 }
 
@@ -295,16 +221,8 @@ fn identity_vectors() {
         assert_eq!(identity.to_string(), text);
         assert_eq!(identity.address().to_string(), field(v, "address"));
         assert_eq!(hex(identity.public_key()), field(v, "publicKey"));
-        assert_eq!(
-            hex(&identity.memory_hard_digest()),
-            field(v, "memoryHardDigest"),
-            "{text}"
-        );
-        assert_eq!(
-            identity.validate(),
-            v["expectedValid"].as_bool().unwrap(),
-            "{text}"
-        );
+        assert_eq!(hex(&identity.memory_hard_digest()), field(v, "memoryHardDigest"), "{text}");
+        assert_eq!(identity.validate(), v["expectedValid"].as_bool().unwrap(), "{text}");
         if let Some(binary) = v["binaryPublic"].as_str() {
             let mut out = Vec::new();
             identity.write_bytes(&mut out, false);
@@ -339,23 +257,9 @@ fn poly1305_matches_reference_crate_on_random_inputs() {
             1 => [0xff; 32],
             _ => std::array::from_fn(|i| if i < 16 { 0xff } else { next() as u8 }),
         };
-        let message: Vec<u8> = (0..len)
-            .map(|i| {
-                if len % 5 == 0 {
-                    0xff
-                } else {
-                    (next() ^ i as u64) as u8
-                }
-            })
-            .collect();
-        let expected: [u8; 16] = poly1305_ref::Poly1305::new(&key.into())
-            .compute_unpadded(&message)
-            .into();
-        assert_eq!(
-            ztplane_crypto::poly1305_tag(&key, &message),
-            expected,
-            "len {len}"
-        );
+        let message: Vec<u8> = (0..len).map(|i| if len % 5 == 0 { 0xff } else { (next() ^ i as u64) as u8 }).collect();
+        let expected: [u8; 16] = poly1305_ref::Poly1305::new(&key.into()).compute_unpadded(&message).into();
+        assert_eq!(ztplane_crypto::poly1305_tag(&key, &message), expected, "len {len}");
         // Incremental updates in uneven pieces give the same tag.
         let mut state = ztplane_crypto::poly1305::Poly1305::new(&key);
         for piece in message.chunks(7 + len % 13) {
@@ -374,26 +278,14 @@ fn poly1305_long_messages_match_reference_crate() {
         // Every fourth case uses all-ones keys and messages: the largest limbs and the most carries.
         let extreme = case % 4 == 0;
         let key: [u8; 32] = std::array::from_fn(|_| if extreme { 0xff } else { next() as u8 });
-        let message: Vec<u8> = (0..len)
-            .map(|_| if extreme { 0xff } else { next() as u8 })
-            .collect();
-        let expected: [u8; 16] = poly1305_ref::Poly1305::new(&key.into())
-            .compute_unpadded(&message)
-            .into();
-        assert_eq!(
-            ztplane_crypto::poly1305_tag(&key, &message),
-            expected,
-            "case {case} len {len}"
-        );
+        let message: Vec<u8> = (0..len).map(|_| if extreme { 0xff } else { next() as u8 }).collect();
+        let expected: [u8; 16] = poly1305_ref::Poly1305::new(&key.into()).compute_unpadded(&message).into();
+        assert_eq!(ztplane_crypto::poly1305_tag(&key, &message), expected, "case {case} len {len}");
         // A scalar prefix followed by a long (vectorised) update.
         let split = (next() % 64) as usize;
         let mut state = ztplane_crypto::poly1305::Poly1305::new(&key);
         state.update(&message[..split]);
         state.update(&message[split..]);
-        assert_eq!(
-            state.finalize(),
-            expected,
-            "split {split} case {case} len {len}"
-        );
+        assert_eq!(state.finalize(), expected, "split {split} case {case} len {len}");
     }
 }

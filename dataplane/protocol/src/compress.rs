@@ -32,9 +32,14 @@ pub fn compress_payload(payload: &[u8], out: &mut [u8]) -> Result<usize> {
         // lz4_flex needs worst-case room; use a stack buffer for packet-sized payloads.
         let mut scratch = [0u8; MAX_PACKET_LEN + MAX_PACKET_LEN / 255 + 64];
         if scratch.len() < bound {
-            return Err(ProtocolError::TooLarge { what: "payload to compress", value: payload.len(), limit: MAX_PACKET_LEN });
+            return Err(ProtocolError::TooLarge {
+                what: "payload to compress",
+                value: payload.len(),
+                limit: MAX_PACKET_LEN,
+            });
         }
-        let n = lz4_flex::block::compress_into(payload, &mut scratch).map_err(|e| ProtocolError::Decompression(e.to_string()))?;
+        let n = lz4_flex::block::compress_into(payload, &mut scratch)
+            .map_err(|e| ProtocolError::Decompression(e.to_string()))?;
         if n >= payload.len() || n > out.len() {
             return Err(ProtocolError::Incompressible);
         }

@@ -93,10 +93,9 @@ impl CertificateOfMembership {
 
     /// Sign with the controller identity (sets `signed_by` and `signature`).
     pub fn sign(&mut self, controller: &Identity) -> Result<()> {
-        let sig = controller.sign(&self.signed_bytes()).map_err(|e| ProtocolError::Malformed {
-            what: "COM signer identity",
-            detail: e.to_string(),
-        })?;
+        let sig = controller
+            .sign(&self.signed_bytes())
+            .map_err(|e| ProtocolError::Malformed { what: "COM signer identity", detail: e.to_string() })?;
         self.signed_by = controller.address();
         self.signature = Some(sig);
         Ok(())
@@ -245,7 +244,18 @@ impl CertificateOfOwnership {
         let signature = r.take(sig_len, "COO signature")?.to_vec();
         let ext_len = r.u16("COO extension length")? as usize;
         let extension = r.take(ext_len, "COO extension")?.to_vec();
-        Ok(Self { network_id, timestamp, flags, id, things, issued_to, signed_by, signature_type, signature, extension })
+        Ok(Self {
+            network_id,
+            timestamp,
+            flags,
+            id,
+            things,
+            issued_to,
+            signed_by,
+            signature_type,
+            signature,
+            extension,
+        })
     }
 
     fn write_body(&self, out: &mut Vec<u8>) {
@@ -448,7 +458,10 @@ impl Capability {
         }
         let max_custody = r.u8("capability custody chain length")? as usize;
         if !(1..=CAPABILITY_MAX_CUSTODY).contains(&max_custody) {
-            return Err(ProtocolError::InvalidValue { what: "capability custody chain length", value: max_custody as u64 });
+            return Err(ProtocolError::InvalidValue {
+                what: "capability custody chain length",
+                value: max_custody as u64,
+            });
         }
         for i in 0.. {
             let to = r.address("capability custody to")?;
@@ -456,7 +469,11 @@ impl Capability {
                 break;
             }
             if i >= max_custody {
-                return Err(ProtocolError::TooLarge { what: "capability custody chain", value: i + 1, limit: max_custody });
+                return Err(ProtocolError::TooLarge {
+                    what: "capability custody chain",
+                    value: i + 1,
+                    limit: max_custody,
+                });
             }
             r.address("capability custody from")?;
             let sig_type = r.u8("capability signature type")?;
@@ -511,7 +528,11 @@ impl NetworkCredentials {
                 }
                 _ => {
                     if out.coms.len() >= MAX_CREDENTIALS {
-                        return Err(ProtocolError::TooLarge { what: "COMs", value: out.coms.len() + 1, limit: MAX_CREDENTIALS });
+                        return Err(ProtocolError::TooLarge {
+                            what: "COMs",
+                            value: out.coms.len() + 1,
+                            limit: MAX_CREDENTIALS,
+                        });
                     }
                     out.coms.push(CertificateOfMembership::read(&mut r)?)
                 }

@@ -35,9 +35,21 @@ pub fn ip_proto_name(proto: u8) -> &'static str {
 /// What an IPv4 packet carries, when its first bytes are present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    Tcp { sport: u16, dport: u16, flags: u8, payload_len: usize },
-    Udp { sport: u16, dport: u16 },
-    Icmp { icmp_type: u8, code: u8, id_seq: Option<(u16, u16)> },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        payload_len: usize,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+        id_seq: Option<(u16, u16)>,
+    },
     /// Non-first fragment, unknown protocol or truncated header.
     None,
 }
@@ -119,7 +131,8 @@ fn ipv4(p: &[u8]) -> Option<Ipv4Summary> {
             }
             17 if l4.len() >= 8 => Transport::Udp { sport: be16(l4, 0)?, dport: be16(l4, 2)? },
             1 if l4.len() >= 4 => {
-                let id_seq = if matches!(l4[0], 0 | 8) && l4.len() >= 8 { Some((be16(l4, 4)?, be16(l4, 6)?)) } else { None };
+                let id_seq =
+                    if matches!(l4[0], 0 | 8) && l4.len() >= 8 { Some((be16(l4, 4)?, be16(l4, 6)?)) } else { None };
                 Transport::Icmp { icmp_type: l4[0], code: l4[1], id_seq }
             }
             _ => Transport::None,
@@ -209,7 +222,9 @@ mod tests {
         ip[33] = 0x10;
         assert_eq!(flow_id(ETHERTYPE_IPV4, &ip), Some(48960 ^ 5201 ^ 6));
         match summarize(ETHERTYPE_IPV4, &ip) {
-            InnerFrame::Ipv4(s) => assert_eq!(s.transport, Transport::Tcp { sport: 48960, dport: 5201, flags: 0x10, payload_len: 0 }),
+            InnerFrame::Ipv4(s) => {
+                assert_eq!(s.transport, Transport::Tcp { sport: 48960, dport: 5201, flags: 0x10, payload_len: 0 })
+            }
             other => panic!("{other:?}"),
         }
         ip[9] = 1;

@@ -7,10 +7,10 @@
 //! decoder keys by UDP 4-tuple + ID), and incomplete sets expire after a caller-chosen timeout
 //! (time passed in) instead of living until the ring wraps.
 
+use crate::Address;
 use crate::error::{ProtocolError, Result};
 use crate::header::{FLAG_FRAGMENTED, FRAGMENT_HEADER_LEN, FRAGMENT_INDICATOR, MAX_PACKET_LEN, MIN_PACKET_LEN};
 use crate::wire::address_from_bytes;
-use crate::Address;
 
 /// `ZT_MAX_PACKET_FRAGMENTS`: head plus at most 6 fragments.
 pub const MAX_FRAGMENTS: usize = 7;
@@ -310,7 +310,11 @@ impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
     /// Offer a head whose flags carry [`FLAG_FRAGMENTED`].
     pub fn push_head(&mut self, key: K, head: &[u8], tag: T, now_ms: u64, out: &mut [u8]) -> Result<Reassembly<T>> {
         if head.len() < MIN_PACKET_LEN {
-            return Err(ProtocolError::Truncated { what: "packet head", needed: MIN_PACKET_LEN, available: head.len() });
+            return Err(ProtocolError::Truncated {
+                what: "packet head",
+                needed: MIN_PACKET_LEN,
+                available: head.len(),
+            });
         }
         self.push_piece(key, 0, None, head, tag, now_ms, out)
     }
@@ -376,7 +380,11 @@ impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
             return Ok(Reassembly::Pending);
         }
         if out.len() < slot.used {
-            return Err(ProtocolError::Truncated { what: "reassembly output buffer", needed: slot.used, available: out.len() });
+            return Err(ProtocolError::Truncated {
+                what: "reassembly output buffer",
+                needed: slot.used,
+                available: out.len(),
+            });
         }
         let mut len = 0;
         for piece in slot.pieces.iter().take(slot.total as usize) {
@@ -527,7 +535,9 @@ mod tests {
     fn fragment_parse_limits() {
         let mut frag = [0u8; 20];
         frag[13] = 0xff;
-        for (b, ok) in [(0x21, true), (0x71, true), (0x76, true), (0x77, false), (0x81, false), (0x20, false), (0x11, false)] {
+        for (b, ok) in
+            [(0x21, true), (0x71, true), (0x76, true), (0x77, false), (0x81, false), (0x20, false), (0x11, false)]
+        {
             frag[14] = b;
             assert_eq!(FragmentView::parse(&frag).is_ok(), ok, "{b:#x}");
         }

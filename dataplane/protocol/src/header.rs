@@ -1,8 +1,8 @@
 //! Packet head layout, flags byte, verb byte and datagram classification (spec §2, §3.2, §7).
 
+use crate::Address;
 use crate::error::{ProtocolError, Result};
 use crate::wire::{address_from_bytes, address_to_bytes};
-use crate::Address;
 
 /// Header bytes before the verb byte (packet ID, destination, source, flags, MAC).
 pub const HEADER_LEN: usize = 27;
@@ -271,7 +271,11 @@ pub fn increment_hops(datagram: &mut [u8]) -> Result<u8> {
     };
     let hops = datagram[idx] & HOPS_MASK;
     if hops >= RELAY_MAX_HOPS {
-        return Err(ProtocolError::TooLarge { what: "hop count", value: hops as usize, limit: RELAY_MAX_HOPS as usize - 1 });
+        return Err(ProtocolError::TooLarge {
+            what: "hop count",
+            value: hops as usize,
+            limit: RELAY_MAX_HOPS as usize - 1,
+        });
     }
     datagram[idx] = (datagram[idx] & !HOPS_MASK) | (hops + 1);
     Ok(hops + 1)

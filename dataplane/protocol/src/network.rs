@@ -1,7 +1,7 @@
 //! Network IDs, Ethernet MAC addresses and the ZT-address ↔ MAC mapping (spec §10).
 
-use crate::wire::{address_from_u64, address_to_u64};
 use crate::Address;
+use crate::wire::{address_from_u64, address_to_u64};
 use core::fmt;
 
 /// A 64-bit ZeroTier network ID; its top 40 bits are the controller's address (spec §8.10).

@@ -79,7 +79,14 @@ pub fn build_packet(out: &Outgoing<'_>, message: &Message<'_>) -> Result<Vec<u8>
     }
     let mut packet = vec![0u8; total];
     let flags = if total > out.mtu { FLAG_FRAGMENTED } else { 0 };
-    write_header(&mut packet, out.packet_id, &out.destination, &out.source, flags, VerbByte::new(message.verb(), compressed))?;
+    write_header(
+        &mut packet,
+        out.packet_id,
+        &out.destination,
+        &out.source,
+        flags,
+        VerbByte::new(message.verb(), compressed),
+    )?;
     packet[PAYLOAD_OFFSET..].copy_from_slice(body);
     armor_in_place(out.key, &mut packet, out.suite)?;
     Ok(packet)

@@ -53,7 +53,10 @@ impl<'a> PcapReader<'a> {
     /// Check the 24-byte global header (magic, version, link type = Ethernet).
     pub fn new(data: &'a [u8]) -> Result<Self> {
         if data.len() < 24 {
-            return Err(ProtocolError::Pcap(format!("file of {} bytes is shorter than the 24-byte pcap header", data.len())));
+            return Err(ProtocolError::Pcap(format!(
+                "file of {} bytes is shorter than the 24-byte pcap header",
+                data.len()
+            )));
         }
         let magic = [data[0], data[1], data[2], data[3]];
         let (big_endian, nanos) = match magic {

@@ -4,8 +4,8 @@
 //! All verb codecs build on these two types so that a short or hostile input can only ever
 //! produce [`ProtocolError::Truncated`], never a panic or an out-of-bounds read.
 
-use crate::error::{ProtocolError, Result};
 use crate::Address;
+use crate::error::{ProtocolError, Result};
 
 /// A cursor over a byte slice; every read checks the remaining length.
 #[derive(Debug, Clone)]

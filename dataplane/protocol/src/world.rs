@@ -7,10 +7,10 @@
 //! u16 length ‖ reserved bytes. The signature (§4.1 form) covers 8 × 0x7f ‖ the same fields
 //! without the signature ‖ 8 × 0xf7.
 
+use crate::Identity;
 use crate::error::{ProtocolError, Result};
 use crate::inet::{read_inet, write_inet};
 use crate::wire::{Reader, WriteExt, address_from_u64};
-use crate::Identity;
 use std::net::SocketAddr;
 
 pub const WORLD_TYPE_PLANET: u8 = 1;
@@ -70,7 +70,11 @@ impl World {
             r.take(used, "world root identity")?;
             let n = r.u8("root endpoint count")? as usize;
             if n > MAX_ENDPOINTS_PER_ROOT {
-                return Err(ProtocolError::TooLarge { what: "root endpoints", value: n, limit: MAX_ENDPOINTS_PER_ROOT });
+                return Err(ProtocolError::TooLarge {
+                    what: "root endpoints",
+                    value: n,
+                    limit: MAX_ENDPOINTS_PER_ROOT,
+                });
             }
             let mut stable_endpoints = Vec::with_capacity(n);
             for _ in 0..n {

@@ -79,13 +79,7 @@ fn tampering_fails_authentication_but_hops_do_not() {
     let run = |frames: &[(i64, SocketAddr, SocketAddr, u8, Vec<u8>)]| {
         let mut insp = ztplane_protocol::inspect::Inspector::new(identities.clone());
         for (t, s, d, ttl, p) in frames {
-            insp.push(ztplane_protocol::inspect::Datagram {
-                src: *s,
-                dst: *d,
-                time_us: *t,
-                ip_ttl: *ttl,
-                payload: p,
-            });
+            insp.push(ztplane_protocol::inspect::Datagram { src: *s, dst: *d, time_us: *t, ip_ttl: *ttl, payload: p });
         }
         insp.finish()
     };

@@ -87,7 +87,8 @@ fn hello_from_unknown_sender_uses_the_identity_it_carries() {
 fn beacons_junk_and_non_udp_frames_are_other() {
     let a: SocketAddr = "10.0.0.1:9993".parse().unwrap();
     let b: SocketAddr = "10.0.0.2:9993".parse().unwrap();
-    let frames: Vec<Frame> = vec![(0, a, b, 64, vec![1; 13]), (10, a, b, 2, vec![1, 2, 3, 4]), (20, a, b, 64, vec![7; 20])];
+    let frames: Vec<Frame> =
+        vec![(0, a, b, 64, vec![1; 13]), (10, a, b, 2, vec![1, 2, 3, 4]), (20, a, b, 64, vec![7; 20])];
     let mut insp = Inspector::new(Vec::new());
     for (t, s, d, ttl, p) in &frames {
         insp.push(Datagram { src: *s, dst: *d, time_us: *t, ip_ttl: *ttl, payload: p });

@@ -47,9 +47,10 @@ fn fixture() -> &'static Fixture {
             let (Some(s), Some(d)) = (find(v.source()), find(v.destination())) else { continue };
             let key = if s.has_secret() { s.agree(d) } else { d.agree(s) };
             if let Ok(key) = key
-                && heads.len() < 120 {
-                    heads.push((key, u.payload.to_vec()));
-                }
+                && heads.len() < 120
+            {
+                heads.push((key, u.payload.to_vec()));
+            }
         }
         let moon = std::fs::read(common::conformance_dir().join("nodes/0000002c80d43748.moon")).unwrap();
         let pcap_prefix = pcap[..end_of_40].to_vec();

@@ -15,7 +15,7 @@ use ztplane_protocol::network::{Mac, MulticastGroup, NetworkId};
 use ztplane_protocol::packet::{Outgoing, open_packet, send_datagrams};
 use ztplane_protocol::verbs::*;
 use ztplane_protocol::wire::address_from_u64;
-use ztplane_protocol::world::{World, WORLD_TYPE_MOON, WORLD_TYPE_PLANET};
+use ztplane_protocol::world::{WORLD_TYPE_MOON, WORLD_TYPE_PLANET, World};
 use ztplane_protocol::{Address, CipherSuite, Identity, PeerKey};
 
 const NWID: NetworkId = NetworkId(0x2c80d4374849700f);
@@ -59,7 +59,10 @@ fn signed_coo(n: &Nodes) -> CertificateOfOwnership {
         timestamp: 1_795_315_286_466,
         flags: 0,
         id: 1,
-        things: vec![OwnedThing::Ipv4("198.19.0.241".parse().unwrap()), OwnedThing::Mac([0x0e, 0xbf, 0xab, 0, 0x12, 0x43])],
+        things: vec![
+            OwnedThing::Ipv4("198.19.0.241".parse().unwrap()),
+            OwnedThing::Mac([0x0e, 0xbf, 0xab, 0, 0x12, 0x43]),
+        ],
         issued_to: n.a.address(),
         signed_by: addr(0),
         signature_type: 0,
@@ -98,9 +101,8 @@ fn every_verb_round_trips() {
         c
     };
     let ok = |payload| Message::Ok(Box::new(OkMessage { in_re_verb: Verb::Hello, in_re_packet_id: pid, payload }));
-    let ok_with = |verb: Verb, payload| {
-        Message::Ok(Box::new(OkMessage { in_re_verb: verb, in_re_packet_id: pid, payload }))
-    };
+    let ok_with =
+        |verb: Verb, payload| Message::Ok(Box::new(OkMessage { in_re_verb: verb, in_re_packet_id: pid, payload }));
     let messages: Vec<Message<'_>> = vec![
         Message::Nop,
         Message::Hello(Box::new(hello), HelloTail { len: 19, decrypted: true }),
@@ -322,8 +324,16 @@ fn packets_armored_by_one_side_open_on_the_other() {
     let compressible = vec![0x42u8; 3000];
     let random: Vec<u8> = (0..2810u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
     let cases: Vec<(CipherSuite, Message<'_>, bool)> = vec![
-        (CipherSuite::AesGmacSiv, Message::Frame(Frame { network_id: NWID, ethertype: 0x0800, payload: &payload }), false),
-        (CipherSuite::AesGmacSiv, Message::Frame(Frame { network_id: NWID, ethertype: 0x0800, payload: &random }), false),
+        (
+            CipherSuite::AesGmacSiv,
+            Message::Frame(Frame { network_id: NWID, ethertype: 0x0800, payload: &payload }),
+            false,
+        ),
+        (
+            CipherSuite::AesGmacSiv,
+            Message::Frame(Frame { network_id: NWID, ethertype: 0x0800, payload: &random }),
+            false,
+        ),
         (CipherSuite::Salsa2012Poly1305, Message::Echo(&compressible), true),
         (CipherSuite::Poly1305, Message::Echo(&payload[..10]), false),
         (CipherSuite::Poly1305, Message::QosMeasurement(vec![QosRecord { packet_id: [3; 8], holding_ms: 9 }]), false),
@@ -503,7 +513,9 @@ fn zero_allocation_frame_path_matches_the_general_builder() {
     let key_ab = n.a.agree(&n.b).unwrap();
     let key_ba = n.b.agree(&n.a).unwrap();
     let ether: Vec<u8> = (0..2800u32).map(|i| i as u8).collect();
-    for (suite, len) in [(CipherSuite::AesGmacSiv, 2800usize), (CipherSuite::Salsa2012Poly1305, 84), (CipherSuite::Poly1305, 0)] {
+    for (suite, len) in
+        [(CipherSuite::AesGmacSiv, 2800usize), (CipherSuite::Salsa2012Poly1305, 84), (CipherSuite::Poly1305, 0)]
+    {
         let out = Outgoing {
             key: &key_ab,
             packet_id: [9, 8, 7, 6, 5, 4, 3, 2],
@@ -517,7 +529,8 @@ fn zero_allocation_frame_path_matches_the_general_builder() {
         let total = seal_frame_into(&mut buf, &out, NWID, 0x0800, &ether[..len]).unwrap();
         assert_eq!(total, 38 + len);
         let general =
-            build_packet(&out, &Message::Frame(Frame { network_id: NWID, ethertype: 0x0800, payload: &ether[..len] })).unwrap();
+            build_packet(&out, &Message::Frame(Frame { network_id: NWID, ethertype: 0x0800, payload: &ether[..len] }))
+                .unwrap();
         assert_eq!(&buf[..total], &general[..], "same bytes as the allocating builder ({suite:?})");
         assert_eq!(buf[18] & 0x40 != 0, total > 1432);
         let mut scratch = vec![0u8; MAX_PACKET_LEN];
@@ -557,8 +570,12 @@ fn truncated_encodings_give_typed_errors() {
     MulticastGather { network_id: NWID, flags: 1, group, gather_limit: 33, com: Some(com.clone()) }.encode(&mut w);
     cases.push(("MULTICAST_GATHER", w, Box::new(|b| MulticastGather::decode(b).map(drop))));
     let mut w = Vec::new();
-    OkMulticastGather { network_id: NWID, group, results: GatherResults { total_known: 2, members: vec![n.a.address(), n.b.address()] } }
-        .encode(&mut w);
+    OkMulticastGather {
+        network_id: NWID,
+        group,
+        results: GatherResults { total_known: 2, members: vec![n.a.address(), n.b.address()] },
+    }
+    .encode(&mut w);
     cases.push(("OK(MULTICAST_GATHER)", w, Box::new(|b| OkMulticastGather::decode(&mut Reader::new(b)).map(drop))));
     let mut w = Vec::new();
     com.write(&mut w);

@@ -55,8 +55,27 @@ impl Topology {
     pub fn veth(&self, a: &Netns, a_name: &str, b: &Netns, b_name: &str, queues: u32) -> Result<()> {
         let q = queues.to_string();
         run(Command::new("ip").args([
-            "link", "add", "name", a_name, "netns", &a.name, "numtxqueues", &q, "numrxqueues", &q, "type",
-            "veth", "peer", "name", b_name, "netns", &b.name, "numtxqueues", &q, "numrxqueues", &q,
+            "link",
+            "add",
+            "name",
+            a_name,
+            "netns",
+            &a.name,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_name,
+            "netns",
+            &b.name,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ]))?;
         a.ip(&["link", "set", a_name, "up"])?;
         b.ip(&["link", "set", b_name, "up"])?;
@@ -186,7 +205,10 @@ impl Netns {
     pub fn xdp_attached(&self, ifname: &str) -> Result<bool> {
         let out = self.ip(&["-d", "link", "show", ifname])?;
         let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text.contains("prog/xdp") || text.contains(" xdp ") || text.contains("xdpgeneric") || text.contains("xdpdrv"))
+        Ok(text.contains("prog/xdp")
+            || text.contains(" xdp ")
+            || text.contains("xdpgeneric")
+            || text.contains("xdpdrv"))
     }
 }
 

@@ -239,7 +239,9 @@ impl PacketSocket {
         }
         if bypass_qdisc {
             let one: i32 = 1;
-            unsafe { libc::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one as *const i32 as *const _, 4) };
+            unsafe {
+                libc::setsockopt(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one as *const i32 as *const _, 4)
+            };
         }
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -270,10 +272,8 @@ pub fn blast_raw(ifname: &str, flows: &[RawFlow], duration: Duration, max_frames
     let socket = PacketSocket::bind(ifname, true)?;
     const BURST: usize = 64;
     let mut frames: Vec<Vec<u8>> = (0..BURST).map(|i| flows[i % flows.len()].frame(i as u64)).collect();
-    let mut iovs: Vec<libc::iovec> = frames
-        .iter_mut()
-        .map(|f| libc::iovec { iov_base: f.as_mut_ptr() as *mut _, iov_len: f.len() })
-        .collect();
+    let mut iovs: Vec<libc::iovec> =
+        frames.iter_mut().map(|f| libc::iovec { iov_base: f.as_mut_ptr() as *mut _, iov_len: f.len() }).collect();
     let mut msgs: Vec<libc::mmsghdr> = iovs
         .iter_mut()
         .map(|iov| {

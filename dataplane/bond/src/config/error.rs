@@ -50,12 +50,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(kind: ConfigErrorKind, path: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            kind,
-            path: path.into(),
-            reason: reason.into(),
-            position: None,
-        }
+        ConfigError { kind, path: path.into(), reason: reason.into(), position: None }
     }
 }
 

@@ -18,12 +18,7 @@ use super::path;
 pub(crate) fn parse_strict(text: &str) -> Result<Value, ConfigError> {
     let duplicate = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = ValueSeed {
-        path: String::new(),
-        duplicate: &duplicate,
-    }
-    .deserialize(&mut de)
-    .and_then(|v| {
+    let parsed = ValueSeed { path: String::new(), duplicate: &duplicate }.deserialize(&mut de).and_then(|v| {
         de.end()?;
         Ok(v)
     });
@@ -32,27 +27,16 @@ pub(crate) fn parse_strict(text: &str) -> Result<Value, ConfigError> {
         Err(e) => match duplicate.into_inner() {
             Some(mut dup) => {
                 // The second occurrence of the key is the offending one.
-                dup.position = key_occurrences(text)
-                    .get(&dup.path)
-                    .and_then(|at| at.get(1))
-                    .copied();
+                dup.position = key_occurrences(text).get(&dup.path).and_then(|at| at.get(1)).copied();
                 Err(dup)
             }
             None => {
                 let mut error = ConfigError::new(
                     ConfigErrorKind::Syntax,
                     "",
-                    format!(
-                        "invalid JSON at line {}, column {}: {}",
-                        e.line(),
-                        e.column(),
-                        syntax_message(&e)
-                    ),
+                    format!("invalid JSON at line {}, column {}: {}", e.line(), e.column(), syntax_message(&e)),
                 );
-                error.position = Some(TextPosition {
-                    line: e.line(),
-                    column: e.column(),
-                });
+                error.position = Some(TextPosition { line: e.line(), column: e.column() });
                 Err(error)
             }
         },
@@ -61,21 +45,13 @@ pub(crate) fn parse_strict(text: &str) -> Result<Value, ConfigError> {
 
 /// Position of every key (and array element) by JSON path, for text that already parsed.
 pub(crate) fn key_positions(text: &str) -> HashMap<String, TextPosition> {
-    key_occurrences(text)
-        .into_iter()
-        .filter_map(|(path, at)| at.first().map(|p| (path, *p)))
-        .collect()
+    key_occurrences(text).into_iter().filter_map(|(path, at)| at.first().map(|p| (path, *p))).collect()
 }
 
 /// Every position at which each path occurs (more than one only when the text repeats a key). The
 /// root is at the first non-blank character. Tolerates malformed text (stops scanning).
 fn key_occurrences(text: &str) -> HashMap<String, Vec<TextPosition>> {
-    let mut scanner = Scanner {
-        bytes: text.as_bytes(),
-        text,
-        at: 0,
-        found: HashMap::new(),
-    };
+    let mut scanner = Scanner { bytes: text.as_bytes(), text, at: 0, found: HashMap::new() };
     scanner.skip_blank();
     let root = scanner.position();
     scanner.found.entry(String::new()).or_default().push(root);
@@ -98,10 +74,7 @@ impl Scanner<'_> {
     fn position(&self) -> TextPosition {
         let before = self.text.get(..self.at).unwrap_or(self.text);
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        TextPosition {
-            line: before.matches('\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
-        }
+        TextPosition { line: before.matches('\n').count() + 1, column: before[line_start..].chars().count() + 1 }
     }
 
     fn skip_blank(&mut self) {
@@ -154,10 +127,7 @@ impl Scanner<'_> {
                                 return false;
                             };
                             let key_path = path::child(path, &key);
-                            self.found
-                                .entry(key_path.clone())
-                                .or_default()
-                                .push(position);
+                            self.found.entry(key_path.clone()).or_default().push(position);
                             self.skip_blank();
                             if self.peek() != Some(b':') {
                                 return false;
@@ -185,10 +155,7 @@ impl Scanner<'_> {
                         Some(_) => {
                             let element_path = path::index(path, index);
                             let position = self.position();
-                            self.found
-                                .entry(element_path.clone())
-                                .or_default()
-                                .push(position);
+                            self.found.entry(element_path.clone()).or_default().push(position);
                             if !self.value(&element_path, depth + 1) {
                                 return false;
                             }
@@ -269,10 +236,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(ValueSeed {
-            path: path::index(&self.path, items.len()),
-            duplicate: self.duplicate,
-        })? {
+        while let Some(item) =
+            seq.next_element_seed(ValueSeed { path: path::index(&self.path, items.len()), duplicate: self.duplicate })?
+        {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -290,10 +256,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
                 ));
                 return Err(de::Error::custom("duplicate key"));
             }
-            let value = map.next_value_seed(ValueSeed {
-                path: key_path,
-                duplicate: self.duplicate,
-            })?;
+            let value = map.next_value_seed(ValueSeed { path: key_path, duplicate: self.duplicate })?;
             object.insert(key, value);
         }
         Ok(Value::Object(object))

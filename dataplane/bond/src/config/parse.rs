@@ -72,42 +72,18 @@ const KNOWN_NON_BONDING_SETTINGS: &[&str] = &[
 
 /// 2020-era policy keys with no counterpart today, and why.
 const REMOVED_POLICY_KEYS: &[(&str, &str)] = &[
-    (
-        "monitorInterval",
-        "ECHO probes are sent every failoverInterval / 3; set failoverInterval instead",
-    ),
-    (
-        "pathMonitorStrategy",
-        "monitoring strategies were removed; probing follows failoverInterval",
-    ),
-    (
-        "linkMonitorStrategy",
-        "monitoring strategies were removed; probing follows failoverInterval",
-    ),
-    (
-        "monitorStrategy",
-        "monitoring strategies were removed; probing follows failoverInterval",
-    ),
-    (
-        "rebalanceStrategy",
-        "rebalancing is chosen with balancePolicy (flow-dynamic rebalances, flow-static does not)",
-    ),
+    ("monitorInterval", "ECHO probes are sent every failoverInterval / 3; set failoverInterval instead"),
+    ("pathMonitorStrategy", "monitoring strategies were removed; probing follows failoverInterval"),
+    ("linkMonitorStrategy", "monitoring strategies were removed; probing follows failoverInterval"),
+    ("monitorStrategy", "monitoring strategies were removed; probing follows failoverInterval"),
+    ("rebalanceStrategy", "rebalancing is chosen with balancePolicy (flow-dynamic rebalances, flow-static does not)"),
     (
         "flowRebalanceStrategy",
         "rebalancing is chosen with balancePolicy (flow-dynamic rebalances, flow-static does not)",
     ),
-    (
-        "allowFlowHashing",
-        "balance-xor and balance-aware always hash flows",
-    ),
-    (
-        "allowPathNegotiation",
-        "path negotiation is not implemented (it is inert in zerotier-one 1.14.1)",
-    ),
-    (
-        "minAcceptableAllocation",
-        "links are avoided by linkQuality maxima instead",
-    ),
+    ("allowFlowHashing", "balance-xor and balance-aware always hash flows"),
+    ("allowPathNegotiation", "path negotiation is not implemented (it is inert in zerotier-one 1.14.1)"),
+    ("minAcceptableAllocation", "links are avoided by linkQuality maxima instead"),
     ("overflow", "no longer exists"),
 ];
 
@@ -116,10 +92,7 @@ const REMOVED_LINK_KEYS: &[(&str, &str)] = &[
     ("failoverInterval", "set failoverInterval on the policy"),
     ("upDelay", "set upDelay on the policy"),
     ("downDelay", "set downDelay on the policy"),
-    (
-        "monitorInterval",
-        "ECHO probes are sent every failoverInterval / 3 of the policy",
-    ),
+    ("monitorInterval", "ECHO probes are sent every failoverInterval / 3 of the policy"),
 ];
 
 #[derive(Default)]
@@ -169,11 +142,7 @@ struct QualityParts {
 
 impl Parser {
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.warnings.push(ConfigWarning {
-            path: path.into(),
-            message: message.into(),
-            position: None,
-        });
+        self.warnings.push(ConfigWarning { path: path.into(), message: message.into(), position: None });
     }
 
     fn document(&mut self, doc: &Value) -> Result<BondingConfig, ConfigError> {
@@ -188,20 +157,13 @@ impl Parser {
                 }
                 // Physical-network and per-peer hints are not bonding settings; zerotier-one owns them.
                 "physical" | "virtual" => {}
-                _ => self.warn(
-                    path,
-                    format!("unknown top-level key {key:?}; zerotier-one ignores it"),
-                ),
+                _ => self.warn(path, format!("unknown top-level key {key:?}; zerotier-one ignores it")),
             }
         }
         Ok(config)
     }
 
-    fn settings(
-        &mut self,
-        path: &str,
-        settings: &Map<String, Value>,
-    ) -> Result<BondingConfig, ConfigError> {
+    fn settings(&mut self, path: &str, settings: &Map<String, Value>) -> Result<BondingConfig, ConfigError> {
         let mut config = BondingConfig::default();
         let mut default_name: Option<(String, String)> = None;
         let mut peers: Vec<(String, u64, String)> = Vec::new();
@@ -214,19 +176,11 @@ impl Parser {
                     default_name = Some((name.to_string(), key_path));
                 }
                 "policies" => {
-                    let policies = expect_object(
-                        &key_path,
-                        value,
-                        "policies must be an object (name → policy)",
-                    )?;
+                    let policies = expect_object(&key_path, value, "policies must be an object (name → policy)")?;
                     for (name, policy) in policies {
                         let policy_path = child(&key_path, name);
                         if name.is_empty() {
-                            return Err(ConfigError::new(
-                                Kind::OutOfRange,
-                                policy_path,
-                                "policy name is empty",
-                            ));
+                            return Err(ConfigError::new(Kind::OutOfRange, policy_path, "policy name is empty"));
                         }
                         if let Some(standard) = Policy::from_name(name) {
                             return Err(ConfigError::new(
@@ -238,18 +192,14 @@ impl Parser {
                                 ),
                             ));
                         }
-                        let object =
-                            expect_object(&policy_path, policy, "a policy must be an object")?;
+                        let object = expect_object(&policy_path, policy, "a policy must be an object")?;
                         let settings = self.policy(&policy_path, name, object, None)?;
                         config.policies.insert(name.clone(), settings);
                     }
                 }
                 "peerSpecificBonds" => {
-                    let bonds = expect_object(
-                        &key_path,
-                        value,
-                        "peerSpecificBonds must be an object (address → policy)",
-                    )?;
+                    let bonds =
+                        expect_object(&key_path, value, "peerSpecificBonds must be an object (address → policy)")?;
                     for (address, policy) in bonds {
                         let entry_path = child(&key_path, address);
                         let peer = parse_address(&entry_path, address)?;
@@ -257,9 +207,7 @@ impl Parser {
                             return Err(ConfigError::new(
                                 Kind::DuplicateKey,
                                 entry_path,
-                                format!(
-                                    "peer {peer:010x} is listed twice (addresses are case-insensitive)"
-                                ),
+                                format!("peer {peer:010x} is listed twice (addresses are case-insensitive)"),
                             ));
                         }
                         let name = expect_str(&entry_path, policy)?;
@@ -287,10 +235,7 @@ impl Parser {
                              defaultBondingPolicy",
                         );
                     } else if !KNOWN_NON_BONDING_SETTINGS.contains(&key.as_str()) {
-                        self.warn(
-                            key_path,
-                            format!("unknown setting {key:?}; zerotier-one ignores it"),
-                        );
+                        self.warn(key_path, format!("unknown setting {key:?}; zerotier-one ignores it"));
                     }
                 }
             }
@@ -373,30 +318,13 @@ impl Parser {
                     base = Some(parsed);
                 }
                 "failoverInterval" => {
-                    settings.failover_interval_ms = expect_uint_in(
-                        &key_path,
-                        value,
-                        MIN_FAILOVER_INTERVAL_MS,
-                        MAX_INTERVAL_MS,
-                        "ms",
-                    )?;
+                    settings.failover_interval_ms =
+                        expect_uint_in(&key_path, value, MIN_FAILOVER_INTERVAL_MS, MAX_INTERVAL_MS, "ms")?;
                 }
-                "upDelay" => {
-                    settings.up_delay_ms =
-                        expect_uint_in(&key_path, value, 0, MAX_INTERVAL_MS, "ms")?
-                }
-                "downDelay" => {
-                    settings.down_delay_ms =
-                        expect_uint_in(&key_path, value, 0, MAX_INTERVAL_MS, "ms")?
-                }
+                "upDelay" => settings.up_delay_ms = expect_uint_in(&key_path, value, 0, MAX_INTERVAL_MS, "ms")?,
+                "downDelay" => settings.down_delay_ms = expect_uint_in(&key_path, value, 0, MAX_INTERVAL_MS, "ms")?,
                 "packetsPerLink" | "packetsPerSlave" => {
-                    let n = expect_uint_in(
-                        &key_path,
-                        value,
-                        0,
-                        MAX_PACKETS_PER_LINK as u64,
-                        "packets",
-                    )?;
+                    let n = expect_uint_in(&key_path, value, 0, MAX_PACKETS_PER_LINK as u64, "packets")?;
                     if key == "packetsPerSlave" {
                         self.warn(key_path.clone(), renamed(key, "packetsPerLink"));
                     }
@@ -439,11 +367,7 @@ impl Parser {
                     })?;
                 }
                 "links" | "slaves" => {
-                    let links = expect_object(
-                        &key_path,
-                        value,
-                        "links must be an object (interface name → link)",
-                    )?;
+                    let links = expect_object(&key_path, value, "links must be an object (interface name → link)")?;
                     if key == "slaves" {
                         self.warn(key_path.clone(), renamed(key, "links"));
                     }
@@ -457,9 +381,7 @@ impl Parser {
                     links_value = Some((key_path, links));
                 }
                 "linkQuality" => self.link_quality(&key_path, value, &mut quality)?,
-                "quality" | "qualityWeights" => {
-                    self.quality_2020(&key_path, value, &mut quality)?
-                }
+                "quality" | "qualityWeights" => self.quality_2020(&key_path, value, &mut quality)?,
                 "maxAcceptableLatency" | "maxAcceptableMeanLatency" => {
                     let v = expect_positive(&key_path, value, None)?;
                     self.warn(
@@ -503,10 +425,7 @@ impl Parser {
                 }
                 _ => {
                     if let Some((_, why)) = REMOVED_POLICY_KEYS.iter().find(|(k, _)| k == key) {
-                        self.warn(
-                            key_path,
-                            format!("{key} no longer exists and is ignored: {why}"),
-                        );
+                        self.warn(key_path, format!("{key} no longer exists and is ignored: {why}"));
                     } else {
                         return Err(unknown_key(key_path, key, POLICY_KEYS));
                     }
@@ -542,18 +461,9 @@ impl Parser {
     }
 
     /// Warn about settings that only one base policy uses, when the policy is built on another.
-    fn base_specific_warnings(
-        &mut self,
-        path: &str,
-        links_path: &str,
-        settings: &PolicySettings,
-        given: &[&str],
-    ) {
+    fn base_specific_warnings(&mut self, path: &str, links_path: &str, settings: &PolicySettings, given: &[&str]) {
         let only_for: &[(&[&str], Policy)] = &[
-            (
-                &["activeReselect", "linkSelectMethod", "slaveSelectMethod"],
-                Policy::ActiveBackup,
-            ),
+            (&["activeReselect", "linkSelectMethod", "slaveSelectMethod"], Policy::ActiveBackup),
             (&["packetsPerLink", "packetsPerSlave"], Policy::BalanceRr),
             (&["balancePolicy"], Policy::BalanceAware),
         ];
@@ -565,10 +475,7 @@ impl Parser {
                 if settings.base != *policy {
                     self.warn(
                         child(path, key),
-                        format!(
-                            "{key} only affects {policy}; this policy is {}",
-                            settings.base
-                        ),
+                        format!("{key} only affects {policy}; this policy is {}", settings.base),
                     );
                 }
             }
@@ -577,39 +484,23 @@ impl Parser {
             for link in settings.links.iter().filter(|l| l.failover_to.is_some()) {
                 self.warn(
                     child(&child(links_path, &link.name), "failoverTo"),
-                    format!(
-                        "failoverTo only affects active-backup; this policy is {}",
-                        settings.base
-                    ),
+                    format!("failoverTo only affects active-backup; this policy is {}", settings.base),
                 );
             }
         }
     }
 
     /// `linkQuality`: any subset of the 8 keys (zerotier-one needs all 8 or ignores the object, §11.3).
-    fn link_quality(
-        &mut self,
-        path: &str,
-        value: &Value,
-        quality: &mut QualityParts,
-    ) -> Result<(), ConfigError> {
+    fn link_quality(&mut self, path: &str, value: &Value, quality: &mut QualityParts) -> Result<(), ConfigError> {
         let object = expect_object(path, value, "linkQuality must be an object")?;
         let mut weights = [None::<f64>; 4];
         for (key, v) in object {
             let key_path = child(path, key);
             match key.as_str() {
-                "lat_max" => quality
-                    .lat_max
-                    .set(expect_positive(&key_path, v, None)?, key_path)?,
-                "pdv_max" => quality
-                    .pdv_max
-                    .set(expect_positive(&key_path, v, None)?, key_path)?,
-                "plr_max" => quality
-                    .plr_max
-                    .set(expect_positive(&key_path, v, Some(1.0))?, key_path)?,
-                "per_max" => quality
-                    .per_max
-                    .set(expect_positive(&key_path, v, Some(1.0))?, key_path)?,
+                "lat_max" => quality.lat_max.set(expect_positive(&key_path, v, None)?, key_path)?,
+                "pdv_max" => quality.pdv_max.set(expect_positive(&key_path, v, None)?, key_path)?,
+                "plr_max" => quality.plr_max.set(expect_positive(&key_path, v, Some(1.0))?, key_path)?,
+                "per_max" => quality.per_max.set(expect_positive(&key_path, v, Some(1.0))?, key_path)?,
                 "lat_weight" => weights[0] = Some(expect_fraction(&key_path, v)?),
                 "pdv_weight" => weights[1] = Some(expect_fraction(&key_path, v)?),
                 "plr_weight" => weights[2] = Some(expect_fraction(&key_path, v)?),
@@ -634,11 +525,7 @@ impl Parser {
                 plr: weights[2].unwrap_or(0.0),
                 per: weights[3].unwrap_or(0.0),
             };
-            check_sum(
-                path,
-                "the weights (lat_weight + pdv_weight + plr_weight + per_weight)",
-                w.sum(),
-            )?;
+            check_sum(path, "the weights (lat_weight + pdv_weight + plr_weight + per_weight)", w.sum())?;
             quality.weights.set(w, path.to_string())?;
         }
         Ok(())
@@ -646,23 +533,11 @@ impl Parser {
 
     /// 2020 `quality` / `qualityWeights`: nine weights; the four with a counterpart are kept and
     /// renormalised, the others (ltm, thr, thm, thv, avl) are dropped with a warning.
-    fn quality_2020(
-        &mut self,
-        path: &str,
-        value: &Value,
-        quality: &mut QualityParts,
-    ) -> Result<(), ConfigError> {
-        const KEYS: &[&str] = &[
-            "lat", "ltm", "pdv", "plr", "per", "thr", "thm", "thv", "avl",
-        ];
+    fn quality_2020(&mut self, path: &str, value: &Value, quality: &mut QualityParts) -> Result<(), ConfigError> {
+        const KEYS: &[&str] = &["lat", "ltm", "pdv", "plr", "per", "thr", "thm", "thv", "avl"];
         let object = expect_object(path, value, "quality must be an object of weights")?;
         let mut total = 0.0;
-        let mut mapped = QualityWeights {
-            lat: 0.0,
-            pdv: 0.0,
-            plr: 0.0,
-            per: 0.0,
-        };
+        let mut mapped = QualityWeights { lat: 0.0, pdv: 0.0, plr: 0.0, per: 0.0 };
         let mut dropped = Vec::new();
         for (key, v) in object {
             let key_path = child(path, key);
@@ -714,11 +589,7 @@ impl Parser {
         quality.weights.set(normalised, path.to_string())
     }
 
-    fn links(
-        &mut self,
-        path: &str,
-        links: &Map<String, Value>,
-    ) -> Result<Vec<LinkSettings>, ConfigError> {
+    fn links(&mut self, path: &str, links: &Map<String, Value>) -> Result<Vec<LinkSettings>, ConfigError> {
         struct Parsed {
             link: LinkSettings,
             path: String,
@@ -728,19 +599,11 @@ impl Parser {
         for (name, value) in links {
             let link_path = child(path, name);
             if name.is_empty() {
-                return Err(ConfigError::new(
-                    Kind::OutOfRange,
-                    link_path,
-                    "interface name is empty",
-                ));
+                return Err(ConfigError::new(Kind::OutOfRange, link_path, "interface name is empty"));
             }
             let object = expect_object(&link_path, value, "a link must be an object")?;
             let (link, mode_given) = self.link(&link_path, name, object)?;
-            parsed.push(Parsed {
-                link,
-                path: link_path,
-                mode_given,
-            });
+            parsed.push(Parsed { link, path: link_path, mode_given });
         }
 
         // failoverTo must name another listed link (zerotier-one keeps a dangling name and never uses it).
@@ -748,11 +611,7 @@ impl Parser {
             if let Some(target) = &p.link.failover_to {
                 let target_path = child(&p.path, "failoverTo");
                 if *target == p.link.name {
-                    return Err(ConfigError::new(
-                        Kind::Conflict,
-                        target_path,
-                        "a link cannot fail over to itself",
-                    ));
+                    return Err(ConfigError::new(Kind::Conflict, target_path, "a link cannot fail over to itself"));
                 }
                 if !parsed.iter().any(|q| q.link.name == *target) {
                     let names: Vec<&str> = parsed.iter().map(|q| q.link.name.as_str()).collect();
@@ -770,14 +629,8 @@ impl Parser {
 
         // Unspecified mode: spare if another link is explicitly primary (zerotier-one's default), else
         // primary — zerotier-one would make every link spare, leaving a bond with no primary (§11.4).
-        let any_explicit_primary = parsed
-            .iter()
-            .any(|p| p.mode_given && p.link.mode == LinkMode::Primary);
-        let defaulted: Vec<&str> = parsed
-            .iter()
-            .filter(|p| !p.mode_given)
-            .map(|p| p.link.name.as_str())
-            .collect();
+        let any_explicit_primary = parsed.iter().any(|p| p.mode_given && p.link.mode == LinkMode::Primary);
+        let defaulted: Vec<&str> = parsed.iter().filter(|p| !p.mode_given).map(|p| p.link.name.as_str()).collect();
         if !defaulted.is_empty() && !any_explicit_primary {
             self.warn(
                 path,
@@ -788,11 +641,7 @@ impl Parser {
                 ),
             );
         }
-        if !parsed.is_empty()
-            && parsed
-                .iter()
-                .all(|p| p.mode_given && p.link.mode == LinkMode::Spare)
-        {
+        if !parsed.is_empty() && parsed.iter().all(|p| p.mode_given && p.link.mode == LinkMode::Spare) {
             self.warn(
                 path,
                 "every link is spare, so none carries traffic by preference; mark the preferred link(s) \
@@ -800,11 +649,7 @@ impl Parser {
             );
         }
         for p in parsed.iter_mut().filter(|p| !p.mode_given) {
-            p.link.mode = if any_explicit_primary {
-                LinkMode::Spare
-            } else {
-                LinkMode::Primary
-            };
+            p.link.mode = if any_explicit_primary { LinkMode::Spare } else { LinkMode::Primary };
         }
 
         // alloc: all or none, summing to 1.
@@ -813,10 +658,7 @@ impl Parser {
                 return Err(ConfigError::new(
                     Kind::MissingKey,
                     child(&missing.path, "alloc"),
-                    format!(
-                        "alloc is set on {:?} but not here; give every link an alloc, or none",
-                        first.link.name
-                    ),
+                    format!("alloc is set on {:?} but not here; give every link an alloc, or none", first.link.name),
                 ));
             }
             let total: f64 = parsed.iter().filter_map(|p| p.link.alloc).sum();
@@ -900,19 +742,14 @@ impl Parser {
                         return Err(ConfigError::new(
                             Kind::OutOfRange,
                             key_path,
-                            format!(
-                                "mtu {mtu} is below the minimum {MIN_LINK_MTU} (0 = use the physical MTU)"
-                            ),
+                            format!("mtu {mtu} is below the minimum {MIN_LINK_MTU} (0 = use the physical MTU)"),
                         ));
                     }
                     link.mtu = (mtu != 0).then_some(mtu as u16);
                 }
                 _ => {
                     if let Some((_, why)) = REMOVED_LINK_KEYS.iter().find(|(k, _)| k == key) {
-                        self.warn(
-                            key_path,
-                            format!("per-link {key} no longer exists and is ignored: {why}"),
-                        );
+                        self.warn(key_path, format!("per-link {key} no longer exists and is ignored: {why}"));
                     } else {
                         return Err(unknown_key(key_path, key, LINK_KEYS));
                     }
@@ -932,15 +769,16 @@ impl Parser {
         }
         if v > 1.0 && v <= 255.0 && v.fract() == 0.0 {
             let fraction = v / 255.0;
-            self.warn(path, format!("2020 8-bit alloc {v} read as the fraction {v}/255 = {fraction:.4}; write fractions"));
+            self.warn(
+                path,
+                format!("2020 8-bit alloc {v} read as the fraction {v}/255 = {fraction:.4}; write fractions"),
+            );
             return Ok(fraction);
         }
         Err(ConfigError::new(
             Kind::OutOfRange,
             path,
-            format!(
-                "alloc {v} is out of range (a fraction of traffic in 0..1, or the 2020 integer form 0..255)"
-            ),
+            format!("alloc {v} is out of range (a fraction of traffic in 0..1, or the 2020 integer form 0..255)"),
         ))
     }
 }
@@ -956,25 +794,9 @@ const POLICY_KEYS: &[&str] = &[
     "linkQuality",
     "links",
 ];
-const LINK_KEYS: &[&str] = &[
-    "mode",
-    "failoverTo",
-    "ipvPref",
-    "capacity",
-    "alloc",
-    "enabled",
-    "mtu",
-];
-const LINK_QUALITY_KEYS: &[&str] = &[
-    "lat_max",
-    "pdv_max",
-    "plr_max",
-    "per_max",
-    "lat_weight",
-    "pdv_weight",
-    "plr_weight",
-    "per_weight",
-];
+const LINK_KEYS: &[&str] = &["mode", "failoverTo", "ipvPref", "capacity", "alloc", "enabled", "mtu"];
+const LINK_QUALITY_KEYS: &[&str] =
+    &["lat_max", "pdv_max", "plr_max", "per_max", "lat_weight", "pdv_weight", "plr_weight", "per_weight"];
 
 fn combine_quality(parts: &QualityParts) -> LinkQualitySpec {
     let defaults = LinkQualitySpec::default();
@@ -988,11 +810,7 @@ fn combine_quality(parts: &QualityParts) -> LinkQualitySpec {
 }
 
 /// A policy name as used by defaultBondingPolicy / peerSpecificBonds: standard or defined custom.
-fn resolve_name(
-    path: &str,
-    name: &str,
-    policies: &BTreeMap<String, PolicySettings>,
-) -> Result<PolicyRef, ConfigError> {
+fn resolve_name(path: &str, name: &str, policies: &BTreeMap<String, PolicySettings>) -> Result<PolicyRef, ConfigError> {
     if let Some(standard) = Policy::from_name(name) {
         return Ok(PolicyRef::Standard(standard));
     }
@@ -1006,29 +824,19 @@ fn resolve_name(
         format!(
             "unknown policy {name:?}: not a standard policy ({}) and not defined under settings.policies{}",
             quoted_list(Policy::ALL.map(Policy::name)),
-            if custom.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", custom.join(", "))
-            }
+            if custom.is_empty() { String::new() } else { format!(" ({})", custom.join(", ")) }
         ),
     ))
 }
 
 /// A `peerSpecificBonds` key: exactly 10 hex digits, not 0 and not in the reserved 0xff prefix.
 fn parse_address(path: &str, text: &str) -> Result<u64, ConfigError> {
-    let bad = |why: &str| {
-        ConfigError::new(
-            Kind::BadAddress,
-            path,
-            format!("{text:?} is not a ZeroTier address: {why}"),
-        )
-    };
+    let bad =
+        |why: &str| ConfigError::new(Kind::BadAddress, path, format!("{text:?} is not a ZeroTier address: {why}"));
     if text.len() != 10 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad("expected exactly 10 hexadecimal digits"));
     }
-    let address =
-        u64::from_str_radix(text, 16).map_err(|_| bad("expected exactly 10 hexadecimal digits"))?;
+    let address = u64::from_str_radix(text, 16).map_err(|_| bad("expected exactly 10 hexadecimal digits"))?;
     if address == 0 {
         return Err(bad("address 0 is reserved"));
     }
@@ -1046,10 +854,7 @@ fn unknown_key(path: String, key: &str, known: &[&str]) -> ConfigError {
     ConfigError::new(
         Kind::UnknownKey,
         path,
-        format!(
-            "unknown key {key:?} (zerotier-one would silently ignore it); known keys: {}",
-            known.join(", ")
-        ),
+        format!("unknown key {key:?} (zerotier-one would silently ignore it); known keys: {}", known.join(", ")),
     )
 }
 
@@ -1065,66 +870,30 @@ fn describe(value: &Value) -> String {
 }
 
 fn wrong_type(path: impl Into<String>, expected: &str, value: &Value) -> ConfigError {
-    ConfigError::new(
-        Kind::WrongType,
-        path,
-        format!("expected {expected}, got {}", describe(value)),
-    )
+    ConfigError::new(Kind::WrongType, path, format!("expected {expected}, got {}", describe(value)))
 }
 
-fn expect_object<'a>(
-    path: &str,
-    value: &'a Value,
-    what: &str,
-) -> Result<&'a Map<String, Value>, ConfigError> {
-    value.as_object().ok_or_else(|| {
-        ConfigError::new(
-            Kind::WrongType,
-            path,
-            format!("{what}, got {}", describe(value)),
-        )
-    })
+fn expect_object<'a>(path: &str, value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ConfigError> {
+    value.as_object().ok_or_else(|| ConfigError::new(Kind::WrongType, path, format!("{what}, got {}", describe(value))))
 }
 
 fn expect_str<'a>(path: &str, value: &'a Value) -> Result<&'a str, ConfigError> {
-    value
-        .as_str()
-        .ok_or_else(|| wrong_type(path, "a string", value))
+    value.as_str().ok_or_else(|| wrong_type(path, "a string", value))
 }
 
 fn expect_number(path: &str, value: &Value) -> Result<f64, ConfigError> {
-    value
-        .as_f64()
-        .ok_or_else(|| wrong_type(path, "a number", value))
+    value.as_f64().ok_or_else(|| wrong_type(path, "a number", value))
 }
 
 /// An integer in `min..=max` (`unit` only decorates the message). `500.0` counts as an integer.
-fn expect_uint_in(
-    path: &str,
-    value: &Value,
-    min: u64,
-    max: u64,
-    unit: &str,
-) -> Result<u64, ConfigError> {
+fn expect_uint_in(path: &str, value: &Value, min: u64, max: u64, unit: &str) -> Result<u64, ConfigError> {
     let Value::Number(n) = value else {
         return Err(wrong_type(path, "an integer", value));
     };
-    let unit = if unit.is_empty() {
-        String::new()
-    } else {
-        format!(" {unit}")
-    };
+    let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
     let out_of_range = |shown: String| {
-        let range = if max == u64::MAX {
-            format!("at least {min}")
-        } else {
-            format!("{min}..={max}")
-        };
-        ConfigError::new(
-            Kind::OutOfRange,
-            path,
-            format!("{shown}{unit} is out of range (accepted: {range}{unit})"),
-        )
+        let range = if max == u64::MAX { format!("at least {min}") } else { format!("{min}..={max}") };
+        ConfigError::new(Kind::OutOfRange, path, format!("{shown}{unit} is out of range (accepted: {range}{unit})"))
     };
     let v = if let Some(u) = n.as_u64() {
         u
@@ -1155,11 +924,7 @@ fn expect_positive(path: &str, value: &Value, upper: Option<f64>) -> Result<f64,
             Some(u) => format!("greater than 0 and at most {u}"),
             None => "greater than 0".to_string(),
         };
-        return Err(ConfigError::new(
-            Kind::OutOfRange,
-            path,
-            format!("{v} is out of range (must be {range})"),
-        ));
+        return Err(ConfigError::new(Kind::OutOfRange, path, format!("{v} is out of range (must be {range})")));
     }
     Ok(v)
 }
@@ -1168,11 +933,7 @@ fn expect_positive(path: &str, value: &Value, upper: Option<f64>) -> Result<f64,
 fn expect_fraction(path: &str, value: &Value) -> Result<f64, ConfigError> {
     let v = expect_number(path, value)?;
     if !(0.0..=1.0).contains(&v) {
-        return Err(ConfigError::new(
-            Kind::OutOfRange,
-            path,
-            format!("{v} is out of range (a weight in 0..1)"),
-        ));
+        return Err(ConfigError::new(Kind::OutOfRange, path, format!("{v} is out of range (a weight in 0..1)")));
     }
     Ok(v)
 }

@@ -3,15 +3,9 @@
 /// `parent` extended by object key `key`. Keys that would make the dotted form ambiguous are quoted.
 pub(crate) fn child(parent: &str, key: &str) -> String {
     let plain = !key.is_empty()
-        && key.chars().all(|c| {
-            !(c == '.' || c == '[' || c == ']' || c == '"' || c.is_whitespace() || c.is_control())
-        });
+        && key.chars().all(|c| !(c == '.' || c == '[' || c == ']' || c == '"' || c.is_whitespace() || c.is_control()));
     if plain {
-        if parent.is_empty() {
-            key.to_string()
-        } else {
-            format!("{parent}.{key}")
-        }
+        if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
     } else {
         // A JSON string literal is an unambiguous way to write any key.
         let quoted = serde_json::Value::String(key.to_string()).to_string();

@@ -87,19 +87,13 @@ impl BondingConfig {
             settings.insert("defaultBondingPolicy".into(), json!(default.name()));
         }
         if !self.policies.is_empty() {
-            let policies: Map<String, Value> = self
-                .policies
-                .iter()
-                .map(|(name, p)| (name.clone(), p.to_json()))
-                .collect();
+            let policies: Map<String, Value> =
+                self.policies.iter().map(|(name, p)| (name.clone(), p.to_json())).collect();
             settings.insert("policies".into(), Value::Object(policies));
         }
         if !self.peer_specific.is_empty() {
-            let peers: Map<String, Value> = self
-                .peer_specific
-                .iter()
-                .map(|(peer, r)| (format!("{peer:010x}"), json!(r.name())))
-                .collect();
+            let peers: Map<String, Value> =
+                self.peer_specific.iter().map(|(peer, r)| (format!("{peer:010x}"), json!(r.name()))).collect();
             settings.insert("peerSpecificBonds".into(), Value::Object(peers));
         }
         for (standard, p) in &self.standard_overrides {

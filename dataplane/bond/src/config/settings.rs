@@ -100,10 +100,7 @@ impl FromStr for Policy {
             ConfigError::new(
                 ConfigErrorKind::UnknownPolicy,
                 "",
-                format!(
-                    "unknown policy {s:?} (expected one of {})",
-                    quoted_list(Policy::ALL.map(Policy::name))
-                ),
+                format!("unknown policy {s:?} (expected one of {})", quoted_list(Policy::ALL.map(Policy::name))),
             )
         })
     }
@@ -124,12 +121,8 @@ pub enum LinkSelectMethod {
 }
 
 impl LinkSelectMethod {
-    pub const ALL: [LinkSelectMethod; 4] = [
-        LinkSelectMethod::Always,
-        LinkSelectMethod::Better,
-        LinkSelectMethod::Failure,
-        LinkSelectMethod::Optimize,
-    ];
+    pub const ALL: [LinkSelectMethod; 4] =
+        [LinkSelectMethod::Always, LinkSelectMethod::Better, LinkSelectMethod::Failure, LinkSelectMethod::Optimize];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -180,11 +173,7 @@ pub enum BalanceMode {
 }
 
 impl BalanceMode {
-    pub const ALL: [BalanceMode; 3] = [
-        BalanceMode::FlowDynamic,
-        BalanceMode::FlowStatic,
-        BalanceMode::Packet,
-    ];
+    pub const ALL: [BalanceMode; 3] = [BalanceMode::FlowDynamic, BalanceMode::FlowStatic, BalanceMode::Packet];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -239,12 +228,7 @@ impl QualityWeights {
 impl Default for QualityWeights {
     /// zerotier-one 1.14.1: all four weights 0.25 (§3).
     fn default() -> Self {
-        QualityWeights {
-            lat: 0.25,
-            pdv: 0.25,
-            plr: 0.25,
-            per: 0.25,
-        }
+        QualityWeights { lat: 0.25, pdv: 0.25, plr: 0.25, per: 0.25 }
     }
 }
 
@@ -517,10 +501,7 @@ impl BondingConfig {
         matches!(&self.default_policy, Some(PolicyRef::Standard(p)) if *p != Policy::None)
             || matches!(&self.default_policy, Some(PolicyRef::Custom(_)))
             || !self.policies.is_empty()
-            || self
-                .peer_specific
-                .values()
-                .any(|r| !matches!(r, PolicyRef::Standard(Policy::None)))
+            || self.peer_specific.values().any(|r| !matches!(r, PolicyRef::Standard(Policy::None)))
     }
 
     /// The settings of a policy reference: a custom template, an overridden standard policy, or a
@@ -528,11 +509,9 @@ impl BondingConfig {
     /// the parser rejects it) resolves to no bonding.
     pub fn resolve(&self, policy: &PolicyRef) -> PolicySettings {
         match policy {
-            PolicyRef::Standard(p) => self
-                .standard_overrides
-                .get(p)
-                .cloned()
-                .unwrap_or_else(|| PolicySettings::standard(*p)),
+            PolicyRef::Standard(p) => {
+                self.standard_overrides.get(p).cloned().unwrap_or_else(|| PolicySettings::standard(*p))
+            }
             PolicyRef::Custom(name) => self.policies.get(name).cloned().unwrap_or_default(),
         }
     }
@@ -540,11 +519,7 @@ impl BondingConfig {
     /// The policy a bond with `peer` (40-bit address) uses: its `peerSpecificBonds` entry, else
     /// `defaultBondingPolicy`, else none (§1.1).
     pub fn policy_for_peer(&self, peer: u64) -> PolicySettings {
-        match self
-            .peer_specific
-            .get(&peer)
-            .or(self.default_policy.as_ref())
-        {
+        match self.peer_specific.get(&peer).or(self.default_policy.as_ref()) {
             Some(r) => self.resolve(r),
             None => PolicySettings::standard(Policy::None),
         }
@@ -569,9 +544,5 @@ impl fmt::Display for ConfigWarning {
 }
 
 pub(crate) fn quoted_list<const N: usize>(names: [&str; N]) -> String {
-    names
-        .iter()
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
 }

@@ -40,7 +40,8 @@ impl ChangeReason {
 /// best score, then nomination order.
 pub fn failover_order<'a>(paths: &'a [PathState], failed: Option<&PathState>) -> Vec<&'a PathState> {
     let target = failed.and_then(|f| f.settings.failover_to.clone());
-    let mut candidates: Vec<&PathState> = paths.iter().filter(|p| p.usable() && Some(p.id) != failed.map(|f| f.id)).collect();
+    let mut candidates: Vec<&PathState> =
+        paths.iter().filter(|p| p.usable() && Some(p.id) != failed.map(|f| f.id)).collect();
     candidates.sort_by(|a, b| {
         let a_target = target.as_deref() == Some(a.link.as_str());
         let b_target = target.as_deref() == Some(b.link.as_str());
@@ -75,13 +76,19 @@ pub fn reselect(
     match method {
         LinkSelectMethod::Failure => None,
         LinkSelectMethod::Always => {
-            if current.is_primary() { None } else { best_primary.map(|p| (p.id, ChangeReason::Reselect)) }
+            if current.is_primary() {
+                None
+            } else {
+                best_primary.map(|p| (p.id, ChangeReason::Reselect))
+            }
         }
         LinkSelectMethod::Better => {
             if current.is_primary() {
                 return None;
             }
-            best_primary.filter(|p| p.score > current.score * (1.0 + BETTER_MARGIN)).map(|p| (p.id, ChangeReason::Reselect))
+            best_primary
+                .filter(|p| p.score > current.score * (1.0 + BETTER_MARGIN))
+                .map(|p| (p.id, ChangeReason::Reselect))
         }
         LinkSelectMethod::Optimize => {
             if now_us < last_change_us + OPTIMIZE_HOLD_DOWN_US {

@@ -157,7 +157,9 @@ impl Sim<'_> {
 fn flow_keys(count: u32, rng: &mut SeededRng) -> Vec<FlowHash> {
     (0..count)
         .map(|_| {
-            let host = |rng: &mut SeededRng| IpAddr::V4(Ipv4Addr::new(10, 147, (rng.below(4)) as u8, 1 + rng.below(250) as u8));
+            let host = |rng: &mut SeededRng| {
+                IpAddr::V4(Ipv4Addr::new(10, 147, (rng.below(4)) as u8, 1 + rng.below(250) as u8))
+            };
             FlowKey {
                 src: host(rng),
                 dst: host(rng),
@@ -180,7 +182,6 @@ pub fn run(scenario: &Scenario, config: &BondingConfig) -> Result<SimResult, Bon
     run_policy(scenario, policy_for(scenario, config))
 }
 
-
 fn make_node(scenario: &Scenario, settings: &PolicySettings, remote: &str) -> Result<(Node, Vec<String>), BondError> {
     let mut bond = Bond::new(settings.clone(), 0);
     bond.set_peer_acks(scenario.peer_acks);
@@ -194,7 +195,8 @@ fn make_node(scenario: &Scenario, settings: &PolicySettings, remote: &str) -> Re
                 link_of_path.push(i);
             }
             Err(BondError::LinkNotAllowed { .. }) => {
-                warnings.push(format!("link {:?} is not listed by policy {:?}; it carries nothing", l.name, settings.name));
+                warnings
+                    .push(format!("link {:?} is not listed by policy {:?}; it carries nothing", l.name, settings.name));
                 path_of_link.push(None);
             }
             Err(e) => return Err(e),
@@ -333,7 +335,9 @@ impl Sim<'_> {
         let bond = &mut self.nodes[to].bond;
         match payload {
             Payload::Data { id, flow, seq, bytes } => {
-                if bond.on_packet_received(path, id, bytes as usize, PacketKind::Data, now).ok() == Some(Delivery::Deliver) {
+                if bond.on_packet_received(path, id, bytes as usize, PacketKind::Data, now).ok()
+                    == Some(Delivery::Deliver)
+                {
                     self.receiver.delivered(id, flow as usize, seq, now);
                 }
             }
@@ -376,12 +380,18 @@ impl Sim<'_> {
     fn collect_events(&mut self) {
         while let Some(ev) = self.nodes[SENDER].bond.poll_event() {
             let failover = match &ev {
-                BondEvent::ActiveChanged { at_us, from: Some(from), to, reason } if *reason != ChangeReason::Initial => {
+                BondEvent::ActiveChanged { at_us, from: Some(from), to, reason }
+                    if *reason != ChangeReason::Initial =>
+                {
                     Some(Failover {
                         at_ms: *at_us as f64 / 1000.0,
                         from: from.clone(),
                         to: to.clone(),
-                        detection_ms: if *reason == ChangeReason::Failure { self.detection_ms(from, *at_us) } else { None },
+                        detection_ms: if *reason == ChangeReason::Failure {
+                            self.detection_ms(from, *at_us)
+                        } else {
+                            None
+                        },
                         reason: reason.name().to_string(),
                     })
                 }

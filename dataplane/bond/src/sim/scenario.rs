@@ -129,7 +129,10 @@ impl Scenario {
             return Err(bad("traffic.packets_per_second", "must be a positive number"));
         }
         if t.packets_per_second * self.duration_ms as f64 / 1000.0 > MAX_PACKETS {
-            return Err(bad("traffic.packets_per_second", format!("the run would send more than {MAX_PACKETS} packets")));
+            return Err(bad(
+                "traffic.packets_per_second",
+                format!("the run would send more than {MAX_PACKETS} packets"),
+            ));
         }
         if !(64..=10_000).contains(&t.packet_bytes) {
             return Err(bad("traffic.packet_bytes", "must be in 64..=10000"));

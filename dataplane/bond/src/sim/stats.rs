@@ -129,7 +129,10 @@ impl OutageTracker {
     /// delay they would have needed anyway).
     pub fn finish(&self, traffic_end_us: u64, typical_latency_us: u64) -> u64 {
         let tail = self.last_delivery_us.map_or(0, |prev| {
-            traffic_end_us.saturating_sub(prev).saturating_sub(self.down_time_until(traffic_end_us)).saturating_sub(typical_latency_us)
+            traffic_end_us
+                .saturating_sub(prev)
+                .saturating_sub(self.down_time_until(traffic_end_us))
+                .saturating_sub(typical_latency_us)
         });
         self.max_gap_us.max(tail)
     }

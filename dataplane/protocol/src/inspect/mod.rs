@@ -390,18 +390,19 @@ impl Inspector {
         }
         let payload = opened.payload;
         let ctx = Ctx { head_index, source, destination };
-        let decoded = Message::decode(verb, payload, Some((key, &packet_id))).map_err(|e| e.to_string()).and_then(|m| {
-            match &m {
-                Message::Hello(h, _) if h.identity.address() == source => self.learn(&h.identity),
-                Message::Ok(ok) => {
-                    if let crate::verbs::OkPayload::Whois(ids) = &ok.payload {
-                        ids.iter().for_each(|id| self.learn(id));
+        let decoded =
+            Message::decode(verb, payload, Some((key, &packet_id))).map_err(|e| e.to_string()).and_then(|m| {
+                match &m {
+                    Message::Hello(h, _) if h.identity.address() == source => self.learn(&h.identity),
+                    Message::Ok(ok) => {
+                        if let crate::verbs::OkPayload::Whois(ids) = &ok.payload {
+                            ids.iter().for_each(|id| self.learn(id));
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
-            }
-            self.message_json(&m, &ctx).map_err(|e| e.to_string())
-        });
+                self.message_json(&m, &ctx).map_err(|e| e.to_string())
+            });
         match decoded {
             Ok(v) => {
                 self.records[head_index].insert("decoded".into(), v);
@@ -436,11 +437,7 @@ impl Inspector {
             .filter(|h| h.index < qos_index && h.source == from && h.destination == to)
             .collect();
         let (qsrc, qdst) = self.head_phys(qos_index)?;
-        candidates
-            .iter()
-            .find(|h| h.src == qdst && h.dst == qsrc)
-            .or_else(|| candidates.first())
-            .map(|h| h.index)
+        candidates.iter().find(|h| h.src == qdst && h.dst == qsrc).or_else(|| candidates.first()).map(|h| h.index)
     }
 
     /// A fragment set that never completed: fragments become orphans, a head stays undecoded.

@@ -69,9 +69,10 @@ impl Inspector {
     pub(super) fn netconf_values_json(&self, dict: &Dictionary) -> Value {
         let mut m = Map::new();
         if let Some(v) = dict.get("C")
-            && let Ok(com) = CertificateOfMembership::read(&mut Reader::new(v)) {
-                m.insert("C".into(), self.com_json(&com));
-            }
+            && let Ok(com) = CertificateOfMembership::read(&mut Reader::new(v))
+        {
+            m.insert("C".into(), self.com_json(&com));
+        }
         if let Some(v) = dict.get("COO") {
             let mut r = Reader::new(v);
             let mut coos = Vec::new();
@@ -151,9 +152,10 @@ impl Inspector {
         }
         if (signature_ok || chunk.signed.is_none())
             && let Ok(Some(whole)) = self.configs.add(chunk)
-                && let Ok(dict) = Dictionary::parse(&whole) {
-                    m.insert("dictionary".into(), self.dictionary_json(&dict, true));
-                }
+            && let Ok(dict) = Dictionary::parse(&whole)
+        {
+            m.insert("dictionary".into(), self.dictionary_json(&dict, true));
+        }
         Value::Object(m)
     }
 
@@ -238,7 +240,9 @@ impl Inspector {
                     let moons: Vec<Value> = h
                         .moons
                         .iter()
-                        .map(|w| json!({"type": w.world_type, "id": format!("{:016x}", w.id), "timestamp": w.timestamp}))
+                        .map(
+                            |w| json!({"type": w.world_type, "id": format!("{:016x}", w.id), "timestamp": w.timestamp}),
+                        )
                         .collect();
                     m.insert("moons".into(), Value::Array(moons));
                 }
@@ -462,5 +466,4 @@ impl Inspector {
             Value::Array(c.certificates_of_ownership.iter().map(|coo| self.coo_json(coo)).collect()),
         );
     }
-
 }

@@ -12,16 +12,18 @@ pub mod small;
 
 pub use frame::{ExtFrame, Frame};
 pub use hello::{Hello, HelloTail, OkHello, WorldRef};
-pub use multicast::{GatherResults, MulticastFrame, MulticastGather, MulticastLike, OkMulticastFrame, OkMulticastGather};
+pub use multicast::{
+    GatherResults, MulticastFrame, MulticastGather, MulticastLike, OkMulticastFrame, OkMulticastGather,
+};
 pub use netconf::{ChunkSignature, ConfigAssembler, ConfigChunk, NetworkConfigRequest};
 pub use ok::{OkMessage, OkPayload};
 pub use small::{DirectPath, ErrorCode, ErrorMessage, QosRecord, Rendezvous, UserMessage};
 
+use crate::PeerKey;
 use crate::credentials::NetworkCredentials;
 use crate::error::Result;
 use crate::header::Verb;
 use crate::wire::Reader;
-use crate::PeerKey;
 
 /// A decoded verb payload.
 #[derive(Debug, Clone, PartialEq, Eq)]

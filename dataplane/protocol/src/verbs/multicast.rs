@@ -1,11 +1,11 @@
 //! MULTICAST_LIKE (0x09), MULTICAST_GATHER (0x0d), MULTICAST_FRAME (0x0e) and their OK
 //! payloads (spec §8.9).
 
+use crate::Address;
 use crate::credentials::CertificateOfMembership;
 use crate::error::{ProtocolError, Result};
 use crate::network::{Mac, MulticastGroup, NetworkId};
 use crate::wire::{Reader, WriteExt};
-use crate::Address;
 
 /// MULTICAST_GATHER flag: a COM follows the gather limit.
 pub const GATHER_FLAG_COM: u8 = 0x01;
@@ -100,7 +100,11 @@ impl GatherResults {
         let total_known = r.u32("gather total known")?;
         let count = r.u16("gather member count")? as usize;
         if count * 5 > r.remaining() {
-            return Err(ProtocolError::Truncated { what: "gather members", needed: count * 5, available: r.remaining() });
+            return Err(ProtocolError::Truncated {
+                what: "gather members",
+                needed: count * 5,
+                available: r.remaining(),
+            });
         }
         let mut members = Vec::with_capacity(count);
         for _ in 0..count {
@@ -155,8 +159,7 @@ impl OkMulticastFrame {
         let network_id = NetworkId(r.u64("OK(MULTICAST_FRAME) network id")?);
         let group = read_group(r)?;
         let flags = r.u8("OK(MULTICAST_FRAME) flags")?;
-        let results =
-            if flags & OK_MFRAME_FLAG_GATHER_RESULTS != 0 { Some(GatherResults::read(r)?) } else { None };
+        let results = if flags & OK_MFRAME_FLAG_GATHER_RESULTS != 0 { Some(GatherResults::read(r)?) } else { None };
         Ok(Self { network_id, group, flags, results })
     }
 

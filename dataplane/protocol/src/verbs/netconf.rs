@@ -1,11 +1,11 @@
 //! NETWORK_CONFIG_REQUEST (0x0b), config chunks in NETWORK_CONFIG (0x0c) and
 //! OK(NETWORK_CONFIG_REQUEST), and chunk reassembly (spec §8.10).
 
+use crate::Identity;
 use crate::dictionary::MAX_DICTIONARY_LEN;
 use crate::error::{ProtocolError, Result};
 use crate::network::NetworkId;
 use crate::wire::{Reader, WriteExt};
-use crate::Identity;
 
 /// Signature type 1: the 96-byte Ed25519 form of spec §4.1.
 pub const SIGNATURE_TYPE_ED25519: u8 = 1;
@@ -114,9 +114,22 @@ impl ConfigChunk {
     }
 
     /// Sign with the controller (whose address must be the top 40 bits of the network ID).
-    pub fn sign(&mut self, controller: &Identity, flags: u8, update_id: u64, total_len: u32, chunk_index: u32) -> Result<()> {
-        self.signed =
-            Some(ChunkSignature { flags, update_id, total_len, chunk_index, signature_type: SIGNATURE_TYPE_ED25519, signature: Vec::new() });
+    pub fn sign(
+        &mut self,
+        controller: &Identity,
+        flags: u8,
+        update_id: u64,
+        total_len: u32,
+        chunk_index: u32,
+    ) -> Result<()> {
+        self.signed = Some(ChunkSignature {
+            flags,
+            update_id,
+            total_len,
+            chunk_index,
+            signature_type: SIGNATURE_TYPE_ED25519,
+            signature: Vec::new(),
+        });
         let sig = controller
             .sign(&self.signed_bytes())
             .map_err(|e| ProtocolError::Malformed { what: "controller identity", detail: e.to_string() })?;
@@ -172,26 +185,23 @@ impl ConfigAssembler {
         if total > MAX_DICTIONARY_LEN {
             return Err(ProtocolError::TooLarge { what: "network config", value: total, limit: MAX_DICTIONARY_LEN });
         }
-        let pos = match self
-            .pending
-            .iter()
-            .position(|p| p.network_id == chunk.network_id && p.update_id == sig.update_id)
-        {
-            Some(p) => p,
-            None => {
-                if self.pending.len() >= self.max_updates {
-                    self.pending.remove(0);
+        let pos =
+            match self.pending.iter().position(|p| p.network_id == chunk.network_id && p.update_id == sig.update_id) {
+                Some(p) => p,
+                None => {
+                    if self.pending.len() >= self.max_updates {
+                        self.pending.remove(0);
+                    }
+                    self.pending.push(PendingUpdate {
+                        network_id: chunk.network_id,
+                        update_id: sig.update_id,
+                        total_len: total,
+                        have: 0,
+                        chunks: Vec::new(),
+                    });
+                    self.pending.len() - 1
                 }
-                self.pending.push(PendingUpdate {
-                    network_id: chunk.network_id,
-                    update_id: sig.update_id,
-                    total_len: total,
-                    have: 0,
-                    chunks: Vec::new(),
-                });
-                self.pending.len() - 1
-            }
-        };
+            };
         let p = &mut self.pending[pos];
         if p.chunks.iter().any(|(i, _)| *i == sig.chunk_index) {
             return Ok(None);

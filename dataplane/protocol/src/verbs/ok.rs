@@ -3,11 +3,11 @@
 use super::hello::OkHello;
 use super::multicast::{OkMulticastFrame, OkMulticastGather};
 use super::netconf::ConfigChunk;
+use crate::Identity;
 use crate::error::{ProtocolError, Result};
 use crate::header::Verb;
 use crate::network::NetworkId;
 use crate::wire::{Reader, WriteExt};
-use crate::Identity;
 
 /// Upper bound on identities in one OK(WHOIS) (each is at least 71 bytes).
 pub const MAX_WHOIS_IDENTITIES: usize = 160;

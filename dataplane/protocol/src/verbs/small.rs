@@ -1,12 +1,12 @@
 //! The small fixed-layout payloads: ERROR (spec §8.2), WHOIS (§8.4), RENDEZVOUS (§8.5),
 //! PUSH_DIRECT_PATHS (§8.11), QOS_MEASUREMENT (§8.13), USER_MESSAGE (§8.15).
 
+use crate::Address;
 use crate::error::{ProtocolError, Result};
 use crate::header::Verb;
 use crate::inet::{read_inet, write_inet};
 use crate::network::{Mac, MulticastGroup, NetworkId};
 use crate::wire::{Reader, WriteExt};
-use crate::Address;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// ERROR codes (spec §7).
@@ -65,7 +65,8 @@ impl ErrorMessage {
         let in_re_verb = Verb::from_code(r.u8("ERROR in-re verb")?);
         let in_re_packet_id = r.array("ERROR in-re packet id")?;
         let code = ErrorCode(r.u8("ERROR code")?);
-        let mut out = ErrorMessage { in_re_verb, in_re_packet_id, code, network_id: None, group: None, dictionary: None };
+        let mut out =
+            ErrorMessage { in_re_verb, in_re_packet_id, code, network_id: None, group: None, dictionary: None };
         if code.carries_network_id() && r.remaining() >= 8 {
             out.network_id = Some(NetworkId(r.u64("ERROR network id")?));
             if code == ErrorCode::UNWANTED_MULTICAST && r.remaining() >= 10 {
@@ -134,7 +135,9 @@ impl Rendezvous {
         let ip = match r.u8("RENDEZVOUS address length")? {
             4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>("RENDEZVOUS IPv4")?)),
             16 => IpAddr::V6(Ipv6Addr::from(r.array::<16>("RENDEZVOUS IPv6")?)),
-            other => return Err(ProtocolError::InvalidValue { what: "RENDEZVOUS address length", value: other as u64 }),
+            other => {
+                return Err(ProtocolError::InvalidValue { what: "RENDEZVOUS address length", value: other as u64 });
+            }
         };
         Ok(Self { flags, peer, address: SocketAddr::new(ip, port) })
     }
@@ -244,7 +247,10 @@ pub const QOS_MAX_PAYLOAD: usize = 1400;
 
 pub fn decode_qos(payload: &[u8]) -> Result<Vec<QosRecord>> {
     if !(QOS_MIN_PAYLOAD..=QOS_MAX_PAYLOAD).contains(&payload.len()) {
-        return Err(ProtocolError::InvalidValue { what: "QOS_MEASUREMENT payload length", value: payload.len() as u64 });
+        return Err(ProtocolError::InvalidValue {
+            what: "QOS_MEASUREMENT payload length",
+            value: payload.len() as u64,
+        });
     }
     let mut out = Vec::new();
     for rec in payload.chunks_exact(10).take(QOS_MAX_RECORDS) {
