@@ -153,8 +153,7 @@ fn no_xdp_program_is_left_after_sigterm_or_sigkill() {
         let exit = dataplane.stop_with(signal).unwrap();
         if signal == libc::SIGTERM {
             assert!(exit.status.success(), "SIGTERM exit {:?}: {}", exit.status, exit.stderr);
-            let pins = Path::new("/run/ztplane/bpffs").join(&bed.dut.name);
-            assert!(!pins.exists(), "pinned maps left in {}", pins.display());
+            assert!(exit.leftovers.is_empty(), "left behind after SIGTERM: {:?}", exit.leftovers);
         }
         // The BPF link dies with the last fd: nothing stays attached, even after SIGKILL.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

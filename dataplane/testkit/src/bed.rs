@@ -95,7 +95,7 @@ impl FwdBed {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Dataplane { child: Some(child), ready })
+        Ok(Dataplane { child: Some(child), ready, instance })
     }
 }
 
@@ -103,13 +103,19 @@ impl FwdBed {
 pub struct Dataplane {
     child: Option<Child>,
     ready: PathBuf,
+    instance: String,
 }
+
+/// Where ztplane keeps an instance's pid file and pinned maps (its defaults).
+const RUN_DIR: &str = "/run/ztplane";
 
 /// How a dataplane process ended.
 pub struct Exit {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// Pid file and pinned maps the process left behind (removed since).
+    pub leftovers: Vec<PathBuf>,
 }
 
 impl Exit {
@@ -149,7 +155,21 @@ impl Dataplane {
         if let Some(mut s) = child.stderr.take() {
             let _ = s.read_to_string(&mut stderr);
         }
-        Ok(Exit { status, stdout, stderr })
+        // Note, then remove, what the process left behind (a killed one cannot clean up).
+        let leftovers = self.remove_leftovers();
+        Ok(Exit { status, stdout, stderr, leftovers })
+    }
+
+    /// Removes the instance's pid file and pinned maps; returns those that existed.
+    fn remove_leftovers(&self) -> Vec<PathBuf> {
+        let paths = [
+            Path::new(RUN_DIR).join(format!("{}.pid", self.instance)),
+            Path::new(RUN_DIR).join("bpffs").join(&self.instance),
+        ];
+        let existed: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
+        let _ = std::fs::remove_file(&paths[0]);
+        let _ = std::fs::remove_dir_all(&paths[1]);
+        existed
     }
 
     pub fn stop(self) -> Result<Exit> {
@@ -162,6 +182,7 @@ impl Drop for Dataplane {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            let _ = self.remove_leftovers();
         }
         let _ = std::fs::remove_file(&self.ready);
     }
