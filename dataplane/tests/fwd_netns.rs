@@ -144,16 +144,17 @@ fn one_flow_is_processed_by_every_worker_and_leaves_in_order() {
 }
 
 #[test]
-fn no_xdp_program_is_left_after_sigterm_or_sigkill() {
+fn no_xdp_program_is_left_after_sigterm_sigint_or_sigkill() {
     let _serial = serial();
     let bed = FwdBed::new(2).unwrap();
-    for signal in [libc::SIGTERM, libc::SIGKILL] {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGKILL] {
         let dataplane = bed.start_ztplane(ztplane(), &["--duration", "60"]).unwrap();
         assert!(bed.dut.xdp_attached("a0").unwrap() && bed.dut.xdp_attached("b0").unwrap());
         let exit = dataplane.stop_with(signal).unwrap();
-        if signal == libc::SIGTERM {
-            assert!(exit.status.success(), "SIGTERM exit {:?}: {}", exit.status, exit.stderr);
-            assert!(exit.leftovers.is_empty(), "left behind after SIGTERM: {:?}", exit.leftovers);
+        if signal != libc::SIGKILL {
+            assert!(exit.status.success(), "exit after signal {signal}: {:?}: {}", exit.status, exit.stderr);
+            assert!(exit.leftovers.is_empty(), "left behind after signal {signal}: {:?}", exit.leftovers);
+            assert!(exit.summary().is_ok(), "no final statistics after signal {signal}");
         }
         // The BPF link dies with the last fd: nothing stays attached, even after SIGKILL.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
