@@ -95,6 +95,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes, and any mutation of a valid frame: no panic, and what is found lies
+        /// inside the frame.
+        #[test]
+        fn never_panics_and_stays_in_bounds(
+            random in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            flips in proptest::collection::vec((0usize..80, proptest::num::u8::ANY), 0..6),
+            workers in 1usize..16,
+        ) {
+            let mut mutated = ipv4_udp(b"0123456789abcdef", flips.len() % 2 == 0);
+            for (at, byte) in flips {
+                let len = mutated.len();
+                mutated[at % len] = byte;
+            }
+            for frame in [&random, &mutated] {
+                if let Some(at) = locate_udp(frame) {
+                    proptest::prop_assert!(at.l4_offset + at.udp_len <= frame.len());
+                    proptest::prop_assert!(udp_payload(frame).is_some());
+                }
+                proptest::prop_assert!(crate::handoff::processor_for(frame, 0, workers) < workers);
+            }
+        }
+    }
+
     #[test]
     fn rejects_truncated_fragmented_and_non_udp() {
         let f = ipv4_udp(b"0123456789", false);
