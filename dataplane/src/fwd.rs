@@ -21,7 +21,7 @@ use xsk_rs::umem::Umem;
 /// Batches an owner may have outstanding per processor in the hand-off.
 const HANDOFF_DEPTH: usize = 8;
 
-/// Where a socket sits: (worker, port index within the worker).
+/// One socket as the summary reports it: where it is bound, its worker and its counters.
 struct QueueSlot {
     ifname: String,
     queue: u32,
