@@ -8,7 +8,6 @@ use common::*;
 use serde_json::Value;
 use ztplane_protocol::header::{DatagramKind, classify};
 use ztplane_protocol::inspect::inspect_pcap;
-use ztplane_protocol::pcap::{FrameContent, PcapReader};
 
 fn check_capture(capture: &str) {
     let identities = load_identities();
@@ -63,20 +62,9 @@ fn bridge_capture_matches_expected() {
 /// makes authentication fail; changing only the hop bits does not.
 #[test]
 fn tampering_fails_authentication_but_hops_do_not() {
-    use std::net::SocketAddr;
     let identities = load_identities();
-    let pcap = pcap_bytes("basic");
-    let frames: Vec<(i64, SocketAddr, SocketAddr, u8, Vec<u8>)> = PcapReader::new(&pcap)
-        .unwrap()
-        .map(|f| {
-            let f = f.unwrap();
-            match f.content {
-                FrameContent::Udp(u) => (f.timestamp_us, u.src, u.dst, u.ip_ttl, u.payload.to_vec()),
-                FrameContent::NotUdp(r) => panic!("{r}"),
-            }
-        })
-        .collect();
-    let run = |frames: &[(i64, SocketAddr, SocketAddr, u8, Vec<u8>)]| {
+    let frames = common::udp_frames("basic");
+    let run = |frames: &[common::Frame]| {
         let mut insp = ztplane_protocol::inspect::Inspector::new(identities.clone());
         for (t, s, d, ttl, p) in frames {
             insp.push(ztplane_protocol::inspect::Datagram { src: *s, dst: *d, time_us: *t, ip_ttl: *ttl, payload: p });

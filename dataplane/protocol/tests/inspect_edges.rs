@@ -6,22 +6,11 @@ mod common;
 use serde_json::Value;
 use std::net::SocketAddr;
 use ztplane_protocol::inspect::{Datagram, Inspector};
-use ztplane_protocol::pcap::{FrameContent, PcapReader};
 
-type Frame = (i64, SocketAddr, SocketAddr, u8, Vec<u8>);
+use common::Frame;
 
 fn basic_frames() -> Vec<Frame> {
-    let pcap = common::pcap_bytes("basic");
-    PcapReader::new(&pcap)
-        .unwrap()
-        .map(|f| {
-            let f = f.unwrap();
-            match f.content {
-                FrameContent::Udp(u) => (f.timestamp_us, u.src, u.dst, u.ip_ttl, u.payload.to_vec()),
-                FrameContent::NotUdp(r) => panic!("{r}"),
-            }
-        })
-        .collect()
+    common::udp_frames("basic")
 }
 
 fn run(frames: &[Frame], identities: Vec<ztplane_protocol::Identity>) -> ztplane_protocol::inspect::Inspection {

@@ -2,8 +2,28 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use ztplane_protocol::Identity;
+use ztplane_protocol::pcap::{FrameContent, PcapReader};
+
+/// One captured UDP datagram: time (µs), source, destination, IP TTL, payload.
+pub type Frame = (i64, SocketAddr, SocketAddr, u8, Vec<u8>);
+
+/// Every datagram of a capture, in order (the captures hold nothing but UDP).
+pub fn udp_frames(capture: &str) -> Vec<Frame> {
+    let pcap = pcap_bytes(capture);
+    PcapReader::new(&pcap)
+        .unwrap()
+        .map(|f| {
+            let f = f.unwrap();
+            match f.content {
+                FrameContent::Udp(u) => (f.timestamp_us, u.src, u.dst, u.ip_ttl, u.payload.to_vec()),
+                FrameContent::NotUdp(r) => panic!("{r}"),
+            }
+        })
+        .collect()
+}
 
 pub const CAPTURES: [&str; 3] = ["basic", "bond-ab", "bridge"];
 
