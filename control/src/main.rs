@@ -9,6 +9,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: ztplanectl <command> ...
   decode --pcap FILE --identity PATH [--identity PATH ...]
   policy simulate --config local.conf --scenario scenario.json
+  policy check --config local.conf
   xdp stats [--instance NAME] [--bpffs PATH]
   xdp ports list|add PORT|remove PORT [--instance NAME] [--bpffs PATH]";
 

@@ -1,6 +1,9 @@
 //! `ztplanectl policy simulate --config local.conf --scenario scenario.json`: run the bonding engine on
 //! both ends of a bond over simulated links (`ztplane_bond::sim`) and print one JSON result.
 //!
+//! `ztplanectl policy check --config local.conf`: validate a configuration before deploying it; print
+//! its warnings and the bonding settings it resolves to (normalised JSON, defaults filled in).
+//!
 //! Exit codes: 0 success; 2 usage error, unreadable input, invalid configuration or scenario.
 
 use anyhow::Result;
@@ -10,7 +13,8 @@ use ztplane_bond::config::parse_local_conf;
 use ztplane_bond::config::{Policy, PolicySettings};
 use ztplane_bond::sim::{self, Scenario};
 
-const USAGE: &str = "usage: ztplanectl policy simulate --config local.conf --scenario scenario.json [--pretty]";
+const USAGE: &str = "usage: ztplanectl policy simulate --config local.conf --scenario scenario.json [--pretty]
+       ztplanectl policy check --config local.conf";
 
 /// A problem with what the user gave us: printed, exit code 2.
 struct InputError(String);
@@ -27,11 +31,36 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Some("check") => match check(&args[1..]) {
+            Ok(json) => {
+                println!("{json}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(InputError(message)) => {
+                eprintln!("ztplanectl policy check: {message}");
+                Ok(ExitCode::from(2))
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             Ok(ExitCode::from(2))
         }
     }
+}
+
+fn check(args: &[String]) -> Result<String, InputError> {
+    let config_path = match args {
+        [flag, path] if flag == "--config" => path,
+        _ => return Err(InputError(format!("--config is required\n{USAGE}"))),
+    };
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| InputError(format!("cannot read config {config_path}: {e}")))?;
+    let (config, warnings) =
+        parse_local_conf(&text).map_err(|e| InputError(format!("invalid config {config_path}: {e}")))?;
+    for w in &warnings {
+        eprintln!("ztplanectl policy check: warning: {config_path}: {w}");
+    }
+    serde_json::to_string_pretty(&config.to_json()).map_err(|e| InputError(format!("cannot render: {e}")))
 }
 
 fn simulate(args: &[String]) -> Result<String, InputError> {
