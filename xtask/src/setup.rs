@@ -59,7 +59,7 @@ fn apt_packages() -> Result<()> {
         bail!("setup: `apt-get update` failed: cannot install {}", missing.join(" "));
     }
     let status = Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(["install", "-y", "-q"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdout(Stdio::null())
