@@ -46,7 +46,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             for iface in &ifaces {
                 let mut map = ports_map(&dir.join(iface))?;
                 if *verb == "add" {
-                    if map.keys().count() >= MAX_PORTS as usize {
+                    let present = map.get(&port, 0).is_ok();
+                    if !present && map.keys().count() >= MAX_PORTS as usize {
                         bail!("{iface}: already {MAX_PORTS} ports steered");
                     }
                     map.insert(port, 1, 0).with_context(|| format!("{iface}: adding port {port}"))?;

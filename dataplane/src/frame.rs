@@ -32,17 +32,24 @@ pub fn locate_udp(frame: &[u8]) -> Option<UdpLocation> {
             let header_len = usize::from(head[0] & 0x0f) * 4;
             let total_len = usize::from(u16::from_be_bytes([head[2], head[3]]));
             let fragmented = u16::from_be_bytes([head[6], head[7]]) & 0x3fff != 0;
-            if head[0] >> 4 != 4 || header_len < 20 || total_len < header_len || head[9] != 17 || fragmented {
+            if head[0] >> 4 != 4
+                || header_len < 20
+                || total_len < header_len
+                || l3 + total_len > frame.len()
+                || head[9] != 17
+                || fragmented
+            {
                 return None;
             }
             (l3 + header_len, total_len - header_len)
         }
         0x86dd => {
             let head = frame.get(l3..l3 + 40)?;
-            if head[0] >> 4 != 6 || head[6] != 17 {
+            let payload_len = usize::from(u16::from_be_bytes([head[4], head[5]]));
+            if head[0] >> 4 != 6 || head[6] != 17 || l3 + 40 + payload_len > frame.len() {
                 return None;
             }
-            (l3 + 40, usize::from(u16::from_be_bytes([head[4], head[5]])))
+            (l3 + 40, payload_len)
         }
         _ => return None,
     };
@@ -125,6 +132,9 @@ mod tests {
         for cut in 0..f.len() {
             assert!(locate_udp(&f[..cut]).is_none(), "accepted a frame cut at {cut}");
         }
+        let mut claims_more = f.clone();
+        claims_more[16..18].copy_from_slice(&1500u16.to_be_bytes()); // IP total length beyond the frame
+        assert!(locate_udp(&claims_more).is_none());
         let mut frag = f.clone();
         frag[20] = 0x20; // MF
         assert!(locate_udp(&frag).is_none());

@@ -11,7 +11,7 @@ use crate::steering::Steering;
 use crate::system;
 use crate::worker::{Shared, Worker};
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +20,8 @@ use xsk_rs::umem::Umem;
 
 /// Batches an owner may have outstanding per processor in the hand-off.
 const HANDOFF_DEPTH: usize = 8;
+/// Workers one dataplane runs (the hand-off has a queue pair per two workers).
+const MAX_WORKERS: usize = 64;
 
 /// One socket as the summary reports it: where it is bound, its worker and its counters.
 struct QueueSlot {
@@ -44,6 +46,11 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
         }
     };
     let workers = cores.len();
+    if workers > MAX_WORKERS {
+        return Err(DataplaneError::Config(format!(
+            "{workers} workers (one per queue) is more than {MAX_WORKERS}: choose them with --cores"
+        )));
+    }
     let frame_bytes = u64::from(config.umem_frames) * u64::from(config.frame_size);
     system::require_memory(frame_bytes * workers as u64)?;
     let _lock = InstanceLock::acquire(&config.instance)?;
@@ -97,6 +104,7 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
             ports,
             egress_of,
             total_frames: descs.len(),
+            ring_size: config.ring_size as usize,
             free: descs,
             stats: Arc::new(WorkerStats::default()),
             queue_stats,
@@ -113,26 +121,33 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
         config.ports
     );
 
-    let steered_ports = config.ports.clone();
     let shared = Arc::new(Shared {
         fabric: Fabric::new(workers, HANDOFF_DEPTH),
         umems,
         stop: stop.clone(),
         drained: AtomicUsize::new(0),
-        // Defence in depth: forward only what the XDP program should have steered.
-        process: Box::new(move |frame| locate_udp(frame).is_some_and(|udp| steered_ports.contains(&udp.dst_port))),
+        // Defence in depth: forward only well-formed UDP. (Which ports are steered is the XDP
+        // program's decision, and it changes at run time: `ztplanectl xdp ports`.)
+        process: Box::new(|frame| locate_udp(frame).is_some()),
     });
     let worker_stats: Vec<Arc<WorkerStats>> = worker_states.iter().map(|w| w.stats.clone()).collect();
-    let handles: Vec<_> = worker_states
-        .into_iter()
-        .map(|worker| {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("ztplane-w{}", worker.index))
-                .spawn(move || worker.run(shared))
-                .map_err(|e| DataplaneError::Internal(format!("spawning worker: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
+    let mut handles = Vec::new();
+    for worker in worker_states {
+        let shared = shared.clone();
+        let spawned =
+            std::thread::Builder::new().name(format!("ztplane-w{}", worker.index)).spawn(move || worker.run(shared));
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                // Stop the workers already running before reporting.
+                stop.store(true, Ordering::Relaxed);
+                for handle in handles {
+                    let _ = handle.join();
+                }
+                return Err(DataplaneError::Internal(format!("spawning worker: {e}")));
+            }
+        }
+    }
 
     if let Some(path) = &config.ready_file
         && let Err(err) = std::fs::write(path, format!("{}\n", std::process::id()))
@@ -161,6 +176,13 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
         }
     }
     stop.store(true, Ordering::Relaxed);
+    // From now on steered frames go to the kernel (XDP_PASS fallback) instead of sockets
+    // that no longer read.
+    for side in &mut steering {
+        for &queue in &queues {
+            side.unregister_socket(queue);
+        }
+    }
     for handle in handles {
         if handle.join().is_err() {
             log::error!("a worker thread panicked");
@@ -177,6 +199,9 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
         .collect();
     drop(steering);
     let _ = std::fs::remove_dir(&pin_dir); // the instance directory, empty once the pins are gone
+    if let Some(path) = &config.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
     let summary = json!({
         "mode": "fwd",
         "ifaces": config.ifaces,
@@ -185,7 +210,7 @@ pub fn run(config: &FwdConfig, stop: Arc<AtomicBool>) -> Result<Value, Dataplane
             "index": i, "core": cores[i], "rx": stats::get(&s.rx), "tx": stats::get(&s.tx),
             "processed": stats::get(&s.processed), "stolen": stats::get(&s.stolen),
             "dropped": stats::get(&s.dropped),
-            "leaked": stats::get(&s.leaked),
+            "leaked": stats::get(&s.leaked), "surplus": stats::get(&s.surplus),
         })).collect::<Vec<_>>(),
         "queues": slots.iter().map(|s| json!({
             "iface": s.ifname, "queue": s.queue, "worker": s.worker, "zero_copy": s.zero_copy,
@@ -237,21 +262,39 @@ impl InstanceLock {
         std::fs::create_dir_all(&dir)
             .map_err(|e| DataplaneError::Internal(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(format!("{instance}.pid"));
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && let Ok(pid) = text.trim().parse::<u32>()
-            && pid != std::process::id()
-            && std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
-            return Err(DataplaneError::InstanceRunning { name: instance.to_string(), pid });
+        let me = std::process::id();
+        // Twice at most: a stale file (its process gone) is removed and the creation retried.
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    file.write_all(format!("{me}\n").as_bytes())
+                        .map_err(|e| DataplaneError::Internal(format!("writing {}: {e}", path.display())))?;
+                    return Ok(InstanceLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = read_pid(&path);
+                    if let Some(pid) = holder.filter(|&pid| Path::new(&format!("/proc/{pid}")).exists()) {
+                        return Err(DataplaneError::InstanceRunning { name: instance.to_string(), pid });
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(DataplaneError::Internal(format!("creating {}: {e}", path.display()))),
+            }
         }
-        std::fs::write(&path, format!("{}\n", std::process::id()))
-            .map_err(|e| DataplaneError::Internal(format!("writing {}: {e}", path.display())))?;
-        Ok(InstanceLock { path })
+        Err(DataplaneError::Internal(format!("{} keeps reappearing: another ztplane starting?", path.display())))
     }
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 impl Drop for InstanceLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Only our own: never a file another instance has written since.
+        if read_pid(&self.path) == Some(std::process::id()) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

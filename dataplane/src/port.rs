@@ -118,6 +118,11 @@ impl Port {
         if want == 0 {
             return;
         }
+        // `produce` reserves all or nothing: never ask for more than the ring has room for.
+        let want = want.min(self.fill.nb_free(want as u32) as usize);
+        if want == 0 {
+            return;
+        }
         let start = free.len() - want;
         // SAFETY: frames in `free` are owned by userspace and belong to this port's UMEM.
         let produced = unsafe { self.fill.produce(&free[start..]) };
@@ -152,14 +157,16 @@ impl Port {
         n
     }
 
-    /// Queues frames for transmission; returns how many the TX ring took.
+    /// Queues frames for transmission; returns how many the TX ring took (a prefix).
     pub fn transmit(&mut self, frames: &[FrameDesc]) -> usize {
         if frames.is_empty() {
             return 0;
         }
+        // `produce` reserves all or nothing: offer only what the ring has room for.
+        let room = (self.tx.nb_free(frames.len() as u32) as usize).min(frames.len());
         // SAFETY: the frames are owned by userspace, filled, and belong to this UMEM.
         // (Not `produce_and_wakeup`: it loses the produced count when the kick fails.)
-        let n = unsafe { self.tx.produce(frames) };
+        let n = if room == 0 { 0 } else { unsafe { self.tx.produce(&frames[..room]) } };
         self.in_tx += n;
         if self.tx.needs_wakeup() {
             let _ = self.tx.wakeup();

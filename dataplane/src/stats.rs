@@ -19,6 +19,8 @@ pub struct WorkerStats {
     pub idle_loops: AtomicU64,
     /// Frames not accounted for at exit (must stay 0).
     pub leaked: AtomicU64,
+    /// Frames counted in two places at exit (double use; must stay 0).
+    pub surplus: AtomicU64,
 }
 
 /// One socket's counters.

@@ -63,7 +63,13 @@ impl Steering {
                 attach_one(program, ifname, XdpMode::Skb)
             }),
         }?;
-        log::info!("{ifname}: XDP steering attached in {} mode (BPF link)", mode_name(attached));
+        if aya::util::KernelVersion::current().is_ok_and(|v| v < aya::util::KernelVersion::new(5, 9, 0)) {
+            // aya falls back to netlink there: such an attachment outlives a crashed process.
+            log::warn!(
+                "{ifname}: kernel before 5.9, XDP attached through netlink; after a crash remove it with `ip link set dev {ifname} xdp off`"
+            );
+        }
+        log::info!("{ifname}: XDP steering attached in {} mode", mode_name(attached));
         let mut steering =
             Steering { ifname: ifname.to_string(), ebpf, mode: attached, pin_dir: pin_dir.to_path_buf() };
         steering.set_ports(ports)?;
@@ -101,6 +107,13 @@ impl Steering {
             queue,
             available: format!("socket map rejected it: {e}"),
         })
+    }
+
+    /// Removes queue `queue`'s socket: its steered frames fall back to the kernel.
+    pub fn unregister_socket(&mut self, queue: u32) {
+        if let Ok(mut map) = map_mut::<XskMap<&mut MapData>>(&mut self.ebpf, XSKS_MAP) {
+            let _ = map.unset(queue);
+        }
     }
 
     /// Counters summed over CPUs, in [`Counter::ALL`] order.

@@ -51,6 +51,8 @@ pub struct Worker {
     pub egress_of: Vec<u16>,
     pub free: Vec<FrameDesc>,
     pub total_frames: usize,
+    /// Size of the sockets' rings (a fill ring holds at most this many frames).
+    pub ring_size: usize,
     pub stats: Arc<WorkerStats>,
     pub queue_stats: Vec<Arc<QueueStats>>,
 }
@@ -69,12 +71,13 @@ impl Worker {
         let mut owner = Owner::new(shared.fabric.clone(), self.index, self.total_frames);
         let mut scratch: Vec<FrameDesc> = self.free[..BATCH.min(self.free.len())].to_vec();
         let mut backlog: Vec<Vec<FrameDesc>> = vec![Vec::with_capacity(self.total_frames); self.ports.len()];
-        // Split the frames: half for the fill rings, the rest for frames in flight.
-        let per_port = (self.total_frames / 2 / self.ports.len().max(1)).max(1);
+        // Split the frames: half for the fill rings (at most a ring each), the rest in flight.
+        let per_port = (self.total_frames / 2 / self.ports.len().max(1)).clamp(1, self.ring_size);
         for port in &mut self.ports {
             port.fill_target = per_port;
         }
         let mut idle_spins = 0u32;
+        let mut first_port = 0usize;
         let mut drained_at: Option<Instant> = None;
         let mut stop_seen: Option<Instant> = None;
 
@@ -93,7 +96,12 @@ impl Worker {
             }
 
             if !stopping {
-                for (p, port) in self.ports.iter_mut().enumerate() {
+                // Start with a different port each time: under back-pressure the first port
+                // visited would otherwise take every slot and starve the reverse direction.
+                first_port = (first_port + 1) % self.ports.len().max(1);
+                for i in 0..self.ports.len() {
+                    let p = (first_port + i) % self.ports.len();
+                    let port = &mut self.ports[p];
                     if !owner.ready() {
                         break;
                     }
@@ -210,8 +218,9 @@ impl Worker {
         let in_tx: usize = self.ports.iter().map(|p| p.in_tx).sum();
         let in_backlog: usize = backlog.iter().map(Vec::len).sum();
         let accounted = self.free.len() + in_fill + in_tx + in_backlog + owner.in_flight();
-        let leaked = self.total_frames.saturating_sub(accounted);
-        stats::add(&self.stats.leaked, leaked);
+        // Too few: frames lost. Too many: a frame in two places (double use). Both must be 0.
+        stats::add(&self.stats.leaked, self.total_frames.saturating_sub(accounted));
+        stats::add(&self.stats.surplus, accounted.saturating_sub(self.total_frames));
         if accounted != self.total_frames {
             log::error!(
                 "worker {}: frame accounting off: {} of {} (free {}, fill {in_fill}, tx {in_tx}, backlog {in_backlog}, hand-off {})",

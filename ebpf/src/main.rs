@@ -118,7 +118,9 @@ mod program {
         let version = head[0] >> 4;
         let header_len = ((head[0] & 0x0f) as usize) * 4;
         let total_len = u16::from_be_bytes([head[2], head[3]]) as usize;
-        if version != 4 || header_len < 20 || total_len < header_len {
+        // The IP packet must fit the frame (padding after it is fine): the kernel would drop a
+        // truncated one, so must we.
+        if version != 4 || header_len < 20 || total_len < header_len || ctx.data() + l3 + total_len > ctx.data_end() {
             return Verdict::Malformed;
         }
         if head[9] != IPPROTO_UDP {
@@ -145,6 +147,9 @@ mod program {
             return Verdict::NotUdp;
         }
         let payload_len = u16::from_be_bytes([head[4], head[5]]) as usize;
+        if ctx.data() + l3 + IPV6_HEADER + payload_len > ctx.data_end() {
+            return Verdict::Malformed;
+        }
         udp(ctx, l3 + IPV6_HEADER, payload_len)
     }
 

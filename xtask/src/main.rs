@@ -64,7 +64,8 @@ fn status(cmd: &mut Command) -> Result<()> {
 /// Builds the release `ztplane` binary and returns its path.
 pub fn build_ztplane() -> Result<PathBuf> {
     status(cargo().args(["build", "--release", "--quiet", "-p", "ztplane", "--bin", "ztplane"]))?;
-    Ok(workspace_root().join("target/release/ztplane"))
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    Ok(target.join("release/ztplane"))
 }
 
 fn run(args: &[String]) -> Result<()> {

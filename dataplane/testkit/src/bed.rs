@@ -14,6 +14,7 @@ use crate::{Netns, Topology};
 use anyhow::{Context, Result, bail};
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -65,21 +66,29 @@ impl FwdBed {
     }
 
     /// Starts `ztplane fwd --iface a0 --iface b0 ARGS` in the dut and waits until it forwards.
+    /// The process is killed if the calling thread dies first (so call it from a thread that
+    /// outlives it: a test's, or main).
     pub fn start_ztplane(&self, binary: &Path, args: &[&str]) -> Result<Dataplane> {
         let ready = std::env::temp_dir().join(format!("{}-ready", self.dut.name));
         let _ = std::fs::remove_file(&ready);
         let instance = self.dut.name.clone();
-        let mut child = self
-            .dut
-            .command(binary.to_str().context("binary path")?)
+        let mut command = self.dut.command(binary.to_str().context("binary path")?);
+        command
             .args(["fwd", "--iface", "a0", "--iface", "b0", "--instance", &instance, "--stats-interval", "0"])
             .arg("--ready-file")
             .arg(&ready)
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting ztplane")?;
+            .stderr(Stdio::piped());
+        // A test killed mid-run must not leave a dataplane running in its namespace.
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            })
+        };
+        let mut child = command.spawn().context("starting ztplane")?;
         let start = Instant::now();
         while !ready.exists() {
             if let Some(status) = child.try_wait()? {

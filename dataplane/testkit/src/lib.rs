@@ -234,6 +234,14 @@ fn sweep_stale() {
         let Some(rest) = name.strip_prefix(PREFIX) else { continue };
         let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            // Processes a killed test started there (a dataplane, say) would keep it alive.
+            if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
+                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }

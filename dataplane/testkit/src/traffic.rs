@@ -34,11 +34,23 @@ pub struct SendReport {
     pub elapsed: Duration,
 }
 
+/// Fails unless the calling thread has entered a network namespace other than the process's own
+/// (see [`crate::Netns::thread`]): test traffic never leaves from the host's namespace.
+pub fn require_test_namespace() -> Result<()> {
+    let here = std::fs::read_link("/proc/thread-self/ns/net").context("reading this thread's netns")?;
+    let home = std::fs::read_link("/proc/self/ns/net").context("reading the process's netns")?;
+    if here == home {
+        bail!("refusing to send from the process's own network namespace: run this inside a test namespace");
+    }
+    Ok(())
+}
+
 /// Sends `spec.count` datagrams paced at `spec.rate`. Run it inside a namespace thread.
 pub fn send_udp(spec: &SendSpec) -> Result<SendReport> {
     if !is_benchmark_addr(*spec.dst.ip()) {
         bail!("refusing to send to {}: outside 198.18.0.0/15", spec.dst);
     }
+    require_test_namespace()?;
     if spec.src_ports.is_empty() || spec.payload_len < HEADER_LEN {
         bail!("need at least one source port and a payload of {HEADER_LEN}+ bytes");
     }
@@ -269,6 +281,7 @@ pub fn blast_raw(ifname: &str, flows: &[RawFlow], duration: Duration, max_frames
             bail!("refusing to send to {}: outside 198.18.0.0/15", flow.dst);
         }
     }
+    require_test_namespace()?;
     let socket = PacketSocket::bind(ifname, true)?;
     const BURST: usize = 64;
     let mut frames: Vec<Vec<u8>> = (0..BURST).map(|i| flows[i % flows.len()].frame(i as u64)).collect();
@@ -316,6 +329,7 @@ pub fn pin_current_thread(cpu: usize) -> Result<()> {
 /// Sends each of `frames` once, as is, on `ifname` (crafted frames: VLAN, IPv6, malformed).
 /// Run inside a namespace thread. Returns how many were sent.
 pub fn send_frames(ifname: &str, frames: &[Vec<u8>]) -> Result<usize> {
+    require_test_namespace()?;
     let socket = PacketSocket::bind(ifname, false)?;
     let sent = frames
         .iter()
@@ -342,6 +356,12 @@ mod tests {
         assert_eq!(ipv4_checksum(&f[14..34]), 0, "checksum over a valid header is 0");
         assert_eq!(u16::from_be_bytes([f[38], f[39]]), 64 - 34);
         assert_eq!(u64::from_le_bytes(f[42..50].try_into().unwrap()), 7);
+    }
+
+    #[test]
+    fn refuses_to_send_from_the_process_namespace() {
+        let err = send_frames("lo", &[vec![0u8; 60]]).unwrap_err().to_string();
+        assert!(err.contains("own network namespace"), "{err}");
     }
 
     #[test]
