@@ -176,7 +176,8 @@ mod ifma {
         std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512ifma")
     }
 
-    /// Carries 44/44/42-bit limbs (values above 2^130 fold back times 5); limbs end below 2^44, 2^44, 2^42.
+    /// Carries 44/44/42-bit limbs (values above 2^130 fold back times 5); limbs end below 2^44,
+    /// 2^44 and 2^42 + 2.
     pub fn carry([mut l0, mut l1, mut l2]: [u64; 3]) -> [u64; 3] {
         for _ in 0..2 {
             l1 += l0 >> 44;
@@ -189,6 +190,10 @@ mod ifma {
         }
         l1 += l0 >> 44;
         l0 &= M44;
+        // That last step can leave l1 at exactly 2^44: move it on, or callers that join the
+        // limbs with `|` would drop the bit.
+        l2 += l1 >> 44;
+        l1 &= M44;
         [l0, l1, l2]
     }
 

@@ -274,7 +274,10 @@ mod x86 {
 
     #[inline]
     pub fn level() -> Level {
-        if std::is_x86_feature_detected!("avx512vl") && std::is_x86_feature_detected!("avx512f") {
+        if std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx2")
+        {
             Level::Avx512Vl
         } else if std::is_x86_feature_detected!("avx2") {
             Level::Avx2

@@ -359,6 +359,16 @@ impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
         if slot.have & bit != 0 {
             return Ok(Reassembly::Duplicate);
         }
+        if let Some(t) = total
+            && slot.total != 0
+            && slot.total != t
+        {
+            // Fragments of one packet disagree on its size: the set cannot be trusted, drop it.
+            let tags = slot.tags();
+            slot.clear();
+            self.report_eviction(Evicted { key, tags });
+            return Err(ProtocolError::InvalidValue { what: "fragment total changed within a set", value: t as u64 });
+        }
         let needed = slot.used + data.len();
         if needed > MAX_PACKET_LEN {
             // A hostile set that would not fit one packet: drop the whole set.
@@ -375,7 +385,8 @@ impl<K: Copy + Eq, T: Copy + Default, const N: usize> FragmentSlots<K, T, N> {
         if let Some(t) = total {
             slot.total = t;
         }
-        let complete = slot.total > 1 && slot.have.count_ones() == slot.total as u32 && slot.have & 1 != 0;
+        // Complete when exactly pieces 0..total are held (the head is piece 0).
+        let complete = slot.total > 1 && u32::from(slot.have) == (1u32 << slot.total) - 1;
         if !complete {
             return Ok(Reassembly::Pending);
         }
@@ -414,6 +425,22 @@ mod tests {
         let mut out = Vec::new();
         fragment_packet(p, mtu, |d| out.push(d.to_vec())).unwrap();
         out
+    }
+
+    #[test]
+    fn a_set_whose_total_changes_is_dropped_not_completed_early() {
+        let p = packet(2600, 9);
+        let pieces = split(&p, 700); // head + 3 fragments: total 4
+        let mut slots: FragmentSlots<u64, usize, 4> = FragmentSlots::new(1000);
+        let mut out = vec![0u8; MAX_PACKET_LEN];
+        let frag3 = FragmentView::parse(&pieces[3]).unwrap();
+        assert!(matches!(slots.push_fragment(1, &frag3, 3, 0, &mut out).unwrap(), Reassembly::Pending));
+        assert!(matches!(slots.push_head(1, &pieces[0], 0, 0, &mut out).unwrap(), Reassembly::Pending));
+        // Fragment 1 claiming a total of 3: with the old rule 3 pieces of "3" would complete.
+        let mut lying = pieces[1].clone();
+        lying[14] = (3 << 4) | 1;
+        let lying = FragmentView::parse(&lying).unwrap();
+        assert!(slots.push_fragment(1, &lying, 1, 0, &mut out).is_err(), "inconsistent total accepted");
     }
 
     #[test]

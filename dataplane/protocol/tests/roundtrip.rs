@@ -489,7 +489,8 @@ fn config_chunks_reassemble_in_any_order() {
         .enumerate()
         .map(|(i, p)| {
             let mut c = ConfigChunk { network_id: NWID, data: p.to_vec(), signed: None };
-            c.sign(&n.c, 0, 42, whole.len() as u32, i as u32).unwrap();
+            // The chunk index is the chunk's byte offset in the update, as upstream sends it.
+            c.sign(&n.c, 0, 42, whole.len() as u32, (i * 1000) as u32).unwrap();
             c
         })
         .collect();
@@ -504,6 +505,18 @@ fn config_chunks_reassemble_in_any_order() {
         done = r.or(done);
     }
     assert_eq!(Dictionary::parse(&done.unwrap()).unwrap(), dict);
+
+    // A chunk that reaches past the update's length, or overlaps another, drops the update.
+    let mut asm = ConfigAssembler::new(4);
+    let mut past_end = ConfigChunk { network_id: NWID, data: vec![b'x'; 10], signed: None };
+    past_end.sign(&n.c, 0, 43, 15, 8).unwrap();
+    assert!(asm.add(&past_end).is_err());
+    let mut first = ConfigChunk { network_id: NWID, data: vec![b'x'; 10], signed: None };
+    first.sign(&n.c, 0, 44, 15, 0).unwrap();
+    let mut overlapping = ConfigChunk { network_id: NWID, data: vec![b'y'; 5], signed: None };
+    overlapping.sign(&n.c, 0, 44, 15, 8).unwrap();
+    assert!(asm.add(&first).unwrap().is_none());
+    assert!(asm.add(&overlapping).is_err());
 }
 
 #[test]

@@ -152,6 +152,9 @@ impl ConfigChunk {
     }
 }
 
+/// Chunks one config update may arrive in (a full-size update needs a handful).
+const MAX_CHUNKS_PER_UPDATE: usize = 256;
+
 /// Collects chunks of one or more config updates until each is complete. Memory is bounded
 /// by [`MAX_DICTIONARY_LEN`] per update and `max_updates` updates in flight (oldest dropped).
 #[derive(Debug)]
@@ -203,20 +206,24 @@ impl ConfigAssembler {
                 }
             };
         let p = &mut self.pending[pos];
-        if p.chunks.iter().any(|(i, _)| *i == sig.chunk_index) {
+        // The chunk index is the chunk's byte offset in the update (upstream places it there).
+        let start = sig.chunk_index as usize;
+        let end = start + chunk.data.len();
+        if p.chunks.iter().any(|(i, _)| *i == sig.chunk_index) || chunk.data.is_empty() {
             return Ok(None);
         }
-        let have = p.have + chunk.data.len();
-        if have > p.total_len {
+        let overlaps = p.chunks.iter().any(|(i, d)| start < *i as usize + d.len() && (*i as usize) < end);
+        if total != p.total_len || end > p.total_len || overlaps || p.chunks.len() >= MAX_CHUNKS_PER_UPDATE {
             let limit = p.total_len;
             self.pending.remove(pos);
-            return Err(ProtocolError::TooLarge { what: "config chunks", value: have, limit });
+            return Err(ProtocolError::TooLarge { what: "config chunk outside its update", value: end, limit });
         }
         p.have += chunk.data.len();
         p.chunks.push((sig.chunk_index, chunk.data.clone()));
         if p.have < p.total_len {
             return Ok(None);
         }
+        // Non-overlapping chunks inside [0, total) adding up to total: they tile it exactly.
         let mut done = self.pending.remove(pos);
         done.chunks.sort_by_key(|(i, _)| *i);
         Ok(Some(done.chunks.into_iter().flat_map(|(_, d)| d).collect()))

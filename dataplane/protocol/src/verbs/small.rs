@@ -178,7 +178,8 @@ pub fn decode_push_direct_paths(payload: &[u8]) -> Result<Vec<DirectPath>> {
     if count > MAX_DIRECT_PATHS {
         return Err(ProtocolError::TooLarge { what: "direct paths", value: count, limit: MAX_DIRECT_PATHS });
     }
-    let mut out = Vec::with_capacity(count);
+    // Each path takes at least 5 bytes: never reserve for more than the payload can hold.
+    let mut out = Vec::with_capacity(count.min(r.remaining() / 5));
     for _ in 0..count {
         let flags = r.u8("path flags")?;
         let ext_len = r.u16("path extension length")? as usize;
