@@ -357,6 +357,7 @@ impl Bond {
         let rtt = now_us.saturating_sub(sent_at).saturating_sub(ack.holding_us as u64);
         p.quality.record_rtt(rtt.max(1));
         let covered = seq + 1;
+        let progress = p.sent.resync_on_next_ack || covered > p.sent.acked_seq;
         if p.sent.resync_on_next_ack {
             if covered < p.sent.acked_seq {
                 // A late ack for traffic from before the outage.
@@ -377,7 +378,7 @@ impl Bond {
         }
         if covered >= p.sent.acked_seq {
             let next = p.sent.send_time_of_seq(covered);
-            p.liveness.on_ack(next);
+            p.liveness.on_ack(next, progress);
         }
         Ok(())
     }

@@ -197,15 +197,22 @@ impl Liveness {
             self.unacked_since_us = None;
         }
         match self.state {
+            // Overdue acks mean our sending direction is broken: traffic from the peer says nothing about
+            // it, so only ack progress ([`Liveness::on_ack`]) clears that (else `downDelay` restarts forever).
+            LinkState::Failing { reason: FailureReason::AckTimeout, .. } if peer_acks => {}
             LinkState::Failing { .. } => self.state = LinkState::Up,
             LinkState::Down { .. } => self.state = LinkState::Recovering { since_us: now_us },
             _ => {}
         }
     }
 
-    /// An ack arrived; `next_unacked` is the send time of the first packet it does not cover.
-    pub fn on_ack(&mut self, next_unacked: Option<u64>) {
+    /// An ack arrived; `next_unacked` is the send time of the first packet it does not cover, `progress`
+    /// whether it covers packets no earlier ack did (which clears an ack-timeout `Failing`).
+    pub fn on_ack(&mut self, next_unacked: Option<u64>, progress: bool) {
         self.unacked_since_us = next_unacked;
+        if progress && matches!(self.state, LinkState::Failing { reason: FailureReason::AckTimeout, .. }) {
+            self.state = LinkState::Up;
+        }
     }
 
     /// The bond queued the wanted probe; it is outstanding from now (its packet ID follows with
@@ -257,9 +264,10 @@ impl Liveness {
         if let Some((_, sent)) = self.probe {
             let deadline = sent + ctx.probe_timeout_us();
             if now_us >= deadline {
+                // The retry is scheduled by the state below: no sooner than the peer answers (a zerotier-one
+                // peer drops ECHOs less than 166 ms apart, so a faster retry would only go unanswered too).
                 self.probe = None;
                 self.unanswered_probes += 1;
-                self.probe_wanted = true;
             } else {
                 next = next.min(deadline);
             }
@@ -288,6 +296,10 @@ impl Liveness {
                         }
                         next = next.min(self.flap_changed_us + FLAP_DECAY_US);
                     }
+                }
+                // Retry an unanswered probe as soon as the peer would answer it.
+                if self.unanswered_probes > 0 {
+                    self.probe_at(now_us, self.last_probe_us + ctx.probe_min_interval_us(), &mut next);
                 }
                 // Idle keepalive probes (§4.1): when nothing has arrived for a monitor interval.
                 let idle_probe_at = self.last_rx_us.max(self.last_probe_us) + ctx.probe_interval_us();
@@ -320,6 +332,9 @@ impl Liveness {
                     return self.evaluate(now_us, ctx).min(now_us + 1);
                 }
                 next = next.min(ready_at);
+                if self.unanswered_probes > 0 {
+                    self.probe_at(now_us, self.last_probe_us + ctx.probe_min_interval_us(), &mut next);
+                }
                 // Keep probing so that silence during the hold-down is noticed.
                 let at = self.last_rx_us.max(self.last_probe_us) + ctx.probe_interval_us();
                 if self.probe.is_none() && now_us >= at {
@@ -368,6 +383,17 @@ impl Liveness {
             }
         }
         None
+    }
+
+    /// Want a probe at `at` (now if due), unless one is outstanding.
+    fn probe_at(&mut self, now_us: u64, at: u64, next: &mut u64) {
+        if self.probe.is_none() {
+            if now_us >= at {
+                self.probe_wanted = true;
+            } else {
+                *next = (*next).min(at);
+            }
+        }
     }
 
     fn want_probe(&mut self, now_us: u64, ctx: &DetectorContext) {
@@ -476,6 +502,72 @@ mod tests {
         l.last_rx_us = 23_000_000;
         l.evaluate(23_000_001, &c);
         assert_eq!(l.flap_level, 1);
+    }
+
+    #[test]
+    fn traffic_from_the_peer_does_not_restart_down_delay_after_an_ack_timeout() {
+        // Our sending direction is dead (acks overdue) but the peer's data keeps arriving every 50 ms.
+        let mut c = ctx();
+        c.down_delay_us = 200_000;
+        c.overdue_packets = 100;
+        c.overdue_for_us = 100_000;
+        let mut l = Liveness::new(0);
+        l.probe_wanted = false;
+        let mut t = 40_000;
+        while t < 1_000_000 && l.usable() {
+            l.evaluate(t, &c);
+            if t % 50_000 == 0 {
+                l.on_receive(t, true);
+            }
+            t += 10_000;
+        }
+        assert!(
+            matches!(l.state, LinkState::Down { reason: FailureReason::AckTimeout, since_us } if since_us == 240_000),
+            "{:?}",
+            l.state
+        );
+        // Ack progress (not mere receives) clears an ack-timeout failure.
+        let mut l = Liveness::new(0);
+        l.probe_wanted = false;
+        l.evaluate(40_000, &c);
+        assert!(matches!(l.state, LinkState::Failing { .. }));
+        l.on_ack(None, false);
+        assert!(matches!(l.state, LinkState::Failing { .. }));
+        l.on_ack(None, true);
+        assert_eq!(l.state, LinkState::Up);
+    }
+
+    /// Probe send times on a path whose probes go unanswered, from an unanswered probe at 0.
+    fn probe_times(c: &DetectorContext, until_us: u64) -> (Vec<u64>, LinkState) {
+        let mut l = Liveness::new(0);
+        l.on_probe_sent(1, 0);
+        let mut sends = vec![0];
+        let mut t = 1_000;
+        while t < until_us {
+            l.evaluate(t, c);
+            if l.probe_wanted {
+                l.begin_probe(t);
+                l.on_probe_sent(t, t);
+                sends.push(t);
+            }
+            t += 1_000;
+        }
+        (sends, l.state)
+    }
+
+    #[test]
+    fn probe_retries_respect_the_peers_echo_rate_limit() {
+        let mut c = ctx();
+        c.peer_acks = false;
+        let (sends, state) = probe_times(&c, 600_000);
+        // A zerotier-one peer answers at most one ECHO per 166 ms per path: retries no faster than that.
+        assert!(sends.windows(2).all(|w| w[1] - w[0] >= ZEROTIER_ECHO_MIN_INTERVAL_US), "{sends:?}");
+        assert!(matches!(state, LinkState::Down { reason: FailureReason::ProbeTimeout, .. }), "{state:?}");
+        // Once down, a dead path is probed at the probe interval, not every probe timeout.
+        let (sends, _) = probe_times(&c, 10_000_000);
+        let late: Vec<u64> = sends.iter().copied().filter(|&t| t > 1_000_000).collect();
+        assert!(late.windows(2).all(|w| w[1] - w[0] >= c.probe_interval_us()), "{late:?}");
+        assert!(late.len() <= 6, "{late:?}");
     }
 
     #[test]

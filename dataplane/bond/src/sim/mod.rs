@@ -30,6 +30,8 @@ use stats::{ReceiverStats, SenderStats};
 
 /// After the traffic stops, the simulation runs this long so packets in flight land.
 pub const DRAIN_US: u64 = 1_000_000;
+/// A zerotier-one peer answers at most one ECHO per this long per path (spec §4.1, §8.8).
+pub const ZEROTIER_ECHO_RATE_LIMIT_US: u64 = 166_000;
 
 #[derive(Clone, Debug)]
 enum Payload {
@@ -102,6 +104,9 @@ struct Sim<'a> {
     last_link_event: Vec<Option<u64>>,
     failovers: Vec<Failover>,
     events: Vec<BondEvent>,
+    /// When the receiving node last answered an ECHO on each link (rate-limited like zerotier-one when the
+    /// scenario's peer is one, i.e. without path acks).
+    echo_answered: Vec<Option<u64>>,
 }
 
 impl Sim<'_> {
@@ -236,6 +241,7 @@ pub fn run_policy(scenario: &Scenario, settings: PolicySettings) -> Result<SimRe
         last_link_event: vec![None; nlinks],
         failovers: Vec::new(),
         events: Vec::new(),
+        echo_answered: vec![None; nlinks],
     };
     for (i, e) in scenario.events.iter().enumerate() {
         sim.push(e.at_ms * 1000, Action::LinkChange { event: i });
@@ -343,6 +349,15 @@ impl Sim<'_> {
             }
             Payload::Echo { id } => {
                 let _ = bond.on_packet_received(path, id, 28, PacketKind::Control, now);
+                if to == RECEIVER && !self.scenario.peer_acks {
+                    // zerotier-one's rate gate: ECHOs within 166 ms of the last one answered are dropped.
+                    if self.echo_answered[link].is_some_and(|t| now < t + ZEROTIER_ECHO_RATE_LIMIT_US) {
+                        let mut touched = [false; 2];
+                        touched[to] = true;
+                        return touched;
+                    }
+                    self.echo_answered[link] = Some(now);
+                }
                 let reply = self.rng.next_u64();
                 let _ = self.nodes[to].bond.on_control_sent(path, reply, now);
                 self.transmit(to, link, 37, Payload::EchoReply { id: reply, in_re: id });
