@@ -121,7 +121,9 @@ pub struct Bond {
     events: VecDeque<BondEvent>,
     next_estimate_us: u64,
     next_rebalance_us: u64,
-    published_key: Option<(u64, Option<PathId>, Vec<u64>)>,
+    /// Inputs of the published table: bonded mask, active path, quantised weights, fallback path (when
+    /// nothing is usable).
+    published_key: Option<(u64, Option<PathId>, Vec<u64>, Option<PathId>)>,
     cursor: WorkerCursor,
     stats: BondStats,
 }
@@ -285,7 +287,10 @@ impl Bond {
         p.liveness.on_receive(now_us, peer_acks);
         p.quality.record_rx(now_us, true);
         p.received.record(kind, packet_id, bytes, now_us);
-        if was_usable != p.usable() {
+        let usability_changed = was_usable != p.usable();
+        // With nothing usable the table sends on the path heard from most recently: follow it.
+        let stale_fallback = self.published_key.as_ref().is_some_and(|k| k.0 == 0 && k.3 != self.fallback_path());
+        if usability_changed || stale_fallback {
             self.refresh(now_us);
         }
         if kind == PacketKind::Data && !self.dedup.first_sighting(packet_id) {
@@ -620,6 +625,7 @@ impl Bond {
             bonded.iter().fold(0u64, |m, p| m | (1 << p.0)),
             self.active,
             weights.iter().map(|w| (w * 1000.0).round() as u64).collect::<Vec<_>>(),
+            if bonded.is_empty() { self.fallback_path() } else { None },
         );
         if !force && self.published_key.as_ref() == Some(&key) {
             return;

@@ -194,3 +194,21 @@ fn a_tiny_failover_interval_does_not_kill_healthy_links() {
     assert_eq!(hops, vec![("eth0", "eth1"), ("eth1", "eth0")], "{:?}", r.failovers);
     assert!(r.outage_ms <= 100.0);
 }
+
+#[test]
+fn with_nothing_usable_traffic_follows_the_path_heard_most_recently() {
+    // eth0 dies, then eth1; eth0 comes back at 4.5 s but upDelay (5 s) keeps it unusable. Meanwhile the
+    // bond must send on eth0 (heard from again), not on the dead eth1.
+    let json = r#"{"duration_ms": 12000, "seed": 3,
+        "links": [{"name": "eth0", "latency_ms": 10}, {"name": "eth1", "latency_ms": 10}],
+        "events": [{"at_ms": 3000, "link": "eth0", "set": {"up": false}},
+                   {"at_ms": 3500, "link": "eth1", "set": {"up": false}},
+                   {"at_ms": 4500, "link": "eth0", "set": {"up": true}}],
+        "traffic": {"flows": 4, "packets_per_second": 1000}}"#;
+    let settings = PolicySettings { up_delay_ms: 5_000, ..active_backup(LinkSelectMethod::Always) };
+    let r = run(json, settings);
+    let eth0 = r.share_between(link_index(&r, "eth0"), 6_000, 9_000);
+    assert!(eth0 > 0.99, "on eth0 during its upDelay: {eth0}");
+    // Lost: eth0's cut until eth1 takes over, eth1's cut until eth0 is back and heard (~1.1 s at 1/ms).
+    assert!(r.lost <= 1_500, "lost {}", r.lost);
+}
