@@ -162,6 +162,18 @@ pub fn flow_epoch(now_us: u64) -> u16 {
 
 /// Set associativity of the flow table (4 × 8 bytes: half a cache line).
 const WAYS: usize = 4;
+/// Scans of a set an insert retries after losing a race before giving up on pinning.
+const INSERT_ATTEMPTS: usize = 8;
+/// Entries stamped up to this many epochs after the reader's epoch (a worker running slightly behind the
+/// writer's clock) count as fresh, not as 65 000 epochs old.
+const FUTURE_EPOCHS: u16 = 64;
+
+/// Epochs since `then` as seen at `now`: an entry stamped slightly ahead of `now` has age 0.
+#[inline]
+pub(crate) fn epoch_age(now: u16, then: u16) -> u16 {
+    let d = now.wrapping_sub(then);
+    if d > u16::MAX - FUTURE_EPOCHS { 0 } else { d }
+}
 
 /// Shared flow → path table for balance-aware (§6.6): set-associative, one `AtomicU64` per entry:
 /// bits 0..8 path, 8..24 last-seen epoch, 24..64 tag (top bits of the flow hash, bit 63 forced so an entry
@@ -234,7 +246,9 @@ impl FlowTable {
         (flow.0 as usize & self.mask) & !(WAYS - 1)
     }
 
-    /// The flow's path; a new flow (or one whose path is no longer usable) takes `assign()`.
+    /// The flow's path; a new flow (or one whose path is no longer usable) takes `assign()`. Concurrent
+    /// callers with the same new flow agree on its path: an insert succeeds only against the entry seen
+    /// while scanning, and a caller that loses re-scans and takes what the winner stored.
     #[inline]
     pub fn lookup_or_assign(
         &self,
@@ -246,11 +260,28 @@ impl FlowTable {
         let set = self.set_of(flow);
         let tag = tag_of(flow);
         let ways = &self.entries[set..set + WAYS];
-        let mut victim = 0;
-        let mut victim_age = 0u16;
-        for (i, slot) in ways.iter().enumerate() {
-            let e = slot.load(Ordering::Relaxed);
-            if e & !0xFF_FFFF == tag {
+        let mut assign = Some(assign);
+        let mut assigned: Option<PathId> = None;
+        let mut new_path = || *assigned.get_or_insert_with(|| (assign.take().expect("assigned once"))());
+        for _ in 0..INSERT_ATTEMPTS {
+            let mut victim = 0;
+            let mut victim_entry = 0;
+            let mut victim_age = 0u16;
+            let mut found = None;
+            for (i, slot) in ways.iter().enumerate() {
+                let e = slot.load(Ordering::Acquire);
+                if e & !0xFF_FFFF == tag {
+                    found = Some((slot, e));
+                    break;
+                }
+                let age = if e == 0 { u16::MAX } else { epoch_age(epoch, entry_epoch(e)) };
+                if age > victim_age || i == 0 {
+                    victim = i;
+                    victim_entry = e;
+                    victim_age = age;
+                }
+            }
+            if let Some((slot, e)) = found {
                 let path = entry_path(e);
                 if usable_mask & (1u64 << (path.0 & 63)) != 0 {
                     if entry_epoch(e) != epoch {
@@ -259,27 +290,38 @@ impl FlowTable {
                     }
                     return path;
                 }
-                let new = assign();
-                if slot.compare_exchange(e, entry(tag, epoch, new), Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                let new = new_path();
+                if slot.compare_exchange(e, entry(tag, epoch, new), Ordering::AcqRel, Ordering::Acquire).is_ok() {
                     self.count_move(Some(path), new);
+                    return new;
                 }
-                return new;
+                continue;
             }
-            let age = if e == 0 { u16::MAX } else { epoch.wrapping_sub(entry_epoch(e)) };
-            if age > victim_age || i == 0 {
-                victim = i;
-                victim_age = age;
+            let new = new_path();
+            let mine = entry(tag, epoch, new);
+            if ways[victim].compare_exchange(victim_entry, mine, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                continue;
             }
-        }
-        let new = assign();
-        let slot = &ways[victim];
-        let old = slot.load(Ordering::Relaxed);
-        if slot.compare_exchange(old, entry(tag, epoch, new), Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             // An evicted flow that was still recent leaves its path's count.
-            let evicted = (old != 0 && epoch.wrapping_sub(entry_epoch(old)) <= 3).then(|| entry_path(old));
+            let evicted = (victim_entry != 0 && epoch_age(epoch, entry_epoch(victim_entry)) <= 3)
+                .then(|| entry_path(victim_entry));
             self.count_move(evicted, new);
+            // Another caller inserted the same flow into another way at the same time: the lowest way
+            // (the one lookups find first) wins; the others withdraw and follow it.
+            for slot in &ways[..victim] {
+                let e = slot.load(Ordering::SeqCst);
+                if e & !0xFF_FFFF == tag {
+                    if ways[victim].compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        let c = &self.path_flows[(new.0 & 63) as usize];
+                        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+                    }
+                    return entry_path(e);
+                }
+            }
+            return new;
         }
-        new
+        // Persistent contention on this set: decide without pinning (the next packet tries again).
+        new_path()
     }
 
     /// Pin `flow` to `path` unless the table already holds it (return traffic follows the ingress path,
@@ -298,7 +340,7 @@ impl FlowTable {
         let mut counts = [0u32; 64];
         for slot in self.entries.iter() {
             let e = slot.load(Ordering::Relaxed);
-            if e != 0 && epoch.wrapping_sub(entry_epoch(e)) <= max_age {
+            if e != 0 && epoch_age(epoch, entry_epoch(e)) <= max_age {
                 counts[(entry_path(e).0 & 63) as usize] += 1;
             }
         }
@@ -313,7 +355,7 @@ impl FlowTable {
         let mut moved = 0;
         for slot in self.entries.iter() {
             let e = slot.load(Ordering::Relaxed);
-            if e == 0 || epoch.wrapping_sub(entry_epoch(e)) > max_age {
+            if e == 0 || epoch_age(epoch, entry_epoch(e)) > max_age {
                 continue;
             }
             let from = (entry_path(e).0 & 63) as usize;
@@ -333,7 +375,8 @@ impl FlowTable {
             };
             let new = entry(e & !0xFF_FFFF, entry_epoch(e), PathId(to as u8));
             if slot.compare_exchange(e, new, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                counts[from] -= 1;
+                // Saturating: a worker may have pinned this flow after the count was taken.
+                counts[from] = counts[from].saturating_sub(1);
                 counts[to] += 1;
                 moved += 1;
             }
@@ -508,5 +551,104 @@ mod tests {
         // Path 0 unusable: its flows are reassigned on lookup.
         let moved_to: Vec<PathId> = flows.iter().map(|f| table.lookup_or_assign(*f, 5, 0b10, || PathId(1))).collect();
         assert!(moved_to.iter().all(|&p| p == PathId(1)));
+    }
+
+    #[test]
+    fn concurrent_workers_agree_on_a_new_flows_path() {
+        use std::sync::Barrier;
+        let threads = 4;
+        let flows = 20_000u64;
+        // Two flows per set (of 4 ways), so nothing is evicted: every disagreement is a lost race.
+        fn flow_of(f: u64, round: u64) -> FlowHash {
+            FlowHash((round << 56) | ((f + 1) << 32) | ((f / 2) << 2))
+        }
+        for round in 0..3u64 {
+            let table = Arc::new(FlowTable::new(1 << 16));
+            let barrier = Arc::new(Barrier::new(threads));
+            let workers: Vec<_> = (0..threads)
+                .map(|w| {
+                    let (table, barrier) = (table.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let mut out = Vec::with_capacity(flows as usize);
+                        for f in 0..flows {
+                            if f % 64 == 0 {
+                                barrier.wait();
+                            }
+                            let flow = flow_of(f, round);
+                            out.push(table.lookup_or_assign(flow, 5, 0xF, || PathId(w as u8)));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            let seen: Vec<Vec<PathId>> = workers.into_iter().map(|h| h.join().unwrap()).collect();
+            for f in 0..flows as usize {
+                let pinned = table.lookup_or_assign(flow_of(f as u64, round), 5, 0xF, || PathId(9));
+                let paths: Vec<PathId> = seen.iter().map(|s| s[f]).collect();
+                assert!(paths.iter().all(|&p| p == pinned), "flow {f}: workers got {paths:?}, table has {pinned:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn entries_stamped_ahead_of_the_reader_are_fresh() {
+        let table = FlowTable::new(64);
+        let flows: Vec<FlowHash> = (0..8u64).map(|f| FlowHash(crate::flow::fmix64(f + 1))).collect();
+        // A worker whose clock is one epoch ahead pins the flows at epoch 6; the slow path reads at 5.
+        for f in &flows {
+            table.lookup_or_assign(*f, 6, 0b1, || PathId(0));
+        }
+        assert_eq!(table.count_active(5, 3)[0], 8, "an entry one epoch ahead is active, not 65 535 epochs old");
+        assert_eq!(epoch_age(5, 6), 0);
+        assert_eq!(epoch_age(0, u16::MAX), 1);
+        assert_eq!(epoch_age(5, 5 + 1_000), u16::MAX - 999, "far ahead: wrapped, i.e. ancient");
+        // Rebalancing sees them too (and moves them to meet the targets).
+        let mut targets = [0u32; 64];
+        targets[0] = 4;
+        targets[1] = 4;
+        assert_eq!(table.rebalance(5, 3, 0b11, &targets), 4);
+        // A new flow does not evict a fresh (ahead-stamped) entry while an older one is in its set.
+        let t = FlowTable::new(4);
+        let set_flows: Vec<FlowHash> = (0..4u64).map(|f| FlowHash((f + 1) << 32)).collect();
+        t.lookup_or_assign(set_flows[0], 6, 1, || PathId(0));
+        t.lookup_or_assign(set_flows[1], 2, 1, || PathId(0));
+        t.lookup_or_assign(set_flows[2], 5, 1, || PathId(0));
+        t.lookup_or_assign(set_flows[3], 5, 1, || PathId(0));
+        t.lookup_or_assign(FlowHash(9 << 32), 5, 1, || PathId(0));
+        let mut asked = false;
+        t.lookup_or_assign(set_flows[0], 5, 1, || {
+            asked = true;
+            PathId(1)
+        });
+        assert!(!asked, "the flow stamped ahead was evicted");
+    }
+
+    #[test]
+    fn rebalancing_while_workers_pin_flows_keeps_counts_sane() {
+        for round in 0..20u64 {
+            let table = Arc::new(FlowTable::new(1 << 12));
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let workers: Vec<_> = (0..3u64)
+                .map(|w| {
+                    let (table, stop) = (table.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let mut f = 0u64;
+                        while !stop.load(Ordering::Relaxed) && f < 200_000 {
+                            let flow = FlowHash(crate::flow::fmix64(round << 40 | w << 32 | f));
+                            table.lookup_or_assign(flow, 5, 0b11, || PathId(0));
+                            f += 1;
+                        }
+                    })
+                })
+                .collect();
+            let mut targets = [0u32; 64];
+            targets[1] = u32::MAX / 2;
+            for _ in 0..50 {
+                table.rebalance(5, 3, 0b11, &targets);
+                assert!(table.flows_on(PathId(0)) <= 1 << 12, "count underflowed: {}", table.flows_on(PathId(0)));
+            }
+            stop.store(true, Ordering::Relaxed);
+            workers.into_iter().for_each(|h| h.join().unwrap());
+        }
     }
 }
