@@ -212,3 +212,19 @@ fn with_nothing_usable_traffic_follows_the_path_heard_most_recently() {
     // Lost: eth0's cut until eth1 takes over, eth1's cut until eth0 is back and heard (~1.1 s at 1/ms).
     assert!(r.lost <= 1_500, "lost {}", r.lost);
 }
+
+#[test]
+fn a_primary_dead_from_the_start_is_an_outage_too() {
+    // Nothing gets through until the dead primary is detected: the simulator's outage counts it (it used to
+    // start measuring at the first delivery).
+    let json = r#"{"duration_ms": 5000, "seed": 3,
+        "links": [{"name": "eth0", "latency_ms": 10, "up": false}, {"name": "eth1", "latency_ms": 10}],
+        "traffic": {"flows": 4, "packets_per_second": 1000}}"#;
+    let r = run(json, active_backup(LinkSelectMethod::Always));
+    // 1 packet per ms: the lost packets are (about) the time nothing was delivered.
+    assert!(r.lost > 10, "lost {}", r.lost);
+    assert!(r.outage_ms + 10.0 >= r.lost as f64, "outage {} ms, lost {}", r.outage_ms, r.lost);
+    // Before any RTT sample the engine assumes 100 ms ± 50 ms (ack deadline ~307 ms), so a primary dead
+    // from the start costs about that.
+    assert!(r.outage_ms <= 400.0, "outage {} ms", r.outage_ms);
+}

@@ -107,6 +107,12 @@ struct Sim<'a> {
     /// When the receiving node last answered an ECHO on each link (rate-limited like zerotier-one when the
     /// scenario's peer is one, i.e. without path acks).
     echo_answered: Vec<Option<u64>>,
+    typical_latency_us: u64,
+}
+
+/// The smallest one-way link delay of the scenario.
+fn typical_latency_us(scenario: &Scenario) -> u64 {
+    scenario.links.iter().map(|l| (l.latency_ms * 1000.0) as u64).min().unwrap_or(0)
 }
 
 impl Sim<'_> {
@@ -224,6 +230,10 @@ pub fn run_policy(scenario: &Scenario, settings: PolicySettings) -> Result<SimRe
         });
     }
     let nlinks = scenario.links.len();
+    // Each flow sends every `flows` packets (round robin), and the fastest link's one-way delay is what a
+    // packet needs at best.
+    let flow_interval_us = (flows.len() as f64 * 1e6 / scenario.traffic.packets_per_second) as u64;
+    let typical_latency_us = typical_latency_us(scenario);
     let mut sim = Sim {
         scenario,
         base: settings.base,
@@ -236,7 +246,8 @@ pub fn run_policy(scenario: &Scenario, settings: PolicySettings) -> Result<SimRe
         generated: 0,
         flow_seq: vec![0; flows.len()],
         sender: SenderStats::new(nlinks, flows.len(), scenario.duration_ms),
-        receiver: ReceiverStats::new(flows.len()),
+        receiver: ReceiverStats::new(flows.len(), flow_interval_us),
+        typical_latency_us,
         flows,
         last_link_event: vec![None; nlinks],
         failovers: Vec::new(),
@@ -288,6 +299,9 @@ impl Sim<'_> {
         let seq = self.flow_seq[f];
         self.flow_seq[f] += 1;
         self.sender.sent += 1;
+        if seq == 0 {
+            self.receiver.outage.flow_started(f, now + self.typical_latency_us);
+        }
         let chosen = self.nodes[SENDER].bond.select(self.flows[f], now);
         let bytes = self.scenario.traffic.packet_bytes;
         for path in &chosen {
@@ -436,8 +450,7 @@ impl Sim<'_> {
     }
 
     fn finish(self, settings: PolicySettings, warnings: Vec<String>, traffic_end: u64, end: u64) -> SimResult {
-        let typical_latency = self.scenario.links.iter().map(|l| (l.latency_ms * 1000.0) as u64).min().unwrap_or(0);
-        let outage_us = self.receiver.outage.finish(traffic_end, typical_latency);
+        let outage_us = self.receiver.outage.finish(traffic_end, self.typical_latency_us);
         let total_link_packets: u64 = self.sender.link_packets.iter().sum();
         let a = &self.nodes[SENDER];
         let links = self

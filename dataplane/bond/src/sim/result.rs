@@ -17,7 +17,8 @@ pub struct SimResult {
     pub duplicates_suppressed: u64,
     pub reordered: u64,
     pub flow_moves: u64,
-    /// Longest gap between deliveries, not counting time when no link was up.
+    /// Longest time one flow went without deliveries (beyond its own packet spacing, from its first
+    /// expected delivery), not counting time when no link was up.
     pub outage_ms: f64,
     pub failovers: Vec<Failover>,
     pub links: Vec<LinkResult>,
