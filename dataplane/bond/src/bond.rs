@@ -40,6 +40,8 @@ pub const QOS_SAMPLE_TIMEOUT_US: u64 = 30_000_000;
 /// First avoidance hold-down; doubles for a path avoided again soon after, up to the maximum.
 pub const AVOID_HOLD_MIN_US: u64 = 5_000_000;
 pub const AVOID_HOLD_MAX_US: u64 = 120_000_000;
+/// Events kept for [`Bond::poll_event`]; beyond this the oldest are dropped (and counted).
+pub const MAX_QUEUED_EVENTS: usize = 1024;
 /// Flow table size for balance-xor and balance-aware (entries; zerotier-one keeps up to 65 536 flows).
 pub const FLOW_TABLE_ENTRIES: usize = 16_384;
 
@@ -103,7 +105,12 @@ pub struct BondStats {
     pub active_changes: u64,
     pub duplicates_suppressed: u64,
     pub path_failures: u64,
+    /// Events dropped because [`Bond::poll_event`] was not called and the queue was full.
+    pub events_dropped: u64,
 }
+
+/// Inputs of a published selection table: bonded mask, active path, quantised weights, fallback path.
+type PublishKey = (u64, Option<PathId>, Vec<u64>, Option<PathId>);
 
 /// The bond with one peer (see module docs).
 pub struct Bond {
@@ -123,7 +130,7 @@ pub struct Bond {
     next_rebalance_us: u64,
     /// Inputs of the published table: bonded mask, active path, quantised weights, fallback path (when
     /// nothing is usable).
-    published_key: Option<(u64, Option<PathId>, Vec<u64>, Option<PathId>)>,
+    published_key: Option<PublishKey>,
     cursor: WorkerCursor,
     stats: BondStats,
 }
@@ -477,7 +484,11 @@ impl Bond {
                 changed = true;
                 p.quality.set_usable(now_us, p.usable());
                 if p.usable() {
-                    self.events.push_back(BondEvent::PathUp { at_us: now_us, path: p.id.0, link: p.link.clone() });
+                    Self::push_event(
+                        &mut self.events,
+                        &mut self.stats,
+                        BondEvent::PathUp { at_us: now_us, path: p.id.0, link: p.link.clone() },
+                    );
                 } else {
                     self.stats.path_failures += 1;
                     // Whatever was in flight is the outage's; measure afresh once the path is back.
@@ -488,12 +499,11 @@ impl Bond {
                         LinkState::Down { reason, .. } => reason,
                         _ => FailureReason::FailoverInterval,
                     };
-                    self.events.push_back(BondEvent::PathDown {
-                        at_us: now_us,
-                        path: p.id.0,
-                        link: p.link.clone(),
-                        reason,
-                    });
+                    Self::push_event(
+                        &mut self.events,
+                        &mut self.stats,
+                        BondEvent::PathDown { at_us: now_us, path: p.id.0, link: p.link.clone(), reason },
+                    );
                 }
             }
         }
@@ -523,6 +533,14 @@ impl Bond {
         self.transmits.pop_front()
     }
 
+    fn push_event(events: &mut VecDeque<BondEvent>, stats: &mut BondStats, event: BondEvent) {
+        if events.len() >= MAX_QUEUED_EVENTS {
+            events.pop_front();
+            stats.events_dropped += 1;
+        }
+        events.push_back(event);
+    }
+
     pub fn poll_event(&mut self) -> Option<BondEvent> {
         self.events.pop_front()
     }
@@ -548,22 +566,22 @@ impl Bond {
                     if p.avoid_hold_us == 0 { AVOID_HOLD_MIN_US } else { (p.avoid_hold_us * 2).min(AVOID_HOLD_MAX_US) };
                 p.avoid_until_us = now_us + p.avoid_hold_us;
                 changed = true;
-                self.events.push_back(BondEvent::AvoidanceChanged {
-                    at_us: now_us,
-                    link: p.link.clone(),
-                    avoided: true,
-                });
+                Self::push_event(
+                    &mut self.events,
+                    &mut self.stats,
+                    BondEvent::AvoidanceChanged { at_us: now_us, link: p.link.clone(), avoided: true },
+                );
             } else if p.avoided && now_us >= p.avoid_until_us {
                 // Re-admit on a reduced share; the next estimations decide.
                 p.avoided = false;
                 p.on_trial = true;
                 p.avoid_until_us = now_us;
                 changed = true;
-                self.events.push_back(BondEvent::AvoidanceChanged {
-                    at_us: now_us,
-                    link: p.link.clone(),
-                    avoided: false,
-                });
+                Self::push_event(
+                    &mut self.events,
+                    &mut self.stats,
+                    BondEvent::AvoidanceChanged { at_us: now_us, link: p.link.clone(), avoided: false },
+                );
             } else if p.on_trial && !over_max {
                 let (_, known) = p.quality.loss_counts(now_us, crate::quality::DECISION_WINDOW_BUCKETS);
                 let trial_for = now_us.saturating_sub(p.avoid_until_us);
@@ -583,7 +601,11 @@ impl Bond {
         self.last_active_change_us = now_us;
         self.stats.active_changes += 1;
         let to_link = self.paths[to.0 as usize].link.clone();
-        self.events.push_back(BondEvent::ActiveChanged { at_us: now_us, from, to: to_link, reason });
+        Self::push_event(
+            &mut self.events,
+            &mut self.stats,
+            BondEvent::ActiveChanged { at_us: now_us, from, to: to_link, reason },
+        );
     }
 
     /// Re-decide the active path (active-backup) and publish a new table if anything changed.
@@ -709,7 +731,7 @@ impl Bond {
         let moved = self.flows.rebalance(epoch, ACTIVE_FLOW_EPOCHS, table.usable_mask, &targets);
         if moved > 0 {
             self.stats.flow_moves += moved;
-            self.events.push_back(BondEvent::FlowsMoved { at_us: now_us, count: moved });
+            Self::push_event(&mut self.events, &mut self.stats, BondEvent::FlowsMoved { at_us: now_us, count: moved });
         }
     }
 }

@@ -6,7 +6,8 @@ use std::cell::Cell;
 
 use ztplane_bond::config::{BalanceMode, LinkMode, LinkSettings, Policy, PolicySettings};
 use ztplane_bond::{
-    Bond, BondError, Delivery, FlowHash, PacketKind, PathId, QosRecord, Selection, Transmit, TxRecord, WorkerCursor,
+    Bond, BondError, BondEvent, Delivery, FlowHash, PacketKind, PathId, QosRecord, Selection, Transmit, TxRecord,
+    WorkerCursor,
 };
 
 /// Counts allocations per thread (tests run in parallel) to prove the decision allocates nothing.
@@ -269,4 +270,23 @@ fn qos_packets_respect_zerotier_rate_gate() {
     }
     assert!(sent_at.len() >= 10, "{sent_at:?}");
     assert!(sent_at.windows(2).all(|w| w[1] - w[0] >= 250), "{sent_at:?}");
+}
+
+#[test]
+fn unpolled_events_are_capped_and_counted() {
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 2);
+    let rotations = ztplane_bond::bond::MAX_QUEUED_EVENTS as u64 + 500;
+    for i in 0..rotations {
+        assert!(bond.rotate(1_000 + i));
+    }
+    let mut queued = 0u64;
+    let mut last = None;
+    while let Some(e) = bond.poll_event() {
+        queued += 1;
+        last = Some(e);
+    }
+    assert_eq!(queued, ztplane_bond::bond::MAX_QUEUED_EVENTS as u64);
+    assert!(bond.stats().events_dropped >= 500, "{:?}", bond.stats());
+    // The newest are kept.
+    assert!(matches!(last, Some(BondEvent::ActiveChanged { at_us, .. }) if at_us == 1_000 + rotations - 1));
 }
