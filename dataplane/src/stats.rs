@@ -15,8 +15,6 @@ pub struct WorkerStats {
     pub stolen: AtomicU64,
     /// Frames dropped (and returned to the free list), e.g. malformed after steering.
     pub dropped: AtomicU64,
-    /// Loop iterations that found nothing to do.
-    pub idle_loops: AtomicU64,
     /// Frames not accounted for at exit (must stay 0).
     pub leaked: AtomicU64,
     /// Frames counted in two places at exit (double use; must stay 0).

@@ -195,7 +195,6 @@ impl Worker {
             }
 
             if work == 0 {
-                stats::add(&self.stats.idle_loops, 1);
                 idle_spins += 1;
                 // Spin briefly, then back off so an idle dataplane does not burn its cores.
                 if idle_spins > 256 {

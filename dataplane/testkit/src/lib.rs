@@ -183,12 +183,6 @@ impl Netns {
         Ok(handle)
     }
 
-    /// Sets a sysctl inside the namespace.
-    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
-        self.exec("sysctl", &["-qw", &format!("{key}={value}")])?;
-        Ok(())
-    }
-
     /// `ethtool -K` inside the namespace (e.g. GRO on a veth end that receives AF_XDP TX).
     pub fn ethtool_k(&self, ifname: &str, feature: &str, on: bool) -> Result<()> {
         self.exec("ethtool", &["-K", ifname, feature, if on { "on" } else { "off" }])?;
