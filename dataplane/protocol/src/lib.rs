@@ -12,6 +12,7 @@
 //! * [`verbs`] — one typed codec per verb payload (§8); [`credentials`] (§8.16),
 //!   [`dictionary`] (§8.10), [`world`] (planet/moon files), [`inet`] (InetAddress);
 //! * [`ethernet`] — summaries of the Ethernet payloads carried by FRAME & co., flow IDs (§10);
+//! * [`rules`] — rules engine: rule-list codec, capability rules, frame filtering (VL2 §6, §3.7);
 //! * [`pcap`] and [`inspect`] — the capture decoder behind `ztplanectl decode`.
 
 pub mod compress;
@@ -26,6 +27,7 @@ pub mod inspect;
 pub mod network;
 pub mod packet;
 pub mod pcap;
+pub mod rules;
 pub mod rx;
 pub mod verbs;
 pub mod wire;

@@ -85,7 +85,7 @@ impl fmt::Display for Mac {
 
 /// A multicast group: MAC plus "additional distinguishing information" (spec §8.9; ARP uses the
 /// target IPv4 address as ADI).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MulticastGroup {
     pub mac: Mac,
     pub adi: u32,
