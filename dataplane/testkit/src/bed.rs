@@ -10,11 +10,10 @@
 //! (which steers only UDP to its ports). Veth ends that feed AF_XDP send full checksums (TX
 //! checksum offload off: AF_XDP copy mode loses the "checksum partial" state) and veth ends
 //! that receive AF_XDP TX have GRO on (else veth drops redirected frames).
-use crate::{Netns, Topology};
+use crate::{Netns, Topology, kill_with_parent};
 use anyhow::{Context, Result, bail};
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -81,13 +80,7 @@ impl FwdBed {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // A test killed mid-run must not leave a dataplane running in its namespace.
-        // SAFETY: prctl is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            })
-        };
+        kill_with_parent(&mut command);
         let mut child = command.spawn().context("starting ztplane")?;
         let start = Instant::now();
         while !ready.exists() {

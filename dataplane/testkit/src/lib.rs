@@ -7,10 +7,12 @@
 //! networks with this kit, so traffic never leaves namespaces the run created itself.
 pub mod bed;
 pub mod traffic;
+pub mod zerotier;
 
 use anyhow::{Context, Result, bail};
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -204,6 +206,19 @@ impl Netns {
             || text.contains("xdpgeneric")
             || text.contains("xdpdrv"))
     }
+}
+
+/// Makes a command's process get SIGKILL when the thread that spawns it ends, so a test killed
+/// mid-run leaves nothing running in its namespaces. The signal follows the spawning *thread*:
+/// spawn from one that outlives the process (a test's own thread, or main).
+pub fn kill_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    };
 }
 
 /// 198.18.0.0/15, the block reserved for network benchmarks (RFC 2544).
