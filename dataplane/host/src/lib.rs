@@ -1,0 +1,1 @@
+//! Linux host side of a ztplane node.

@@ -1,0 +1,404 @@
+//! The data path: what the workers need to move frames between known peers without the node's
+//! slow-path thread, as one immutable snapshot ([`DataPath`]) the node republishes whenever a
+//! key, path, gate, credential push or config changes.
+//!
+//! Receive ([`DataPath::receive`]): a whole packet from a known peer is dearmored in place; a
+//! FRAME of a joined network from a member passing the gate and accepted by the rules becomes
+//! an Ethernet frame *in the same buffer* (the 14-byte header overwrites the end of the ZeroTier
+//! header). Send ([`DataPath::route_frame`]): a unicast frame from our port to a member we hold
+//! a path to, whose credentials we pushed for the current config, passing the rules, is sealed
+//! as FRAME by the caller. Everything else is punted to the node (control verbs, multicast,
+//! first contact, parking) — a punted received packet is handed over already opened
+//! ([`crate::Node::handle_opened`]), so nothing is dearmored twice.
+//!
+//! The filters here are the same functions the node uses itself, so both paths decide alike.
+
+use crate::config::{FLAG_UNKNOWN_MATCH_TRUE, NetworkConfig};
+use crate::network::Membership;
+use crate::time::Instant;
+use crate::{Address, LocalSocket, Mac, NetworkId};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use ztplane_crypto::{CipherSuite, PeerKey};
+use ztplane_protocol::credentials::{CertificateOfOwnership, OwnedThing};
+use ztplane_protocol::header::{PAYLOAD_OFFSET, Verb};
+use ztplane_protocol::rules::{
+    Disposition, FilterContext, FilterOutcome, FrameInfo, OwnershipSource, Rule, TagSource, capability_rules,
+    filter_inbound, filter_outbound,
+};
+
+/// Where a peer's packets go: its own best path, or a relay's.
+#[derive(Debug, Clone)]
+pub struct PeerRoute {
+    pub key: Arc<PeerKey>,
+    pub suite: CipherSuite,
+    /// `None`: no way to reach it without the node (queue, WHOIS).
+    pub via: Option<(LocalSocket, SocketAddr)>,
+    /// `via` is the peer itself (not a relay).
+    pub direct: bool,
+}
+
+/// One joined, configured network as the data path sees it.
+#[derive(Debug, Clone)]
+pub struct NetworkView {
+    pub id: NetworkId,
+    pub mac: Mac,
+    pub mtu: u32,
+    pub config: Arc<NetworkConfig>,
+    /// Peers passing the gate, with their credentials (tags and COOs for the rules).
+    pub members: HashMap<Address, Membership>,
+    /// Members our credentials are pushed to, until when they stay fresh (§3.3).
+    pub credentials_fresh: HashMap<Address, Instant>,
+    our_capabilities: Vec<Vec<Rule>>,
+}
+
+/// The immutable snapshot the workers use.
+#[derive(Debug, Clone)]
+pub struct DataPath {
+    pub me: Address,
+    /// Bumped on every publish (workers notice a new snapshot cheaply).
+    pub generation: u64,
+    pub peers: HashMap<Address, PeerRoute>,
+    pub networks: HashMap<NetworkId, NetworkView>,
+}
+
+/// What to do with a received packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxVerdict {
+    /// `packet[start..start + len]` is now an Ethernet frame for the port of `network`.
+    Deliver { network: NetworkId, start: usize, len: usize, source: Address },
+    /// Hand the packet to the node as it was (not dearmored: unknown sender, HELLO, ...).
+    Punt,
+    /// Hand it to the node already opened with this suite ([`crate::Node::handle_opened`]).
+    PuntOpened(CipherSuite),
+    /// Authentication failed, or a frame the rules drop: nothing to do.
+    Drop,
+}
+
+/// What to do with a frame from a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxVerdict {
+    /// Seal as FRAME for `dest` and send to `via`.
+    Send {
+        dest: Address,
+        key: Arc<PeerKey>,
+        suite: CipherSuite,
+        via: (LocalSocket, SocketAddr),
+    },
+    /// Addressed to our own MAC: write it back to the port.
+    Loopback,
+    /// The node must handle it (multicast, unknown peer, credentials due, bridging, ...).
+    Punt,
+    Drop,
+}
+
+impl DataPath {
+    pub fn empty(me: Address) -> Self {
+        DataPath { me, generation: 0, peers: HashMap::new(), networks: HashMap::new() }
+    }
+
+    pub fn network(&self, id: NetworkId) -> Option<&NetworkView> {
+        self.networks.get(&id)
+    }
+
+    /// A whole (reassembled) packet for us, received at `now` (see the module doc).
+    pub fn receive(&self, packet: &mut [u8], random: &mut dyn FnMut() -> u32) -> RxVerdict {
+        if packet.len() < PAYLOAD_OFFSET || packet[8..13] != self.me.to_bytes() {
+            return RxVerdict::Punt;
+        }
+        let source = Address::from_bytes(&packet[13..18].try_into().unwrap_or([0; 5]));
+        let Some(peer) = self.peers.get(&source) else { return RxVerdict::Punt };
+        // Suite 0 carries HELLO and bonding control: the node's business.
+        if (packet[18] >> 3) & 7 == 0 {
+            return RxVerdict::Punt;
+        }
+        let suite = match ztplane_crypto::dearmor(&peer.key, packet) {
+            Ok(d) => d.suite,
+            Err(_) => return RxVerdict::Drop,
+        };
+        let verb_byte = packet[27];
+        if verb_byte & 0x80 != 0
+            || Verb::from_code(verb_byte & 0x1f) != Verb::Frame
+            || packet.len() < PAYLOAD_OFFSET + 10
+        {
+            return RxVerdict::PuntOpened(suite);
+        }
+        let id = NetworkId(u64::from_be_bytes(packet[28..36].try_into().unwrap_or([0; 8])));
+        let Some(network) = self.networks.get(&id) else {
+            // Frames for networks we did not join are ignored (§3.5).
+            return RxVerdict::Drop;
+        };
+        let Some(membership) = network.members.get(&source) else { return RxVerdict::PuntOpened(suite) };
+        let ethertype = u16::from_be_bytes([packet[36], packet[37]]);
+        let payload = &packet[38..];
+        if payload.len() > network.mtu as usize {
+            return RxVerdict::Drop;
+        }
+        let src = id.mac_for(&source);
+        let frame = FrameInfo {
+            inbound: true,
+            zt_source: source,
+            zt_dest: self.me,
+            mac_source: src,
+            mac_dest: network.mac,
+            ethertype,
+            vlan_id: 0,
+            payload,
+        };
+        let outcome = inbound_filter(&network.config, self.me, Some(membership), &frame, random);
+        if !outcome.copies.iter().all(Option::is_none) {
+            // TEE/WATCH copies are sent by the node.
+            return RxVerdict::PuntOpened(suite);
+        }
+        if outcome.inbound_code() == 0 {
+            return RxVerdict::Drop;
+        }
+        // Ethernet header in place: destination ‖ source over bytes 24..36, ethertype stays.
+        packet[24..30].copy_from_slice(&network.mac.octets());
+        packet[30..36].copy_from_slice(&src.octets());
+        RxVerdict::Deliver { network: id, start: 24, len: packet.len() - 24, source }
+    }
+
+    /// A frame read from the port of `network` at `now` (see the module doc).
+    pub fn route_frame(&self, now: Instant, id: NetworkId, frame: &[u8], random: &mut dyn FnMut() -> u32) -> TxVerdict {
+        if frame.len() < 14 {
+            return TxVerdict::Drop;
+        }
+        let Some(network) = self.networks.get(&id) else { return TxVerdict::Punt };
+        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
+        let src = Mac::from_octets(frame[6..12].try_into().unwrap_or([0; 6]));
+        if src != network.mac || dst.is_multicast() {
+            return TxVerdict::Punt;
+        }
+        if dst == network.mac {
+            return TxVerdict::Loopback;
+        }
+        let Some(dest) = id.address_for(dst) else { return TxVerdict::Punt };
+        let Some(peer) = self.peers.get(&dest) else { return TxVerdict::Punt };
+        let Some(via) = peer.via else { return TxVerdict::Punt };
+        if network.credentials_fresh.get(&dest).is_none_or(|until| *until <= now) {
+            return TxVerdict::Punt;
+        }
+        let info = FrameInfo {
+            inbound: false,
+            zt_source: self.me,
+            zt_dest: dest,
+            mac_source: src,
+            mac_dest: dst,
+            ethertype: u16::from_be_bytes([frame[12], frame[13]]),
+            vlan_id: 0,
+            payload: &frame[14..],
+        };
+        let outcome = outbound_filter(
+            &network.config,
+            &network.our_capabilities,
+            self.me,
+            network.members.get(&dest),
+            &info,
+            random,
+        );
+        match outcome.disposition {
+            Disposition::Accept | Disposition::SuperAccept if outcome.copies.iter().all(Option::is_none) => {
+                TxVerdict::Send { dest, key: peer.key.clone(), suite: peer.suite, via }
+            }
+            Disposition::Drop => TxVerdict::Drop,
+            _ => TxVerdict::Punt,
+        }
+    }
+}
+
+/// Seals a frame from the port as a FRAME packet for `dest` into `out` (header, verb, network
+/// ID, ethertype, payload; armored; fragmented flag set above the physical MTU). Returns the
+/// packet length; the caller cuts it into datagrams (`fragment_packet`).
+#[allow(clippy::too_many_arguments)]
+pub fn seal_frame(
+    me: Address,
+    dest: Address,
+    key: &PeerKey,
+    suite: CipherSuite,
+    packet_id: [u8; 8],
+    network: NetworkId,
+    frame: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    if frame.len() < 14 {
+        return None;
+    }
+    let outgoing = ztplane_protocol::packet::Outgoing {
+        key,
+        packet_id,
+        destination: dest,
+        source: me,
+        suite,
+        compress: false,
+        mtu: ztplane_protocol::header::DEFAULT_PHYS_MTU,
+    };
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    ztplane_protocol::packet::seal_frame_into(out, &outgoing, network, ethertype, &frame[14..]).ok()
+}
+
+/// Tags for the rules: ours from the config, the peer's from its membership (§3.7).
+pub struct Tags<'a> {
+    config: &'a NetworkConfig,
+    peer: Option<&'a Membership>,
+}
+
+impl<'a> Tags<'a> {
+    pub fn new(config: &'a NetworkConfig, peer: Option<&'a Membership>) -> Self {
+        Tags { config, peer }
+    }
+}
+
+impl TagSource for Tags<'_> {
+    fn ours(&self, id: u32) -> Option<u32> {
+        self.config.tags.iter().find(|t| t.id == id).map(|t| t.value)
+    }
+    fn theirs(&self, id: u32) -> Option<u32> {
+        let tag = self.peer?.tags.get(&id)?;
+        (tag.timestamp.abs_diff(self.config.timestamp) <= self.config.credential_window).then_some(tag.value)
+    }
+}
+
+/// Certificates of ownership for the CHARACTERISTICS "authenticated" bits.
+struct Owned<'a>(&'a [CertificateOfOwnership]);
+
+impl OwnershipSource for Owned<'_> {
+    fn owns_ip(&self, ip: IpAddr) -> bool {
+        self.0.iter().flat_map(|c| c.things.iter()).any(|t| match (t, ip) {
+            (OwnedThing::Ipv4(a), IpAddr::V4(b)) => *a == b,
+            (OwnedThing::Ipv6(a), IpAddr::V6(b)) => *a == b,
+            _ => false,
+        })
+    }
+    fn owns_mac(&self, mac: Mac) -> bool {
+        self.0
+            .iter()
+            .flat_map(|c| c.things.iter())
+            .any(|t| matches!(t, OwnedThing::Mac(m) if Mac::from_octets(*m) == mac))
+    }
+}
+
+fn capability_lists(config: &NetworkConfig) -> Vec<Vec<Rule>> {
+    let mut caps: Vec<&ztplane_protocol::credentials::Capability> = config.capabilities.iter().collect();
+    caps.sort_by_key(|c| c.id);
+    // A capability that does not decode is not applied: it could only have accepted (fail closed).
+    caps.into_iter().filter_map(|c| capability_rules(c).ok()).collect()
+}
+
+/// Outbound filter of §6.2 with our capabilities.
+pub fn outbound_filter(
+    config: &NetworkConfig,
+    our_capabilities: &[Vec<Rule>],
+    me: Address,
+    dest: Option<&Membership>,
+    frame: &FrameInfo<'_>,
+    random: &mut dyn FnMut() -> u32,
+) -> FilterOutcome {
+    let tags = Tags::new(config, dest);
+    let ownership = Owned(&config.coos);
+    let ctx = FilterContext {
+        me,
+        tags: &tags,
+        ownership: &ownership,
+        unknown_match_true: config.flags & FLAG_UNKNOWN_MATCH_TRUE != 0,
+    };
+    filter_outbound(&config.rules, our_capabilities, &ctx, frame, random)
+}
+
+/// Inbound filter of §6.2. Capabilities of senders are not collected yet (NETWORK_CREDENTIALS
+/// capabilities are parsed and skipped), so a frame that only a sender's capability would accept
+/// is dropped: the safe side.
+pub fn inbound_filter(
+    config: &NetworkConfig,
+    me: Address,
+    sender: Option<&Membership>,
+    frame: &FrameInfo<'_>,
+    random: &mut dyn FnMut() -> u32,
+) -> FilterOutcome {
+    let tags = Tags::new(config, sender);
+    let coos: &[CertificateOfOwnership] = sender.map_or(&[], |m| &m.coos);
+    let ownership = SenderOwnership { coos: Owned(coos), config };
+    let ctx = FilterContext {
+        me,
+        tags: &tags,
+        ownership: &ownership,
+        unknown_match_true: config.flags & FLAG_UNKNOWN_MATCH_TRUE != 0,
+    };
+    let none: &[Vec<Rule>] = &[];
+    filter_inbound(&config.rules, none, &ctx, frame, random)
+}
+
+/// Inbound ownership: the sender's COOs, or an IP inside our NDP-emulated prefixes (§6.2).
+struct SenderOwnership<'a> {
+    coos: Owned<'a>,
+    config: &'a NetworkConfig,
+}
+
+impl OwnershipSource for SenderOwnership<'_> {
+    fn owns_ip(&self, ip: IpAddr) -> bool {
+        if self.coos.owns_ip(ip) {
+            return true;
+        }
+        self.config.ndp_emulation()
+            && self.config.addresses.iter().any(|a| {
+                a.ip.is_ipv6() && matches!(a.prefix_len, 40 | 88) && crate::vl1::prefix_contains(a.ip, a.prefix_len, ip)
+            })
+    }
+    fn owns_mac(&self, mac: Mac) -> bool {
+        self.coos.owns_mac(mac)
+    }
+}
+
+impl crate::Node {
+    /// Rebuilds the snapshot if anything it holds changed.
+    pub(crate) fn publish(&mut self) {
+        if !self.data_path_dirty {
+            return;
+        }
+        self.data_path_dirty = false;
+        let now = self.last_seen_now;
+        let relay = self.best_upstream_path(now, None).map(|(l, r)| (l.unwrap_or(0), r));
+        let peers = self
+            .peers
+            .values()
+            .map(|p| {
+                let direct = p.best_path(now).map(|path| (path.local, path.remote));
+                let route =
+                    PeerRoute { key: p.key.clone(), suite: p.suite(), via: direct.or(relay), direct: direct.is_some() };
+                (p.address(), route)
+            })
+            .collect();
+        let mut networks = HashMap::new();
+        for (id, n) in &self.networks {
+            let Some(config) = n.config.clone() else { continue };
+            let members = n
+                .memberships
+                .iter()
+                .filter(|(a, _)| self.peers.get(a).is_some_and(|p| n.gate(&p.identity)))
+                .map(|(a, m)| (*a, m.clone()))
+                .collect();
+            let credentials_fresh = n
+                .memberships
+                .iter()
+                .filter(|(_, m)| m.pushed_config_timestamp == config.timestamp)
+                .filter_map(|(a, m)| m.last_pushed.map(|t| (*a, t.add_ms(crate::network::CREDENTIALS_REPUSH_MS))))
+                .collect();
+            networks.insert(
+                *id,
+                NetworkView {
+                    id: *id,
+                    mac: n.mac,
+                    mtu: config.mtu,
+                    our_capabilities: capability_lists(&config),
+                    config,
+                    members,
+                    credentials_fresh,
+                },
+            );
+        }
+        let generation = self.data_path.generation + 1;
+        self.data_path = Arc::new(DataPath { me: self.me, generation, peers, networks });
+        self.events.push_back(crate::Event::DataPathChanged);
+    }
+}

@@ -1,0 +1,117 @@
+//! zerotier-one-shaped views of the node (its local API's `/status`, `/network`, `/peer`
+//! objects, same field names), so `ztplanectl` prints what `zerotier-cli` prints and scripts
+//! written for zerotier-one's JSON keep working.
+
+use crate::network::Network;
+use crate::peer::Peer;
+use crate::time::Instant;
+use crate::{ANNOUNCED_VERSION, NetworkId, Node};
+use serde_json::{Value, json};
+
+/// `/status`.
+pub fn node_status(node: &Node, now: Instant) -> Value {
+    let (major, minor, rev) = ANNOUNCED_VERSION;
+    json!({
+        "address": node.address().to_string(),
+        "publicIdentity": node.identity().to_public_string(),
+        "online": node.online(),
+        "tcpFallbackActive": false,
+        "clock": now.as_millis(),
+        "planetWorldId": node.planet.id,
+        "planetWorldTimestamp": node.planet.timestamp,
+        "version": format!("{major}.{minor}.{rev}"),
+        "versionMajor": major,
+        "versionMinor": minor,
+        "versionRev": rev,
+        "versionBuild": 0,
+    })
+}
+
+/// One `/network` entry; `device` is the port's interface name.
+pub fn network_status(network: &Network, device: &str) -> Value {
+    let config = network.config.as_ref();
+    let status = network.status.name();
+    let groups: Vec<Value> =
+        network.announced.iter().map(|g| json!({"mac": g.mac.to_string(), "adi": g.adi})).collect();
+    json!({
+        "id": network.id.to_string(),
+        "nwid": network.id.to_string(),
+        "mac": network.mac.to_string(),
+        "name": config.map_or(String::new(), |c| c.name.clone()),
+        "status": status,
+        "type": config.map_or("PRIVATE", |c| c.type_name()),
+        "mtu": network.mtu(),
+        "dhcp": false,
+        "bridge": false,
+        "broadcastEnabled": config.is_some_and(|c| c.broadcast_enabled()),
+        "portError": 0,
+        "netconfRevision": config.map_or(0, |c| c.revision),
+        "assignedAddresses": config.map_or_else(Vec::new, |c| c.addresses.iter().map(|a| a.to_string()).collect()),
+        "routes": config.map_or_else(Vec::new, |c| c.routes.iter().map(|r| json!({
+            "target": format!("{}/{}", r.target, r.prefix_len),
+            "via": r.via.map(|v| v.to_string()),
+            "flags": r.flags,
+            "metric": r.metric,
+        })).collect()),
+        "multicastSubscriptions": groups,
+        "portDeviceName": device,
+        "allowManaged": true,
+        "allowGlobal": false,
+        "allowDefault": false,
+        "allowDNS": false,
+        "dns": {
+            "domain": config.map_or(String::new(), |c| c.dns_domain.clone()),
+            "servers": config.map_or_else(Vec::new, |c| c.dns_servers.iter().map(|s| s.to_string()).collect()),
+        },
+    })
+}
+
+/// `/network`: every joined network, each with its port name from `device_of`.
+pub fn networks(node: &Node, device_of: &dyn Fn(NetworkId) -> String) -> Value {
+    Value::Array(node.networks().map(|n| network_status(n, &device_of(n.id))).collect())
+}
+
+/// One `/peer` entry.
+pub fn peer_status(node: &Node, peer: &Peer, now: Instant) -> Value {
+    let role = if node.planet.roots.iter().any(|r| r.identity.address() == peer.address()) {
+        "PLANET"
+    } else if node.is_upstream(peer.address()) {
+        "MOON"
+    } else {
+        "LEAF"
+    };
+    let best = peer.best_path(now).map(|p| (p.local, p.remote));
+    let version = if peer.protocol_version == 0 {
+        "-1.-1.-1".to_string()
+    } else {
+        format!("{}.{}.{}", peer.version.0, peer.version.1, peer.version.2)
+    };
+    json!({
+        "address": peer.address().to_string(),
+        "isBonded": false,
+        "latency": peer.latency.map_or(-1, i64::from),
+        "role": role,
+        "version": version,
+        "versionMajor": if peer.protocol_version == 0 { -1 } else { i64::from(peer.version.0) },
+        "versionMinor": if peer.protocol_version == 0 { -1 } else { i64::from(peer.version.1) },
+        "versionRev": if peer.protocol_version == 0 { -1 } else { i64::from(peer.version.2) },
+        "tunneled": false,
+        "paths": peer.paths.iter().map(|p| json!({
+            "active": p.alive(now),
+            "expired": !p.usable(now),
+            "preferred": best == Some((p.local, p.remote)),
+            "address": format!("{}/{}", p.remote.ip(), p.remote.port()),
+            "lastSend": p.last_send.as_millis(),
+            "lastReceive": p.last_receive.as_millis(),
+            "localSocket": p.local,
+            "trustedPathId": 0,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `/peer`.
+pub fn peers(node: &Node, now: Instant) -> Value {
+    let mut list: Vec<&Peer> = node.peers().collect();
+    list.sort_by_key(|p| p.address());
+    Value::Array(list.into_iter().map(|p| peer_status(node, p, now)).collect())
+}

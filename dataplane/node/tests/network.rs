@@ -1,0 +1,192 @@
+//! Nodes on a virtual clock: joining through a moon that is also the controller, ARP and
+//! unicast frames both ways (mostly on the data path), the membership gate, relaying when the
+//! direct path is cut, and a restart that keeps the membership (zerotier-vl2.md §8).
+
+mod common;
+
+use common::*;
+use std::sync::{Arc, Mutex};
+use ztplane_node::network::NetworkStatus;
+use ztplane_node::{Event, NetworkId};
+
+struct Net {
+    sim: Sim,
+    moon: ztplane_protocol::world::World,
+    nwid: NetworkId,
+    plans: Arc<Mutex<std::collections::HashMap<u64, MemberPlan>>>,
+}
+
+/// Moon/controller at index 0, members a (1) and b (2), both authorized.
+fn network(rules: Vec<u8>) -> Net {
+    let ids = identities();
+    let mut sim = Sim::new();
+    let moon = moon(&ids[0], underlay(0));
+    let nwid = NetworkId((ids[0].address().as_u64() << 24) | 0x01);
+    let plans = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    plans.lock().unwrap().insert(ids[1].address().as_u64(), MemberPlan { authorized: true, ip: "198.19.0.1".into() });
+    plans.lock().unwrap().insert(ids[2].address().as_u64(), MemberPlan { authorized: true, ip: "198.19.0.2".into() });
+    let c = sim.add(ids[0].clone(), vec![moon.clone()], vec![], vec![]);
+    sim.nodes[c].node.set_controller(Box::new(TestController {
+        identity: ids[0].clone(),
+        members: plans.clone(),
+        revision: 1,
+        rules,
+        extra_flags: 0,
+    }));
+    for id in &ids[1..3] {
+        let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);
+        sim.nodes[i].node.join(nwid, sim.now).unwrap();
+    }
+    Net { sim, moon, nwid, plans }
+}
+
+fn mac(sim: &Sim, i: usize, nwid: NetworkId) -> [u8; 6] {
+    sim.nodes[i].node.network(nwid).unwrap().mac.octets()
+}
+
+fn wait_configured(sim: &mut Sim, nwid: NetworkId, nodes: &[usize]) {
+    let ok = sim.run_until(30_000, |s| nodes.iter().all(|&i| s.config(i, nwid).is_some()));
+    assert!(
+        ok,
+        "members did not get a config in 30 s: {:?}",
+        nodes.iter().map(|&i| s_status(sim, i, nwid)).collect::<Vec<_>>()
+    );
+}
+
+fn s_status(sim: &Sim, i: usize, nwid: NetworkId) -> String {
+    sim.nodes[i].node.network(nwid).map_or("none".into(), |n| n.status.name().to_string())
+}
+
+/// ARP a → b and back, then `count` IPv4 frames each way; returns frames b and a received.
+fn exchange(sim: &mut Sim, nwid: NetworkId, a: usize, b: usize, count: u32, len: usize) -> (usize, usize) {
+    let (ma, mb) = (mac(sim, a, nwid), mac(sim, b, nwid));
+    let (ia, ib) = ([198, 19, 0, a as u8], [198, 19, 0, b as u8]);
+    let before_b = sim.nodes[b].delivered.len();
+    sim.tap_send(a, nwid, &arp_request(ma, ia, ib));
+    let got_arp = sim.run_until(10_000, |s| {
+        s.nodes[b].delivered[before_b..].iter().any(|(_, f)| f.len() >= 42 && f[12..14] == [8, 6] && f[38..42] == ib)
+    });
+    assert!(got_arp, "b never saw a's ARP request");
+    let before_a = sim.nodes[a].delivered.len();
+    sim.tap_send(b, nwid, &arp_reply(mb, ib, ma, ia));
+    assert!(
+        sim.run_until(10_000, |s| s.nodes[a].delivered[before_a..]
+            .iter()
+            .any(|(_, f)| f[12..14] == [8, 6] && f[0..6] == ma)),
+        "a never saw b's ARP reply"
+    );
+    let (base_a, base_b) = (sim.nodes[a].delivered.len(), sim.nodes[b].delivered.len());
+    for seq in 0..count {
+        sim.tap_send(a, nwid, &ipv4_frame(mb, ma, ia, ib, seq, len));
+        sim.tap_send(b, nwid, &ipv4_frame(ma, mb, ib, ia, seq, len));
+        sim.run(2);
+    }
+    sim.run(2_000);
+    let check = |frames: &[(NetworkId, Vec<u8>)], dst: [u8; 6], src: [u8; 6]| {
+        let ip: Vec<&Vec<u8>> = frames.iter().map(|(_, f)| f).filter(|f| f[12..14] == [8, 0]).collect();
+        for (seq, f) in ip.iter().enumerate() {
+            let want = ipv4_frame(dst, src, [0; 4], [0; 4], seq as u32, len);
+            assert_eq!((&f[..12], f.len()), (&want[..12], want.len()), "frame {seq}: MACs or length");
+            assert_eq!(&f[42..], &want[42..], "frame {seq} differs or is out of order");
+        }
+        ip.len()
+    };
+    let to_b = check(&sim.nodes[b].delivered[base_b..], mb, ma);
+    let to_a = check(&sim.nodes[a].delivered[base_a..], ma, mb);
+    (to_b, to_a)
+}
+
+#[test]
+fn members_join_through_the_moon_and_exchange_frames() {
+    let mut net = network(vec![0x01, 0x00]);
+    let nwid = net.nwid;
+    wait_configured(&mut net.sim, nwid, &[1, 2]);
+    for i in [1, 2] {
+        let n = net.sim.nodes[i].node.network(nwid).unwrap();
+        assert_eq!(n.status, NetworkStatus::Ok);
+        assert_eq!(n.mtu(), 2800);
+        let c = n.config.as_ref().unwrap();
+        assert_eq!(c.addresses[0].to_string(), format!("198.19.0.{i}/24"));
+        assert!(net.sim.nodes[i].events.iter().any(|e| matches!(e, Event::NetworkJoined { .. })));
+        assert!(
+            net.sim.nodes[i]
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::SaveNetwork { dictionary, .. } if dictionary.len() > 100))
+        );
+        assert!(net.sim.nodes[i].node.online());
+    }
+    // 2800-byte frames: two datagrams each, reassembled on the way in.
+    let (to_b, to_a) = exchange(&mut net.sim, nwid, 1, 2, 200, 2772);
+    assert_eq!((to_b, to_a), (200, 200));
+    // Once credentials are pushed and paths learned, frames never touch the node.
+    let (a, b) = (&net.sim.nodes[1], &net.sim.nodes[2]);
+    assert!(a.fast_tx >= 190 && b.fast_tx >= 190, "fast tx {} {}", a.fast_tx, b.fast_tx);
+    assert!(a.fast_rx >= 190 && b.fast_rx >= 190, "fast rx {} {}", a.fast_rx, b.fast_rx);
+    // A direct path between the members was learned (RENDEZVOUS / HELLO), not only the moon.
+    let peer_b = net.sim.nodes[1].node.peer(net.sim.nodes[2].identity.address()).unwrap();
+    assert!(peer_b.paths.iter().any(|p| p.remote == underlay(2)), "no direct path a→b");
+}
+
+#[test]
+fn relayed_through_the_moon_when_the_direct_path_is_cut() {
+    let mut net = network(vec![0x01, 0x00]);
+    let nwid = net.nwid;
+    net.sim.cut(1, 2);
+    wait_configured(&mut net.sim, nwid, &[1, 2]);
+    let (to_b, to_a) = exchange(&mut net.sim, nwid, 1, 2, 50, 100);
+    assert_eq!((to_b, to_a), (50, 50));
+    let peer_b = net.sim.nodes[1].node.peer(net.sim.nodes[2].identity.address()).unwrap();
+    assert!(peer_b.paths.is_empty(), "a learned a path it cannot use: {:?}", peer_b.paths);
+    assert!(net.sim.nodes[0].node.counters().relayed >= 100);
+}
+
+#[test]
+fn unauthorized_member_is_denied_and_gated() {
+    let mut net = network(vec![0x01, 0x00]);
+    let nwid = net.nwid;
+    let ids = identities();
+    net.plans
+        .lock()
+        .unwrap()
+        .insert(ids[3].address().as_u64(), MemberPlan { authorized: false, ip: "198.19.0.3".into() });
+    let moon = net.moon.clone();
+    let c = net.sim.add(ids[3].clone(), vec![moon], vec![], vec![]);
+    net.sim.nodes[c].node.join(nwid, net.sim.now).unwrap();
+    wait_configured(&mut net.sim, nwid, &[1, 2]);
+    assert!(net.sim.run_until(20_000, |s| s_status(s, c, nwid) == "ACCESS_DENIED"));
+    assert!(net.sim.config(c, nwid).is_none());
+    // Authorizing it lets it in within a few polls (every 5 s while denied).
+    net.plans.lock().unwrap().get_mut(&ids[3].address().as_u64()).unwrap().authorized = true;
+    assert!(net.sim.run_until(15_000, |s| s_status(s, c, nwid) == "OK"));
+    let (to_c, to_a) = exchange(&mut net.sim, nwid, 1, c, 5, 64);
+    assert_eq!((to_c, to_a), (5, 5));
+}
+
+#[test]
+fn restart_keeps_address_and_membership() {
+    let mut net = network(vec![0x01, 0x00]);
+    let nwid = net.nwid;
+    wait_configured(&mut net.sim, nwid, &[1, 2]);
+    let (to_b, _) = exchange(&mut net.sim, nwid, 1, 2, 3, 64);
+    assert_eq!(to_b, 3);
+    let moon = net.moon.clone();
+    net.sim.restart(1, vec![moon]);
+    // The cached config is installed at once, before any packet.
+    assert!(net.sim.config(1, nwid).is_some(), "cached config not installed on restart");
+    assert_eq!(net.sim.nodes[1].node.address(), identities()[1].address());
+    net.sim.run(12_000);
+    let (to_b, to_a) = exchange(&mut net.sim, nwid, 1, 2, 3, 64);
+    assert_eq!((to_b, to_a), (3, 3));
+}
+
+#[test]
+fn rules_drop_what_the_network_forbids() {
+    // Central's default minus IPv4: drop not ARP and not IPv6; accept.
+    let rules = vec![0xa5, 0x02, 0x08, 0x06, 0xa5, 0x02, 0x86, 0xdd, 0x00, 0x00, 0x01, 0x00];
+    let mut net = network(rules);
+    let nwid = net.nwid;
+    wait_configured(&mut net.sim, nwid, &[1, 2]);
+    let (to_b, to_a) = exchange(&mut net.sim, nwid, 1, 2, 10, 64);
+    assert_eq!((to_b, to_a), (0, 0), "IPv4 crossed a network that drops it");
+}
