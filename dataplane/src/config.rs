@@ -139,11 +139,11 @@ impl FwdConfig {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, DataplaneError> {
+pub(crate) fn parse_num<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, DataplaneError> {
     text.parse().map_err(|_| DataplaneError::Config(format!("{flag} {text:?} is not a valid number")))
 }
 
-fn parse_secs(text: &str, flag: &str) -> Result<Duration, DataplaneError> {
+pub(crate) fn parse_secs(text: &str, flag: &str) -> Result<Duration, DataplaneError> {
     let secs: f64 = parse_num(text, flag)?;
     if !(0.0..=1e7).contains(&secs) {
         return Err(DataplaneError::Config(format!("{flag} {text} out of range")));
@@ -153,7 +153,7 @@ fn parse_secs(text: &str, flag: &str) -> Result<Duration, DataplaneError> {
 
 /// Parses a core list in the order given ("2-5", "1,0"): worker i runs on the i-th core and
 /// serves queues i, i+W, i+2W... of the sorted queue list, so the order places queues on cores.
-fn parse_cores(text: &str, flag: &str) -> Result<Vec<usize>, DataplaneError> {
+pub(crate) fn parse_cores(text: &str, flag: &str) -> Result<Vec<usize>, DataplaneError> {
     let mut cores: Vec<usize> = Vec::new();
     for part in text.split(',') {
         for core in parse_list(part, flag)? {

@@ -252,12 +252,12 @@ fn choose_queues(config: &FwdConfig) -> Result<Vec<u32>, DataplaneError> {
 }
 
 /// `/run/ztplane/<instance>.pid`: one dataplane per instance name at a time.
-struct InstanceLock {
+pub(crate) struct InstanceLock {
     path: PathBuf,
 }
 
 impl InstanceLock {
-    fn acquire(instance: &str) -> Result<Self, DataplaneError> {
+    pub(crate) fn acquire(instance: &str) -> Result<Self, DataplaneError> {
         let dir = PathBuf::from("/run/ztplane");
         std::fs::create_dir_all(&dir)
             .map_err(|e| DataplaneError::Internal(format!("creating {}: {e}", dir.display())))?;

@@ -6,6 +6,7 @@ use ztplane::config::{FWD_USAGE, FwdConfig};
 
 const USAGE: &str = "usage: ztplane <command> [options]
 commands:
+  node    run a ZeroTier node: joins networks, carries frames between taps and peers on every core
   fwd     forward steered UDP frames between two interfaces through the workers";
 
 fn main() -> ExitCode {
@@ -19,6 +20,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("fwd") => fwd(&args[1..]),
+        Some("node") if args.iter().any(|a| a == "--help" || a == "-h") => {
+            println!("{}", ztplane::node::args::NODE_USAGE);
+            ExitCode::SUCCESS
+        }
+        Some("node") => node(&args[1..]),
         Some("--help" | "-h" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -55,6 +61,33 @@ fn fwd(args: &[String]) -> ExitCode {
                 eprintln!("ztplane: writing {}: {err}", path.display());
                 return ExitCode::from(1);
             }
+            log::info!("stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("ztplane: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn node(args: &[String]) -> ExitCode {
+    let config = match ztplane::node::args::NodeArgs::from_args(args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("ztplane: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(err) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("ztplane: cannot install signal handler: {err}");
+            return ExitCode::from(1);
+        }
+    }
+    match ztplane::node::run(&config, stop) {
+        Ok(()) => {
             log::info!("stopped cleanly");
             ExitCode::SUCCESS
         }

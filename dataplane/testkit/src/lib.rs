@@ -8,6 +8,7 @@
 pub mod bed;
 pub mod traffic;
 pub mod zerotier;
+pub mod ztplane;
 
 use anyhow::{Context, Result, bail};
 use std::fs::File;

@@ -1,0 +1,240 @@
+//! `ztplane node`: a ZeroTier node on AF_XDP. The pure state machine (`ztplane-node`) runs in
+//! one slow-path thread ([`slow`]); frames between known peers never leave the data-path
+//! workers ([`worker`]), which read the node's published [`DataPath`] snapshot and send the
+//! slow path what they cannot decide ([`Punt`]).
+//!
+//! ```text
+//!  underlay NICs ─XDP─► AF_XDP ─► workers (hand-off, every core) ─► taps (one queue per worker)
+//!        ▲                         │  ▲ DataPath, egress headers (ArcSwap)        │
+//!        └── kernel UDP socket ◄── slow path (Node, timers, control, netlink) ◄──┘ punts
+//! ```
+
+pub mod args;
+pub mod headers;
+mod slow;
+pub mod worker;
+
+use crate::error::DataplaneError;
+use crate::handoff::Fabric;
+use crate::port::Port;
+use crate::stats::WorkerStats;
+use crate::steering::Steering;
+use crate::system;
+use arc_swap::ArcSwap;
+use args::NodeArgs;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use worker::{NodeWorker, Shared, TapStats};
+use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
+use xsk_rs::umem::Umem;
+use ztplane_crypto::CipherSuite;
+use ztplane_host::tap::TapQueue;
+use ztplane_node::{Address, NetworkId};
+
+/// What a worker hands the slow path.
+pub enum Punt {
+    /// A whole packet for us the data path could not open (unknown sender, HELLO, ...).
+    Packet { local: u32, remote: SocketAddr, packet: Vec<u8> },
+    /// A packet the worker authenticated and decrypted (control verbs, gated frames).
+    Opened { local: u32, remote: SocketAddr, packet: Vec<u8>, suite: CipherSuite },
+    /// A datagram not for us, or not a packet (relaying, beacons).
+    Datagram { local: u32, remote: SocketAddr, data: Vec<u8> },
+    /// A frame from a tap the data path could not send.
+    TapFrame { network: NetworkId, frame: Vec<u8> },
+    /// A decrypted frame too large for a UMEM frame: write it to the tap.
+    Deliver { network: NetworkId, frame: Vec<u8> },
+    /// Frames moved between us and `peer` on a path (throttled per worker).
+    Activity { peer: Address, local: u32, remote: SocketAddr, received: bool, direct: bool },
+}
+
+/// What the slow path tells a worker.
+pub enum WorkerCommand {
+    AddTap { network: NetworkId, queue: TapQueue },
+    RemoveTap { network: NetworkId },
+    Write { network: NetworkId, frame: Vec<u8> },
+}
+
+/// Bound of the punt channel: a flood from the network fills it and is dropped there, never
+/// in the workers.
+const PUNT_QUEUE: usize = 8192;
+/// Batches an owner may have outstanding per processor.
+const HANDOFF_DEPTH: usize = 8;
+const FRAME_SIZE: u32 = 4096;
+
+/// Runs the node until `stop` is set (SIGINT/SIGTERM) or `--duration` passes.
+pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError> {
+    system::require_root()?;
+    let home = ztplane_host::home::Home::open(&args.home).map_err(|e| DataplaneError::Config(e.to_string()))?;
+    let (identity, created) = home.load_or_create_identity().map_err(|e| DataplaneError::Config(e.to_string()))?;
+    if created {
+        log::info!("generated a new identity {} in {}", identity.address(), args.home.display());
+    }
+    let planet = home.load_planet().map_err(|e| DataplaneError::Config(e.to_string()))?;
+    let moons = home.load_moons().map_err(|e| DataplaneError::Config(e.to_string()))?;
+    let networks = home.load_networks().map_err(|e| DataplaneError::Config(e.to_string()))?;
+    let local_conf = home.local_conf().map_err(|e| DataplaneError::Config(e.to_string()))?;
+    let port = match args.port {
+        Some(p) => p,
+        None => home.primary_port(&local_conf).map_err(|e| DataplaneError::Config(e.to_string()))?,
+    };
+    let mut ifindexes = Vec::new();
+    let mut queue_counts = Vec::new();
+    for ifname in &args.ifaces {
+        ifindexes.push(system::ifindex(ifname)?);
+        queue_counts.push(system::rx_queues(ifname)?);
+    }
+    let available = queue_counts.iter().copied().min().unwrap_or(1);
+    let queues = args.queues.clone().unwrap_or_else(|| (0..available).collect());
+    if let Some(&q) = queues.iter().find(|&&q| q >= available) {
+        return Err(DataplaneError::QueueOutOfRange {
+            ifname: args.ifaces[0].clone(),
+            queue: q,
+            available: format!("the interfaces have {available} RX queue(s) in common"),
+        });
+    }
+    let cores = match &args.cores {
+        Some(c) => c.clone(),
+        None => {
+            let usable = system::usable_cores();
+            (0..queues.len()).map(|i| usable.get(i % usable.len().max(1)).copied().unwrap_or(0)).collect()
+        }
+    };
+    if cores.len() != queues.len() {
+        return Err(DataplaneError::Config(format!(
+            "{} cores for {} queues: a node worker serves one queue on every interface",
+            cores.len(),
+            queues.len()
+        )));
+    }
+    system::require_bpffs(&args.bpffs)?;
+    system::require_memory(u64::from(args.umem_frames) * u64::from(FRAME_SIZE) * cores.len() as u64)?;
+    let _lock = crate::fwd::InstanceLock::acquire(&args.instance)?;
+    let pin_dir = args.bpffs.join(&args.instance);
+
+    // The slow path's own sockets first: a port in use is a clear error before anything attaches.
+    let sockets = slow::Sockets::bind(port)?;
+    let mut steering = Vec::new();
+    for ifname in &args.ifaces {
+        steering.push(Steering::attach(ifname, args.xdp_mode, &[port], &pin_dir)?);
+    }
+    let umem_config = UmemConfig::builder()
+        .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| DataplaneError::Config(e.to_string()))?)
+        .fill_queue_size(QueueSize::new(args.ring_size).map_err(|e| DataplaneError::Config(e.to_string()))?)
+        .comp_queue_size(QueueSize::new(args.ring_size).map_err(|e| DataplaneError::Config(e.to_string()))?)
+        .build()
+        .map_err(|e| DataplaneError::Config(e.to_string()))?;
+    let frames =
+        std::num::NonZeroU32::new(args.umem_frames).ok_or_else(|| DataplaneError::Config("--umem-frames 0".into()))?;
+    let (punt_tx, punt_rx) = crossbeam::channel::bounded(PUNT_QUEUE);
+    let mut umems = Vec::new();
+    let mut workers = Vec::new();
+    let mut commands = Vec::new();
+    let mut worker_stats = Vec::new();
+    let mut tap_stats = Vec::new();
+    for (index, (&core, &queue)) in cores.iter().zip(&queues).enumerate() {
+        let (umem, descs) = Umem::new(umem_config, frames, false)
+            .map_err(|e| DataplaneError::Memory(format!("UMEM for worker {index}: {e}")))?;
+        let mut ports = Vec::new();
+        for (side, ifname) in args.ifaces.iter().enumerate() {
+            let p = Port::open(&umem, ifname, queue, args.ring_size, args.zero_copy)?;
+            steering[side].register_socket(queue, p.rx.fd())?;
+            ports.push(p);
+        }
+        let (tx, rx) = crossbeam::channel::unbounded();
+        commands.push(tx);
+        let stats = Arc::new(WorkerStats::default());
+        let taps = Arc::new(TapStats::default());
+        worker_stats.push(stats.clone());
+        tap_stats.push(taps.clone());
+        workers.push(NodeWorker {
+            index,
+            core: Some(core),
+            ports,
+            total_frames: descs.len(),
+            free: descs,
+            ring_size: args.ring_size as usize,
+            commands: rx,
+            stats,
+            tap_stats: taps,
+        });
+        umems.push(umem);
+    }
+    let epoch = std::time::Instant::now();
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| DataplaneError::Internal(format!("random seed: {e}")))?;
+    let node_config =
+        ztplane_node::NodeConfig { identity, planet, moons, cached_peers: home.load_peers(), networks, seed };
+    let mut node = ztplane_node::Node::new(node_config, ztplane_node::Instant(0))
+        .map_err(|e| DataplaneError::Config(e.to_string()))?;
+    let shared = Arc::new(Shared {
+        fabric: Fabric::new(cores.len(), HANDOFF_DEPTH),
+        umems,
+        stop: stop.clone(),
+        drained: AtomicUsize::new(0),
+        data_path: ArcSwap::new(node.data_path()),
+        egress: ArcSwap::new(Arc::new(HashMap::new())),
+        punts: punt_tx,
+        reassembly: Shared::new_reassembly(),
+        ifindexes: ifindexes.clone(),
+        epoch,
+    });
+    for &network in &args.join {
+        match node.join(network, ztplane_node::Instant(0)) {
+            Ok(()) => log::info!("joining {network}"),
+            Err(e) => log::info!("{e}"),
+        }
+    }
+    log::info!(
+        "node {} on {:?} port {port}: {} worker(s) on cores {cores:?}, queues {queues:?}",
+        node.address(),
+        args.ifaces,
+        cores.len()
+    );
+    let mut handles = Vec::new();
+    for w in workers {
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new().name(format!("ztplane-w{}", w.index)).spawn(move || w.run(shared));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(DataplaneError::Internal(format!("spawning a worker: {e}")));
+            }
+        }
+    }
+    let slow = slow::SlowPath::new(slow::SlowSetup {
+        node,
+        home,
+        shared: shared.clone(),
+        punts: punt_rx,
+        workers: commands,
+        sockets,
+        ifindexes,
+        port,
+        stop: stop.clone(),
+        duration: args.duration,
+        ready_file: args.ready_file.clone(),
+        worker_stats,
+        tap_stats,
+    });
+    let result = slow.run();
+    stop.store(true, Ordering::Relaxed);
+    for side in &mut steering {
+        for &queue in &queues {
+            side.unregister_socket(queue);
+        }
+    }
+    for h in handles {
+        if h.join().is_err() {
+            log::error!("a worker thread panicked");
+        }
+    }
+    drop(steering);
+    let _ = std::fs::remove_dir(&pin_dir);
+    result
+}

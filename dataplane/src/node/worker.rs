@@ -1,0 +1,583 @@
+//! The node's data-path workers: one thread per core, each owning one AF_XDP socket per
+//! underlay interface (its queue) and one queue of every network's tap.
+//!
+//! One loop iteration, in stages (as smoltcp splits `poll`):
+//! * **ingress** — datagrams from the AF_XDP sockets and frames from the tap queues become
+//!   [`Item`]s, sprayed over all workers through the hand-off (`crate::handoff`);
+//! * **process** (any worker) — a datagram is reassembled if it is a piece, dearmored in place and
+//!   turned into an Ethernet frame for the tap by [`DataPath::receive`]; a tap frame is filtered
+//!   and sealed as FRAME by [`DataPath::route_frame`] and written with its Ethernet/IP/UDP headers
+//!   into UMEM frames. Whatever the data path cannot decide goes to the slow path as a [`Punt`];
+//! * **egress** (the owner) — items are collected in arrival order, so every inner flow keeps its
+//!   order, and written to the tap or queued on the AF_XDP TX ring;
+//! * **maintenance** — TX completions, fill ring, commands from the slow path.
+//!
+//! Frames are accounted for exactly as in `crate::worker` (free list, fill ring, hand-off, TX
+//! backlog, TX ring) and the total is checked at exit.
+
+use super::headers::{Egress, EgressTable};
+use super::{Punt, WorkerCommand};
+use crate::frame::locate_udp;
+use crate::handoff::{BATCH, Fabric, Owner};
+use crate::port::Port;
+use crate::stats::{self, WorkerStats};
+use arc_swap::ArcSwap;
+use crossbeam::channel::{Receiver, Sender};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as StdInstant};
+use xsk_rs::umem::Umem;
+use xsk_rs::umem::frame::FrameDesc;
+use ztplane_host::tap::TapQueue;
+use ztplane_node::datapath::{DataPath, RxVerdict, TxVerdict, seal_frame};
+use ztplane_node::{Address, Instant, NetworkId};
+use ztplane_protocol::fragment::fragment_packet;
+use ztplane_protocol::header::{DEFAULT_PHYS_MTU, DatagramKind, FLAG_FRAGMENTED, MAX_PACKET_LEN, classify};
+use ztplane_protocol::rx::{Inbound, Receiver as Reassembly};
+
+/// Reassembly stripes: pieces of one packet hash to one stripe, whichever worker handles them.
+const STRIPES: usize = 16;
+/// Activity reports per (peer, path) at most this often from one worker.
+const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
+/// How long after `stop` a worker keeps draining.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What an item carries.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// A datagram received on the owner's port `port`.
+    Rx { port: u8 },
+    /// A frame read from the owner's queue of `network`'s tap.
+    Tap { network: u64 },
+}
+
+/// What the owner does with an item once processed.
+#[derive(Clone, Copy, Debug)]
+pub enum Verdict {
+    Free,
+    /// Write `data[start..start + len]` to the tap of `network`.
+    TapWrite {
+        network: u64,
+        start: u16,
+        len: u16,
+    },
+    /// Transmit the frame (and `extra`, a second datagram) on the owner's port of `iface`.
+    Transmit {
+        iface: u8,
+        extra: bool,
+    },
+}
+
+/// One frame in flight through the hand-off.
+#[derive(Clone, Copy)]
+pub struct Item {
+    pub desc: FrameDesc,
+    /// A spare frame the owner attached to a tap frame that will need two datagrams.
+    pub extra: Option<FrameDesc>,
+    pub kind: Kind,
+    pub verdict: Verdict,
+}
+
+/// State every worker shares.
+pub struct Shared {
+    pub fabric: Arc<Fabric<Item>>,
+    pub umems: Vec<Umem>,
+    pub stop: Arc<AtomicBool>,
+    pub drained: AtomicUsize,
+    pub data_path: ArcSwap<DataPath>,
+    pub egress: ArcSwap<EgressTable>,
+    pub punts: Sender<Punt>,
+    pub reassembly: Vec<Mutex<Reassembly>>,
+    /// Interface index of each underlay interface, in `--iface` order (a path's local socket).
+    pub ifindexes: Vec<u32>,
+    /// The node's clock origin.
+    pub epoch: StdInstant,
+}
+
+impl Shared {
+    pub fn now(&self) -> Instant {
+        Instant(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    pub fn new_reassembly() -> Vec<Mutex<Reassembly>> {
+        (0..STRIPES).map(|_| Mutex::new(Reassembly::default())).collect()
+    }
+}
+
+/// A worker's own state.
+pub struct NodeWorker {
+    pub index: usize,
+    pub core: Option<usize>,
+    /// One port per underlay interface, in `--iface` order.
+    pub ports: Vec<Port>,
+    pub free: Vec<FrameDesc>,
+    pub total_frames: usize,
+    pub ring_size: usize,
+    pub commands: Receiver<WorkerCommand>,
+    pub stats: Arc<WorkerStats>,
+    pub tap_stats: Arc<TapStats>,
+}
+
+/// Counters of the tap side of a worker.
+#[derive(Default, Debug)]
+pub struct TapStats {
+    pub tap_rx: std::sync::atomic::AtomicU64,
+    pub tap_tx: std::sync::atomic::AtomicU64,
+    pub punted: std::sync::atomic::AtomicU64,
+    pub fast_rx: std::sync::atomic::AtomicU64,
+    pub fast_tx: std::sync::atomic::AtomicU64,
+}
+
+/// Per-thread processing state (the processor side of the hand-off).
+struct Processor<'a> {
+    shared: &'a Shared,
+    rng: ChaCha20Rng,
+    scratch: Vec<u8>,
+    sealed: Vec<u8>,
+    reported: HashMap<(Address, SocketAddr, bool), StdInstant>,
+    stats: &'a TapStats,
+}
+
+impl NodeWorker {
+    pub fn run(mut self, shared: Arc<Shared>) {
+        if let Some(core) = self.core
+            && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+        {
+            log::warn!("worker {}: could not pin to core {core}", self.index);
+        }
+        let workers = shared.fabric.workers();
+        let mut owner = Owner::new(shared.fabric.clone(), self.index, self.total_frames);
+        let mut scratch: Vec<FrameDesc> = self.free[..BATCH.min(self.free.len())].to_vec();
+        let mut backlog: Vec<Vec<FrameDesc>> = vec![Vec::with_capacity(self.total_frames); self.ports.len()];
+        let mut taps: Vec<(NetworkId, TapQueue)> = Vec::new();
+        let per_port = (self.total_frames / 3 / self.ports.len().max(1)).clamp(1, self.ring_size);
+        for port in &mut self.ports {
+            port.fill_target = per_port;
+        }
+        let mut seed = [0u8; 32];
+        let _ = getrandom::getrandom(&mut seed);
+        let mut processor = Processor {
+            shared: &shared,
+            rng: ChaCha20Rng::from_seed(seed),
+            scratch: vec![0; MAX_PACKET_LEN + 64],
+            sealed: vec![0; MAX_PACKET_LEN + 64],
+            reported: HashMap::new(),
+            stats: &self.tap_stats,
+        };
+        let mut tap_buf = vec![0u8; 16384];
+        let mut next_processor = self.index;
+        let mut idle_spins = 0u32;
+        let mut stop_seen: Option<StdInstant> = None;
+        let mut drained = false;
+        loop {
+            let stopping = shared.stop.load(Ordering::Relaxed);
+            if stopping && stop_seen.is_none() {
+                stop_seen = Some(StdInstant::now());
+            }
+            let mut work = 0usize;
+            // Maintenance: completions, fill ring, commands.
+            for port in &mut self.ports {
+                work += port.reclaim(&mut self.free, &mut scratch);
+                if !stopping {
+                    port.refill(&mut self.free);
+                }
+            }
+            while let Ok(command) = self.commands.try_recv() {
+                work += 1;
+                match command {
+                    WorkerCommand::AddTap { network, queue } => {
+                        taps.retain(|(n, _)| *n != network);
+                        taps.push((network, queue));
+                    }
+                    WorkerCommand::RemoveTap { network } => taps.retain(|(n, _)| *n != network),
+                    WorkerCommand::Write { network, frame } => {
+                        if let Some((_, q)) = taps.iter().find(|(n, _)| *n == network)
+                            && q.write(&frame).is_ok()
+                        {
+                            stats::add(&self.tap_stats.tap_tx, 1);
+                        }
+                    }
+                }
+            }
+            // Ingress: AF_XDP datagrams, then tap frames.
+            if !stopping {
+                for (p, port) in self.ports.iter_mut().enumerate() {
+                    if !owner.ready() {
+                        break;
+                    }
+                    let n = port.receive(&mut scratch[..BATCH]);
+                    if n == 0 {
+                        continue;
+                    }
+                    work += n;
+                    stats::add(&self.stats.rx, n);
+                    let umem = &shared.umems[self.index];
+                    for desc in &scratch[..n] {
+                        // SAFETY: a received frame is ours until we transmit or refill it.
+                        let data = unsafe { umem.data(desc) };
+                        let to = crate::handoff::processor_for(data.contents(), self.index, workers);
+                        owner.dispatch(
+                            Item { desc: *desc, extra: None, kind: Kind::Rx { port: p as u8 }, verdict: Verdict::Free },
+                            to,
+                        );
+                    }
+                    owner.flush();
+                }
+                for (network, queue) in &taps {
+                    let mut taken = 0;
+                    while taken < BATCH && owner.ready() && self.free.len() > 2 {
+                        let len = match queue.read(&mut tap_buf) {
+                            Ok(len) if len >= 14 => len,
+                            Ok(_) => continue,
+                            Err(_) => break,
+                        };
+                        taken += 1;
+                        stats::add(&self.tap_stats.tap_rx, 1);
+                        let Some(mut desc) = self.free.pop() else { break };
+                        // A frame longer than one datagram's worth needs a second frame to leave in.
+                        let extra = if len + 24 > DEFAULT_PHYS_MTU { self.free.pop() } else { None };
+                        let umem = &shared.umems[self.index];
+                        // SAFETY: `desc` came from our free list: userspace owns it.
+                        let mut data = unsafe { umem.data_mut(&mut desc) };
+                        let mut cursor = data.cursor();
+                        cursor.set_pos(0);
+                        if std::io::Write::write_all(&mut cursor, &tap_buf[..len]).is_err() {
+                            // Larger than a UMEM frame: the slow path handles it.
+                            let _ = shared
+                                .punts
+                                .try_send(Punt::TapFrame { network: *network, frame: tap_buf[..len].to_vec() });
+                            self.free.push(desc);
+                            if let Some(e) = extra {
+                                self.free.push(e);
+                            }
+                            continue;
+                        }
+                        next_processor = (next_processor + 1) % workers;
+                        owner.dispatch(
+                            Item { desc, extra, kind: Kind::Tap { network: network.0 }, verdict: Verdict::Free },
+                            next_processor,
+                        );
+                        work += 1;
+                    }
+                    owner.flush();
+                }
+            }
+            owner.flush();
+            // Process what any owner sent us.
+            let processed = shared.fabric.process(self.index, |from, items| {
+                let umem = &shared.umems[from];
+                for item in items.iter_mut() {
+                    processor.process(umem, from, item);
+                }
+            });
+            stats::add(&self.stats.processed, processed);
+            work += processed;
+            // Egress, in arrival order.
+            let mut emit = |item: Item| match item.verdict {
+                Verdict::Free => {
+                    self.free.push(item.desc);
+                    if let Some(e) = item.extra {
+                        self.free.push(e);
+                    }
+                }
+                Verdict::TapWrite { network, start, len } => {
+                    let umem = &shared.umems[self.index];
+                    // SAFETY: collected items are ours again.
+                    let data = unsafe { umem.data(&item.desc) };
+                    let bytes = data.contents();
+                    let (start, end) = (start as usize, start as usize + len as usize);
+                    if end <= bytes.len()
+                        && let Some((_, q)) = taps.iter().find(|(n, _)| n.0 == network)
+                        && q.write(&bytes[start..end]).is_ok()
+                    {
+                        stats::add(&self.tap_stats.tap_tx, 1);
+                    }
+                    self.free.push(item.desc);
+                    if let Some(e) = item.extra {
+                        self.free.push(e);
+                    }
+                }
+                Verdict::Transmit { iface, extra } => {
+                    let port = (iface as usize).min(backlog.len().saturating_sub(1));
+                    backlog[port].push(item.desc);
+                    match (item.extra, extra) {
+                        (Some(e), true) => backlog[port].push(e),
+                        (Some(e), false) => self.free.push(e),
+                        _ => {}
+                    }
+                }
+            };
+            let mut collected = owner.collect(&mut emit);
+            if collected == 0 && owner.in_flight() > 0 {
+                let umem = &shared.umems[self.index];
+                let index = self.index;
+                let stolen = owner.steal(|items| {
+                    for item in items.iter_mut() {
+                        processor.process(umem, index, item);
+                    }
+                });
+                stats::add(&self.stats.stolen, stolen);
+                if stolen > 0 {
+                    collected = owner.collect(&mut emit);
+                }
+            }
+            work += collected;
+            for (p, port) in self.ports.iter_mut().enumerate() {
+                let pending = &mut backlog[p];
+                if pending.is_empty() {
+                    continue;
+                }
+                let sent = port.transmit(pending);
+                pending.drain(..sent);
+                work += sent;
+                stats::add(&self.stats.tx, sent);
+            }
+            if stopping {
+                let mine_done = owner.in_flight() == 0
+                    && backlog.iter().all(Vec::is_empty)
+                    && self.ports.iter().all(|p| p.in_tx == 0);
+                let timed_out = stop_seen.is_some_and(|t| t.elapsed() > DRAIN_TIMEOUT);
+                if (mine_done || timed_out) && !drained {
+                    drained = true;
+                    shared.drained.fetch_add(1, Ordering::AcqRel);
+                }
+                if drained && shared.drained.load(Ordering::Acquire) >= workers {
+                    break;
+                }
+                if stop_seen.is_some_and(|t| t.elapsed() > DRAIN_TIMEOUT * 2) {
+                    break;
+                }
+            }
+            if work == 0 {
+                idle_spins += 1;
+                if idle_spins > 256 {
+                    std::thread::sleep(Duration::from_micros(if idle_spins > 4096 { 200 } else { 20 }));
+                } else {
+                    std::hint::spin_loop();
+                }
+            } else {
+                idle_spins = 0;
+            }
+        }
+        let in_fill: usize = self.ports.iter().map(|p| p.in_fill).sum();
+        let in_tx: usize = self.ports.iter().map(|p| p.in_tx).sum();
+        let in_backlog: usize = backlog.iter().map(Vec::len).sum();
+        let accounted = self.free.len() + in_fill + in_tx + in_backlog + owner.in_flight();
+        stats::add(&self.stats.leaked, self.total_frames.saturating_sub(accounted));
+        stats::add(&self.stats.surplus, accounted.saturating_sub(self.total_frames));
+        if accounted != self.total_frames {
+            log::error!("worker {}: frame accounting off: {accounted} of {}", self.index, self.total_frames);
+        }
+    }
+}
+
+impl Processor<'_> {
+    fn process(&mut self, umem: &Umem, _owner: usize, item: &mut Item) {
+        item.verdict = match item.kind {
+            Kind::Rx { port } => self.receive(umem, item, port as usize),
+            Kind::Tap { network } => self.send(umem, item, NetworkId(network)),
+        };
+    }
+
+    fn report(&mut self, punt: Punt) {
+        if self.shared.punts.try_send(punt).is_ok() {
+            stats::add(&self.stats.punted, 1);
+        }
+    }
+
+    /// Tells the slow path, at most every 500 ms per (peer, path, direction), that frames moved.
+    fn note(&mut self, peer: Address, remote: SocketAddr, local: u32, received: bool, direct: bool) {
+        let now = StdInstant::now();
+        let key = (peer, remote, received);
+        if self.reported.get(&key).is_some_and(|t| now.duration_since(*t) < ACTIVITY_REPORT) {
+            return;
+        }
+        if self.reported.len() > 4096 {
+            self.reported.clear();
+        }
+        self.reported.insert(key, now);
+        let _ = self.shared.punts.try_send(Punt::Activity { peer, local, remote, received, direct });
+    }
+
+    /// A datagram from the underlay (see the module doc).
+    fn receive(&mut self, umem: &Umem, item: &mut Item, port: usize) -> Verdict {
+        let local = self.shared.ifindexes.get(port).copied().unwrap_or(0);
+        // SAFETY: the owner handed this frame to us; it touches it again only after we return it.
+        let mut data = unsafe { umem.data_mut(&mut item.desc) };
+        let frame = data.contents_mut();
+        let Some(at) = locate_udp(frame) else { return Verdict::Free };
+        let Some(remote) = source_of(frame, at.src_port) else { return Verdict::Free };
+        let start = at.l4_offset + 8;
+        let end = at.l4_offset + at.udp_len;
+        let dp = self.shared.data_path.load();
+        let me = dp.me.to_bytes();
+        let datagram = &mut frame[start..end];
+        let kind = classify(datagram);
+        let for_us = datagram.len() >= 13 && datagram[8..13] == me;
+        if !for_us || matches!(kind, DatagramKind::Beacon | DatagramKind::Other) {
+            self.report(Punt::Datagram { local, remote, data: datagram.to_vec() });
+            return Verdict::Free;
+        }
+        let hops = match kind {
+            DatagramKind::Head => datagram[18] & 7,
+            _ => datagram[15] & 7,
+        };
+        if kind == DatagramKind::Head && datagram[18] & FLAG_FRAGMENTED == 0 {
+            let mut random = || self.rng.next_u32();
+            return match dp.receive(datagram, &mut random) {
+                RxVerdict::Deliver { network, start: s, len, source } => {
+                    stats::add(&self.stats.fast_rx, 1);
+                    self.note(source, remote, local, true, hops == 0);
+                    Verdict::TapWrite { network: network.0, start: (start + s) as u16, len: len as u16 }
+                }
+                RxVerdict::PuntOpened(suite) => {
+                    self.report(Punt::Opened { local, remote, packet: datagram.to_vec(), suite });
+                    Verdict::Free
+                }
+                RxVerdict::Punt => {
+                    self.report(Punt::Packet { local, remote, packet: datagram.to_vec() });
+                    Verdict::Free
+                }
+                RxVerdict::Drop => Verdict::Free,
+            };
+        }
+        // A piece: reassemble in the stripe of its packet ID, whichever worker we are.
+        let id = u64::from_be_bytes(datagram[..8].try_into().unwrap_or([0; 8]));
+        let stripe = (id as usize ^ (id >> 32) as usize) % self.shared.reassembly.len();
+        let now = self.shared.now().as_millis();
+        let outcome = match self.shared.reassembly[stripe].lock() {
+            Ok(mut r) => r.receive(datagram, now, &mut self.scratch),
+            Err(_) => return Verdict::Free,
+        };
+        let Inbound::Reassembled { len } = outcome else { return Verdict::Free };
+        let mut random = || self.rng.next_u32();
+        let packet = &mut self.scratch[..len];
+        match dp.receive(packet, &mut random) {
+            RxVerdict::Deliver { network, start: s, len: l, source } => {
+                self.note(source, remote, local, true, hops == 0);
+                stats::add(&self.stats.fast_rx, 1);
+                // The frame goes back into this UMEM frame, from its start.
+                let mut cursor = data.cursor();
+                cursor.set_pos(0);
+                if std::io::Write::write_all(&mut cursor, &self.scratch[s..s + l]).is_ok() {
+                    Verdict::TapWrite { network: network.0, start: 0, len: l as u16 }
+                } else {
+                    self.report(Punt::Deliver { network, frame: self.scratch[s..s + l].to_vec() });
+                    Verdict::Free
+                }
+            }
+            RxVerdict::PuntOpened(suite) => {
+                let packet = self.scratch[..len].to_vec();
+                self.report(Punt::Opened { local, remote, packet, suite });
+                Verdict::Free
+            }
+            RxVerdict::Punt => {
+                let packet = self.scratch[..len].to_vec();
+                self.report(Punt::Packet { local, remote, packet });
+                Verdict::Free
+            }
+            RxVerdict::Drop => Verdict::Free,
+        }
+    }
+
+    /// A frame from a tap (see the module doc).
+    fn send(&mut self, umem: &Umem, item: &mut Item, network: NetworkId) -> Verdict {
+        let dp = self.shared.data_path.load();
+        let now = self.shared.now();
+        // SAFETY: as in `receive`.
+        let mut data = unsafe { umem.data_mut(&mut item.desc) };
+        let frame_len = data.contents().len();
+        let mut random = || self.rng.next_u32();
+        let verdict = dp.route_frame(now, network, data.contents(), &mut random);
+        let punt = |p: &mut Processor<'_>, bytes: &[u8]| p.report(Punt::TapFrame { network, frame: bytes.to_vec() });
+        match verdict {
+            TxVerdict::Loopback => Verdict::TapWrite { network: network.0, start: 0, len: frame_len as u16 },
+            TxVerdict::Drop => Verdict::Free,
+            TxVerdict::Punt => {
+                punt(self, data.contents());
+                Verdict::Free
+            }
+            TxVerdict::Send { dest, key, suite, via } => {
+                let table = self.shared.egress.load();
+                let Some(egress) = table.get(&via.1).copied() else {
+                    punt(self, data.contents());
+                    return Verdict::Free;
+                };
+                let mut id = [0u8; 8];
+                self.rng.fill_bytes(&mut id);
+                let Some(len) = seal_frame(dp.me, dest, &key, suite, id, network, data.contents(), &mut self.sealed)
+                else {
+                    return Verdict::Free;
+                };
+                let mut pieces: [(usize, usize); 2] = [(0, 0); 2];
+                let mut count = 0;
+                let mut fragments_ok = true;
+                let _ = fragment_packet(&self.sealed[..len], DEFAULT_PHYS_MTU, |d| {
+                    if count < 2 {
+                        // Pieces are written into scratch one after another.
+                        let at = count * (DEFAULT_PHYS_MTU + 16);
+                        self.scratch[at..at + d.len()].copy_from_slice(d);
+                        pieces[count] = (at, d.len());
+                    } else {
+                        fragments_ok = false;
+                    }
+                    count += 1;
+                });
+                if !fragments_ok || (count == 2 && item.extra.is_none()) {
+                    punt(self, data.contents());
+                    return Verdict::Free;
+                }
+                let (a, alen) = pieces[0];
+                if !write_datagram(&mut data, &egress, &self.scratch[a..a + alen]) {
+                    return Verdict::Free;
+                }
+                if count == 2
+                    && let Some(extra) = item.extra.as_mut()
+                {
+                    // SAFETY: the extra frame travels with the item; same ownership as `desc`.
+                    let mut second = unsafe { umem.data_mut(extra) };
+                    let (b, blen) = pieces[1];
+                    if !write_datagram(&mut second, &egress, &self.scratch[b..b + blen]) {
+                        return Verdict::Free;
+                    }
+                }
+                stats::add(&self.stats.fast_tx, 1);
+                self.note(dest, via.1, via.0, false, true);
+                Verdict::Transmit { iface: egress.iface as u8, extra: count == 2 }
+            }
+        }
+    }
+}
+
+/// Writes headers + `datagram` as the whole content of a UMEM frame.
+fn write_datagram(data: &mut xsk_rs::umem::frame::DataMut<'_>, egress: &Egress, datagram: &[u8]) -> bool {
+    let mut cursor = data.cursor();
+    let cap = cursor.buf_len();
+    let mut buf = [0u8; DEFAULT_PHYS_MTU + 128];
+    let Some(n) = egress.write_frame(&mut buf, datagram) else { return false };
+    if n > cap {
+        return false;
+    }
+    cursor.set_pos(0);
+    std::io::Write::write_all(&mut cursor, &buf[..n]).is_ok()
+}
+
+/// The source IP and port of an Ethernet/IP/UDP frame `locate_udp` accepted.
+fn source_of(frame: &[u8], port: u16) -> Option<SocketAddr> {
+    let mut l3 = 14;
+    let mut ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    if ethertype == 0x8100 {
+        ethertype = u16::from_be_bytes([frame[16], frame[17]]);
+        l3 = 18;
+    }
+    let ip: IpAddr = match ethertype {
+        0x0800 => <[u8; 4]>::try_from(frame.get(l3 + 12..l3 + 16)?).ok()?.into(),
+        0x86dd => <[u8; 16]>::try_from(frame.get(l3 + 8..l3 + 24)?).ok()?.into(),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}

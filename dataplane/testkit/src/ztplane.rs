@@ -1,0 +1,160 @@
+//! A `ztplane node` process in a test namespace: started with a home directory (moons copied in
+//! before start), waited for, asked through its control socket, stopped with a signal. The
+//! process dies with the thread that started it, and [`ZtplaneNode::drop`] kills it and removes
+//! what a killed node leaves (pid file, pins).
+use crate::{Netns, kill_with_parent};
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The node's control socket in its home directory (`ztplane_host::control_socket::SOCKET_NAME`).
+pub const CONTROL_SOCKET: &str = "ztplane.sock";
+const RUN_DIR: &str = "/run/ztplane";
+
+/// A running `ztplane node`.
+pub struct ZtplaneNode {
+    child: Option<Child>,
+    pub home: PathBuf,
+    pub netns: Netns,
+    pub instance: String,
+    ready: PathBuf,
+}
+
+/// How the process ended.
+pub struct NodeExit {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ZtplaneNode {
+    /// Starts `binary node --home HOME --iface IF... ARGS` in `netns` and waits (≤ 60 s) until it
+    /// runs. The home directory must exist (put moons in `moons.d/` first).
+    pub fn start(binary: &Path, netns: &Netns, home: &Path, ifaces: &[&str], args: &[&str]) -> Result<ZtplaneNode> {
+        let instance = format!("{}-{}", netns.name, home.file_name().and_then(|n| n.to_str()).unwrap_or("node"));
+        let ready = std::env::temp_dir().join(format!("{instance}.ready"));
+        let _ = std::fs::remove_file(&ready);
+        let mut command = netns.command(binary.to_str().context("binary path")?);
+        command.arg("node").arg("--home").arg(home).args(["--instance", &instance]).arg("--ready-file").arg(&ready);
+        for iface in ifaces {
+            command.args(["--iface", iface]);
+        }
+        command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "info");
+        kill_with_parent(&mut command);
+        let mut child = command.spawn().context("starting ztplane node")?;
+        let start = Instant::now();
+        while !ready.exists() {
+            if let Some(status) = child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                bail!("ztplane node exited early ({status}): {}", err.trim());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                bail!("ztplane node not ready after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(ZtplaneNode { child: Some(child), home: home.to_path_buf(), netns: netns.clone(), instance, ready })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The node's address, from `identity.public`.
+    pub fn address(&self) -> Result<String> {
+        let text = std::fs::read_to_string(self.home.join("identity.public")).context("identity.public")?;
+        Ok(text.split(':').next().unwrap_or("").to_string())
+    }
+
+    /// One control request (zerotier-one local API shapes); the body of a 200, else an error.
+    pub fn request(&self, method: &str, path: &str) -> Result<Value> {
+        let mut stream = UnixStream::connect(self.home.join(CONTROL_SOCKET)).context("control socket")?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let line = serde_json::json!({"method": method, "path": path, "body": null}).to_string();
+        stream.write_all(line.as_bytes())?;
+        stream.write_all(b"\n")?;
+        let mut reply = String::new();
+        BufReader::new(stream).read_line(&mut reply)?;
+        let reply: Value = serde_json::from_str(&reply).with_context(|| format!("control reply {reply:?}"))?;
+        if reply["status"] != 200 {
+            bail!("{method} {path}: {reply}");
+        }
+        Ok(reply["body"].clone())
+    }
+
+    pub fn network(&self, nwid: u64) -> Result<Value> {
+        self.request("GET", &format!("/network/{nwid:016x}"))
+    }
+
+    /// Waits until the network is OK with an assigned IPv4 address that is on the tap; returns it.
+    pub fn wait_for_ip(&self, nwid: u64, timeout: Duration) -> Result<String> {
+        crate::zerotier::wait_until("ztplane network address", timeout, || {
+            let n = self.network(nwid).map_err(|e| e.to_string())?;
+            let ip = n["assignedAddresses"]
+                .as_array()
+                .and_then(|a| a.iter().filter_map(Value::as_str).find(|a| !a.contains(':')))
+                .map(|a| a.split('/').next().unwrap_or("").to_string());
+            let (Some(ip), Some(dev)) = (ip, n["portDeviceName"].as_str()) else {
+                return Err(format!("status {} addresses {}", n["status"], n["assignedAddresses"]));
+            };
+            let out = self.netns.ip(&["-4", "addr", "show", "dev", dev]).map_err(|e| e.to_string())?;
+            if String::from_utf8_lossy(&out.stdout).contains(&format!("inet {ip}/")) {
+                Ok(ip)
+            } else {
+                Err(format!("{ip} not yet on {dev}"))
+            }
+        })
+    }
+
+    /// Sends `signal` and waits (≤ 20 s) for the process to end.
+    pub fn stop_with(mut self, signal: i32) -> Result<NodeExit> {
+        let mut child = self.child.take().context("already stopped")?;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                bail!("ztplane node did not exit within 20 s of signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        if let Some(mut s) = child.stdout.take() {
+            let _ = s.read_to_string(&mut stdout);
+        }
+        if let Some(mut s) = child.stderr.take() {
+            let _ = s.read_to_string(&mut stderr);
+        }
+        self.remove_leftovers();
+        Ok(NodeExit { status, stdout, stderr })
+    }
+
+    fn remove_leftovers(&self) {
+        let _ = std::fs::remove_file(Path::new(RUN_DIR).join(format!("{}.pid", self.instance)));
+        let _ = std::fs::remove_dir_all(Path::new(RUN_DIR).join("bpffs").join(&self.instance));
+        let _ = std::fs::remove_file(&self.ready);
+    }
+}
+
+impl Drop for ZtplaneNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.remove_leftovers();
+    }
+}
