@@ -1,6 +1,7 @@
 //! `cargo xtask <verb>`: the one entry point for setting up, running, testing, benchmarking and
 //! fuzzing ztplane. `run` and `test` install what is missing first (see `setup`).
 mod demo;
+mod node_demo;
 mod setup;
 
 use anyhow::{Context, Result, bail};
@@ -9,9 +10,11 @@ use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage: cargo xtask <verb>
   setup                    install what is missing (apt packages, rust-src, bpf-linker, bpffs)
-  run [-- FWD ARGS]        no arguments: the embedded two-namespace demo;
-                           with arguments: `ztplane fwd ARGS` on real NICs
-                           (e.g. -- --iface eth1 --iface eth2 --queues 0-3 --cores 2-5)
+  run [--zerotier PATH]    the embedded demo: two ztplane nodes join a network of a
+                           zerotier-one moon/controller in namespaces, ping, transfer
+  run -- NODE ARGS         `ztplane node ARGS` on real NICs
+                           (e.g. -- --home /var/lib/zerotier-one --iface eth1 --join NWID)
+  run -- fwd [FWD ARGS]    `ztplane fwd ARGS` on real NICs; no FWD ARGS: the forwarding demo
   test                     all tests, including root-only namespace/XDP tests
   bench NAME               io | handoff | crypto | bond: figures beside an in-run baseline,
                            written to target/bench/NAME.json
@@ -69,12 +72,24 @@ pub fn build_ztplane() -> Result<PathBuf> {
 }
 
 fn run(args: &[String]) -> Result<()> {
-    let args: Vec<String> = args.iter().filter(|a| a.as_str() != "--").cloned().collect();
     let binary = build_ztplane()?;
-    if args.is_empty() {
-        return demo::run(&binary);
+    if let Some(dash) = args.iter().position(|a| a == "--") {
+        let rest = &args[dash + 1..];
+        return match rest.first().map(String::as_str) {
+            Some("fwd") if rest.len() == 1 => demo::run(&binary),
+            Some("fwd") => status(Command::new(binary).args(rest)),
+            _ => status(Command::new(binary).arg("node").args(rest)),
+        };
     }
-    status(Command::new(binary).arg("fwd").args(&args))
+    let mut zerotier = None;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--zerotier" => zerotier = Some(PathBuf::from(it.next().context("--zerotier needs a path")?)),
+            other => bail!("unknown run option {other:?} (options for ztplane node go after --)"),
+        }
+    }
+    node_demo::run(&binary, zerotier)
 }
 
 fn test() -> Result<()> {
