@@ -351,6 +351,20 @@ impl OwnershipSource for SenderOwnership<'_> {
 }
 
 impl crate::Node {
+    /// Paths stop being alive with time alone (VL1 §9): if a peer's route in the snapshot is no
+    /// longer the one the node would choose now, the snapshot must be rebuilt (ping pass).
+    pub(crate) fn check_routes(&mut self, now: Instant) {
+        if self.data_path_dirty {
+            return;
+        }
+        let relay = self.best_upstream_path(now, None).map(|(l, r)| (l.unwrap_or(0), r));
+        let stale = self.peers.values().any(|p| {
+            let via = p.best_path(now).map(|path| (path.local, path.remote)).or(relay);
+            self.data_path.peers.get(&p.address()).is_none_or(|route| route.via != via)
+        });
+        self.data_path_dirty = stale;
+    }
+
     /// Rebuilds the snapshot if anything it holds changed.
     pub(crate) fn publish(&mut self) {
         if !self.data_path_dirty {

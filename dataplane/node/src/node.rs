@@ -308,7 +308,12 @@ impl Node {
         if !self.started {
             return Instant::ZERO;
         }
-        if !self.tx_queue.is_empty() || !self.parked.is_empty() || !self.whois.is_empty() || self.any_pending() {
+        if !self.tx_queue.is_empty()
+            || !self.parked.is_empty()
+            || !self.whois.is_empty()
+            || self.any_pending()
+            || self.reassembly.in_progress() > 0
+        {
             next = next.min(self.last_retry_tick.add_ms(RETRY_TICK_MS));
         }
         next.min(self.last_housekeeping.add_ms(HOUSEKEEPING_MS))
@@ -318,6 +323,8 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.started = true;
         self.last_seen_now = now;
+        // Incomplete fragment sets expire 5 s after their first piece even if nothing arrives.
+        self.reassembly.expire(now.as_millis());
         if elapsed(now, self.last_retry_tick, RETRY_TICK_MS) {
             self.last_retry_tick = now;
             self.retry_tick(now);
@@ -326,6 +333,7 @@ impl Node {
             self.last_ping_pass = now;
             self.ping_pass(now);
             self.network_pass(now);
+            self.check_routes(now);
         }
         if since(now, self.last_housekeeping) >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;

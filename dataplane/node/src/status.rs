@@ -1,6 +1,9 @@
 //! zerotier-one-shaped views of the node (its local API's `/status`, `/network`, `/peer`
 //! objects, same field names), so `ztplanectl` prints what `zerotier-cli` prints and scripts
 //! written for zerotier-one's JSON keep working.
+//!
+//! Times are milliseconds since the Unix epoch (zerotier-cli subtracts them from its wall
+//! clock), 0 for "never": callers pass `unix_origin`, the Unix time of the node's `Instant(0)`.
 
 use crate::network::Network;
 use crate::peer::Peer;
@@ -9,14 +12,14 @@ use crate::{ANNOUNCED_VERSION, NetworkId, Node};
 use serde_json::{Value, json};
 
 /// `/status`.
-pub fn node_status(node: &Node, now: Instant) -> Value {
+pub fn node_status(node: &Node, now: Instant, unix_origin: u64) -> Value {
     let (major, minor, rev) = ANNOUNCED_VERSION;
     json!({
         "address": node.address().to_string(),
         "publicIdentity": node.identity().to_public_string(),
         "online": node.online(),
         "tcpFallbackActive": false,
-        "clock": now.as_millis(),
+        "clock": now.as_millis() + unix_origin,
         "planetWorldId": node.planet.id,
         "planetWorldTimestamp": node.planet.timestamp,
         "version": format!("{major}.{minor}.{rev}"),
@@ -72,7 +75,8 @@ pub fn networks(node: &Node, device_of: &dyn Fn(NetworkId) -> String) -> Value {
 }
 
 /// One `/peer` entry.
-pub fn peer_status(node: &Node, peer: &Peer, now: Instant) -> Value {
+pub fn peer_status(node: &Node, peer: &Peer, now: Instant, unix_origin: u64) -> Value {
+    let wall = |t: Instant| if t == Instant::ZERO { 0 } else { t.as_millis() + unix_origin };
     let role = if node.planet.roots.iter().any(|r| r.identity.address() == peer.address()) {
         "PLANET"
     } else if node.is_upstream(peer.address()) {
@@ -101,8 +105,8 @@ pub fn peer_status(node: &Node, peer: &Peer, now: Instant) -> Value {
             "expired": !p.usable(now),
             "preferred": best == Some((p.local, p.remote)),
             "address": format!("{}/{}", p.remote.ip(), p.remote.port()),
-            "lastSend": p.last_send.as_millis(),
-            "lastReceive": p.last_receive.as_millis(),
+            "lastSend": wall(p.last_send),
+            "lastReceive": wall(p.last_receive),
             "localSocket": p.local,
             "trustedPathId": 0,
         })).collect::<Vec<_>>(),
@@ -110,8 +114,8 @@ pub fn peer_status(node: &Node, peer: &Peer, now: Instant) -> Value {
 }
 
 /// `/peer`.
-pub fn peers(node: &Node, now: Instant) -> Value {
+pub fn peers(node: &Node, now: Instant, unix_origin: u64) -> Value {
     let mut list: Vec<&Peer> = node.peers().collect();
     list.sort_by_key(|p| p.address());
-    Value::Array(list.into_iter().map(|p| peer_status(node, p, now)).collect())
+    Value::Array(list.into_iter().map(|p| peer_status(node, p, now, unix_origin)).collect())
 }

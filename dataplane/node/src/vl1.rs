@@ -137,6 +137,14 @@ impl crate::Node {
 
     /// Bookkeeping for every authenticated packet: liveness, path learning (§1.5), online state.
     pub(crate) fn on_authenticated(&mut self, now: Instant, rx: &Received<'_>) {
+        // An OK counts only in reply to a packet we sent (VL1 §8.3; upstream's `_doOK` returns
+        // before `Peer::received`): a replayed old OK from a spoofed address teaches no path.
+        if rx.verb == Verb::Ok {
+            let in_re = rx.payload.get(1..9).and_then(|id| id.try_into().ok()).map(u64::from_be_bytes);
+            if !in_re.is_some_and(|id| self.expecting.expecting(id)) {
+                return;
+            }
+        }
         let upstream = self.upstreams.contains_key(&rx.source);
         let learnable =
             rx.hops == 0 && usable_physical_address(&rx.remote) && !self.inside_our_networks(rx.remote.ip());

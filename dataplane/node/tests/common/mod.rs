@@ -443,3 +443,11 @@ pub fn ipv4_frame(dst: [u8; 6], src: [u8; 6], from: [u8; 4], to: [u8; 4], seq: u
     }
     f
 }
+
+impl Sim {
+    /// Datagrams in flight: (sender index, destination, bytes). With the default 1 ms latency,
+    /// right after [`Sim::run`]`(1)` these are exactly the datagrams sent during that millisecond.
+    pub fn in_flight(&self) -> impl Iterator<Item = (usize, SocketAddr, &[u8])> + '_ {
+        self.in_flight.iter().map(|(_, from, to, data)| (*from, *to, data.as_slice()))
+    }
+}
