@@ -1,5 +1,6 @@
 //! `ztplanectl`: the control process. Subcommands live one per module.
 mod decode;
+mod node;
 mod policy;
 mod xdp;
 
@@ -7,6 +8,7 @@ use anyhow::Result;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: ztplanectl <command> ...
+  [-D DIR] [-j] info|listnetworks|listpeers|join NWID|leave NWID   (as zerotier-cli; DIR: /var/lib/zerotier-one)
   decode --pcap FILE --identity PATH [--identity PATH ...]
   policy simulate --config local.conf --scenario scenario.json
   policy check --config local.conf
@@ -19,6 +21,8 @@ fn main() -> ExitCode {
         Some("decode") => decode::run(&args[1..]),
         Some("policy") => policy::run(&args[1..]),
         Some("xdp") => xdp::run(&args[1..]),
+        // zerotier-cli's commands, with its switches before or after the command word.
+        _ if node::handles(&args) => node::run(&args),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
