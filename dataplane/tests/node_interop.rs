@@ -20,7 +20,10 @@ struct Home(PathBuf);
 
 impl Home {
     fn new(label: &str, moon: &Moon) -> Home {
-        let dir = std::env::temp_dir().join(format!("ztplane-home-{}-{label}", std::process::id()));
+        // Tests run in parallel: every home is new, whatever its label.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ztplane-home-{}-{n}-{label}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("moons.d")).unwrap();
         std::fs::write(dir.join("moons.d").join(&moon.file_name), &moon.bytes).unwrap();
@@ -104,7 +107,7 @@ fn rig(hosts: &[&str]) -> Rig {
     let binary = ZeroTierBinary::locate().expect("zerotier-one from ../shared/ref");
     let mut topo = Topology::new().unwrap();
     let lan = Lan::with_queues(&mut topo, hosts, 2).unwrap();
-    let dir = std::env::temp_dir().join(format!("ztplane-interop-{}-{}", std::process::id(), hosts.len()));
+    let dir = std::env::temp_dir().join(format!("ztplane-interop-{}-{}", std::process::id(), hosts.join("-")));
     std::fs::create_dir_all(&dir).unwrap();
     let moon = Moon::prepare(&binary, lan.host("moon").unwrap().ip).unwrap();
     let moon_node = ZeroTierNode::start(&binary, &lan.host("moon").unwrap().netns, NodeConfig::moon(&moon)).unwrap();

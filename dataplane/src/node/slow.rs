@@ -147,6 +147,8 @@ pub struct SlowPath {
     generation: u64,
     last_egress: StdInstant,
     last_scan: StdInstant,
+    /// Unix time (ms) of the node's `Instant(0)`: the control API reports wall-clock times.
+    unix_origin: u64,
 }
 
 type Control = (Request, Sender<Response>);
@@ -160,6 +162,7 @@ impl SlowPath {
                 None
             }
         };
+        let unix_origin = unix_origin_ms(&s.shared);
         SlowPath {
             s,
             ports: HashMap::new(),
@@ -167,6 +170,7 @@ impl SlowPath {
             generation: u64::MAX,
             last_egress: StdInstant::now(),
             last_scan: StdInstant::now(),
+            unix_origin,
         }
     }
 
@@ -507,27 +511,31 @@ impl SlowPath {
         let path = request.path.trim_end_matches('/');
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (request.method.as_str(), parts.as_slice()) {
-            ("GET", ["status"]) => Response::new(200, ztplane_node::status::node_status(&self.s.node, now)),
+            ("GET", ["status"]) => {
+                Response::new(200, ztplane_node::status::node_status(&self.s.node, now, self.unix_origin))
+            }
             ("GET", ["network"]) => {
                 let body = ztplane_node::status::networks(&self.s.node, &|n| self.device_of(n));
                 Response::new(200, body)
             }
-            ("GET", ["peer"]) => Response::new(200, ztplane_node::status::peers(&self.s.node, now)),
+            ("GET", ["peer"]) => Response::new(200, ztplane_node::status::peers(&self.s.node, now, self.unix_origin)),
             ("GET", ["peer", address]) => match self.s.node.peers().find(|p| p.address().to_string() == *address) {
-                Some(p) => Response::new(200, ztplane_node::status::peer_status(&self.s.node, p, now)),
+                Some(p) => {
+                    Response::new(200, ztplane_node::status::peer_status(&self.s.node, p, now, self.unix_origin))
+                }
                 None => Response::new(404, json!({})),
             },
             ("GET", ["stats"]) => Response::new(200, self.stats_json()),
             (method, ["network", id]) => {
-                let Ok(network) = super::args::parse_network(id) else {
-                    return Response::new(400, json!({"error": format!("bad network ID {id:?}")}));
-                };
+                // zerotier-one answers what it cannot route with an empty 404 (zerotier-cli
+                // prints nothing after the code).
+                let Ok(network) = super::args::parse_network(id) else { return Response::new(404, Value::Null) };
                 match method {
                     "GET" => match self.s.node.network(network) {
                         Some(n) => {
                             Response::new(200, ztplane_node::status::network_status(n, &self.device_of(network)))
                         }
-                        None => Response::new(404, json!({})),
+                        None => Response::new(404, Value::Null),
                     },
                     "POST" => {
                         if self.s.node.network(network).is_none() {
@@ -550,12 +558,13 @@ impl SlowPath {
                             self.events();
                             Response::new(200, json!({"result": true}))
                         }
-                        Err(_) => Response::new(404, json!({})),
+                        // Leaving a network we are not in is not an error for zerotier-one.
+                        Err(_) => Response::new(200, json!({})),
                     },
-                    _ => Response::new(405, json!({})),
+                    _ => Response::new(404, Value::Null),
                 }
             }
-            _ => Response::new(404, json!({})),
+            _ => Response::new(404, Value::Null),
         }
     }
 
@@ -583,6 +592,12 @@ impl SlowPath {
         let text = self.stats_json().to_string();
         println!("{text}");
     }
+}
+
+fn unix_origin_ms(shared: &Shared) -> u64 {
+    let unix_now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    unix_now.saturating_sub(shared.now().as_millis())
 }
 
 fn is_link_local(ip: &IpAddr) -> bool {
