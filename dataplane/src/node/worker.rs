@@ -45,6 +45,12 @@ const STRIPES: usize = 16;
 const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
 /// How long after `stop` a worker keeps draining.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// A burst shorter than this is processed by its owner: spreading a few frames over other
+/// cores costs more (wake-ups, steals) than it saves, and single packets keep their latency.
+const SPREAD_MIN: usize = 16;
+/// An idle worker with nothing in flight sleeps in poll(2) on its sockets and tap queues at most
+/// this long (commands from the slow path wait at most as long).
+const IDLE_POLL_MS: i32 = 1;
 
 /// What an item carries.
 #[derive(Clone, Copy, Debug)]
@@ -216,10 +222,15 @@ impl NodeWorker {
                     work += n;
                     stats::add(&self.stats.rx, n);
                     let umem = &shared.umems[self.index];
+                    let spread = n >= SPREAD_MIN;
                     for desc in &scratch[..n] {
                         // SAFETY: a received frame is ours until we transmit or refill it.
                         let data = unsafe { umem.data(desc) };
-                        let to = crate::handoff::processor_for(data.contents(), self.index, workers);
+                        let to = if spread {
+                            crate::handoff::processor_for(data.contents(), self.index, workers)
+                        } else {
+                            self.index
+                        };
                         owner.dispatch(
                             Item { desc: *desc, extra: None, kind: Kind::Rx { port: p as u8 }, verdict: Verdict::Free },
                             to,
@@ -256,7 +267,7 @@ impl NodeWorker {
                             }
                             continue;
                         }
-                        next_processor = (next_processor + 1) % workers;
+                        next_processor = if taken > SPREAD_MIN { (next_processor + 1) % workers } else { self.index };
                         owner.dispatch(
                             Item { desc, extra, kind: Kind::Tap { network: network.0 }, verdict: Verdict::Free },
                             next_processor,
@@ -354,8 +365,8 @@ impl NodeWorker {
             }
             if work == 0 {
                 idle_spins += 1;
-                if idle_spins > 256 {
-                    std::thread::sleep(Duration::from_micros(if idle_spins > 4096 { 200 } else { 20 }));
+                if idle_spins > 64 && owner.in_flight() == 0 && !stopping {
+                    wait_readable(&self.ports, &taps, IDLE_POLL_MS);
                 } else {
                     std::hint::spin_loop();
                 }
@@ -551,6 +562,20 @@ impl Processor<'_> {
             }
         }
     }
+}
+
+/// Sleeps until a socket or tap queue of this worker is readable, at most `timeout_ms`. Work for
+/// this worker as a processor does not wake it: its owner steals the batch instead (hand-off).
+fn wait_readable(ports: &[Port], taps: &[(NetworkId, TapQueue)], timeout_ms: i32) {
+    use std::os::fd::AsRawFd;
+    let mut fds: Vec<libc::pollfd> = ports
+        .iter()
+        .map(|p| p.rx.fd().as_raw_fd())
+        .chain(taps.iter().map(|(_, q)| q.as_raw_fd()))
+        .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+        .collect();
+    // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
 }
 
 /// Writes headers + `datagram` as the whole content of a UMEM frame.
