@@ -21,7 +21,7 @@ fn network(rules: Vec<u8>) -> Net {
     let ids = identities();
     let mut sim = Sim::new();
     let moon = moon(&ids[0], underlay(0));
-    let nwid = NetworkId((ids[0].address().as_u64() << 24) | 0x01);
+    let nwid = controlled_network(&ids[0]);
     let plans = Arc::new(Mutex::new(std::collections::HashMap::new()));
     plans.lock().unwrap().insert(ids[1].address().as_u64(), MemberPlan { authorized: true, ip: "198.19.0.1".into() });
     plans.lock().unwrap().insert(ids[2].address().as_u64(), MemberPlan { authorized: true, ip: "198.19.0.2".into() });
@@ -189,4 +189,71 @@ fn rules_drop_what_the_network_forbids() {
     wait_configured(&mut net.sim, nwid, &[1, 2]);
     let (to_b, to_a) = exchange(&mut net.sim, nwid, 1, 2, 10, 64);
     assert_eq!((to_b, to_a), (0, 0), "IPv4 crossed a network that drops it");
+}
+
+#[test]
+fn unknown_network_is_not_found() {
+    let mut net = network(vec![0x01, 0x00]);
+    let other = NetworkId(net.nwid.0 + 1);
+    let now = net.sim.now;
+    net.sim.nodes[1].node.join(other, now).unwrap();
+    assert!(net.sim.run_until(20_000, |s| s_status(s, 1, other) == "NOT_FOUND"), "{}", s_status(&net.sim, 1, other));
+    assert!(net.sim.config(1, other).is_none());
+    // The other network is unaffected.
+    assert_eq!(s_status(&net.sim, 1, net.nwid), "OK");
+}
+
+/// EXT_FRAME from a member (VL1 §8.7, §4.3): delivered with its MACs when the source is the
+/// sender's own MAC, acknowledged when asked (flag 0x10); a bridged source from a member that is
+/// not an active bridge is dropped.
+#[test]
+fn ext_frames_are_delivered_acknowledged_and_bridging_is_checked() {
+    use ztplane_protocol::packet::{Outgoing, build_packet};
+    use ztplane_protocol::verbs::{ExtFrame, Message};
+    let mut net = network(vec![0x01, 0x00]);
+    let nwid = net.nwid;
+    wait_configured(&mut net.sim, nwid, &[1, 2]);
+    // Credentials first: b's COM must reach a (any unicast exchange does it).
+    let (to_b, to_a) = exchange(&mut net.sim, nwid, 1, 2, 1, 64);
+    assert_eq!((to_b, to_a), (1, 1));
+    let (a_id, b_id) = (net.sim.nodes[1].identity.clone(), net.sim.nodes[2].identity.clone());
+    let key = b_id.agree(&a_id.to_public()).unwrap();
+    let (ma, mb) = (nwid.mac_for(&a_id.address()), nwid.mac_for(&b_id.address()));
+    let send = |sim: &mut Sim, src: ztplane_node::Mac, flags: u8, id: u8| {
+        let frame = ExtFrame {
+            network_id: nwid,
+            flags,
+            com: None,
+            dst_mac: ma,
+            src_mac: src,
+            ethertype: 0x0800,
+            payload: &[id; 60],
+        };
+        let out = Outgoing {
+            key: &key,
+            packet_id: [id; 8],
+            destination: a_id.address(),
+            source: b_id.address(),
+            suite: ztplane_crypto::CipherSuite::AesGmacSiv,
+            compress: false,
+            mtu: 1432,
+        };
+        let mut packet = build_packet(&out, &Message::ExtFrame(frame)).unwrap();
+        let now = sim.now;
+        sim.nodes[1].node.handle_packet(now, 1, underlay(2), &mut packet);
+        let before = sim.nodes[2].node.counters().packets;
+        sim.run(20);
+        sim.nodes[2].node.counters().packets - before
+    };
+    let before = net.sim.nodes[1].delivered.len();
+    let replies = send(&mut net.sim, mb, 0x10, 7);
+    let got: Vec<&Vec<u8>> = net.sim.nodes[1].delivered[before..].iter().map(|(_, f)| f).collect();
+    assert_eq!(got.len(), 1, "EXT_FRAME not delivered");
+    assert_eq!(&got[0][..12], &[ma.octets(), mb.octets()].concat()[..]);
+    assert_eq!(&got[0][14..], &[7u8; 60][..]);
+    assert!(replies >= 1, "no OK(EXT_FRAME) reached b");
+    let bridged = ztplane_node::Mac::from_octets([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+    let before = net.sim.nodes[1].delivered.len();
+    send(&mut net.sim, bridged, 0, 8);
+    assert_eq!(net.sim.nodes[1].delivered.len(), before, "a bridged frame from a non-bridge was delivered");
 }

@@ -88,6 +88,11 @@ pub struct TestController {
     pub extra_flags: u64,
 }
 
+/// The one network the test controller knows: network number 1 of its address.
+pub fn controlled_network(controller: &Identity) -> NetworkId {
+    NetworkId((controller.address().as_u64() << 24) | 0x01)
+}
+
 impl Controller for TestController {
     fn request(
         &mut self,
@@ -96,6 +101,9 @@ impl Controller for TestController {
         member: &Identity,
         _metadata: &[u8],
     ) -> Option<Result<Vec<u8>, ErrorCode>> {
+        if network != controlled_network(&self.identity) {
+            return Some(Err(ErrorCode::OBJ_NOT_FOUND));
+        }
         let plans = self.members.lock().unwrap();
         let Some(plan) = plans.get(&member.address().as_u64()) else {
             return Some(Err(ErrorCode::NETWORK_ACCESS_DENIED));
