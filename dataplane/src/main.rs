@@ -44,13 +44,7 @@ fn fwd(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(err) = signal_hook::flag::register(signal, stop.clone()) {
-            eprintln!("ztplane: cannot install signal handler: {err}");
-            return ExitCode::from(1);
-        }
-    }
+    let Some(stop) = stop_on_signals() else { return ExitCode::from(1) };
     match ztplane::fwd::run(&config, stop) {
         Ok(summary) => {
             let text = serde_json::to_string(&summary).expect("summary serialises");
@@ -79,13 +73,7 @@ fn node(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(err) = signal_hook::flag::register(signal, stop.clone()) {
-            eprintln!("ztplane: cannot install signal handler: {err}");
-            return ExitCode::from(1);
-        }
-    }
+    let Some(stop) = stop_on_signals() else { return ExitCode::from(1) };
     match ztplane::node::run(&config, stop) {
         Ok(()) => {
             log::info!("stopped cleanly");
@@ -96,4 +84,16 @@ fn node(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A flag SIGINT and SIGTERM set (the run loops drain and clean up when they see it).
+fn stop_on_signals() -> Option<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(err) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("ztplane: cannot install signal handler: {err}");
+            return None;
+        }
+    }
+    Some(stop)
 }

@@ -62,11 +62,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Worker {
     pub fn run(mut self, shared: Arc<Shared>) {
-        if let Some(core) = self.core
-            && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
-        {
-            log::warn!("worker {}: could not pin to core {core}", self.index);
-        }
+        pin(self.index, self.core);
         let workers = shared.fabric.workers();
         let mut owner = Owner::new(shared.fabric.clone(), self.index, self.total_frames);
         let mut scratch: Vec<FrameDesc> = self.free[..BATCH.min(self.free.len())].to_vec();
@@ -78,14 +74,10 @@ impl Worker {
         }
         let mut idle_spins = 0u32;
         let mut first_port = 0usize;
-        let mut drained_at: Option<Instant> = None;
-        let mut stop_seen: Option<Instant> = None;
+        let mut drain = Drain::default();
 
         loop {
             let stopping = shared.stop.load(Ordering::Relaxed);
-            if stopping && stop_seen.is_none() {
-                stop_seen = Some(Instant::now());
-            }
             let mut work = 0usize;
 
             for port in &mut self.ports {
@@ -164,34 +156,13 @@ impl Worker {
             work += collected;
             stats::add(&self.stats.dropped, dropped);
 
-            for (p, port) in self.ports.iter_mut().enumerate() {
-                let pending = &mut backlog[p];
-                if pending.is_empty() {
-                    continue;
-                }
-                let sent = port.transmit(pending);
-                pending.drain(..sent);
-                work += sent;
+            work += transmit_backlog(&mut self.ports, &mut backlog, |p, sent| {
                 stats::add(&self.stats.tx, sent);
                 stats::add(&self.queue_stats[p].tx, sent);
-            }
+            });
 
-            if stopping {
-                let mine_done = owner.in_flight() == 0
-                    && backlog.iter().all(Vec::is_empty)
-                    && self.ports.iter().all(|p| p.in_tx == 0);
-                let timed_out = stop_seen.is_some_and(|t| t.elapsed() > DRAIN_TIMEOUT);
-                if (mine_done || timed_out) && drained_at.is_none() {
-                    drained_at = Some(Instant::now());
-                    shared.drained.fetch_add(1, Ordering::AcqRel);
-                }
-                // Keep processing for the others until every owner has drained.
-                if drained_at.is_some() && shared.drained.load(Ordering::Acquire) >= workers {
-                    break;
-                }
-                if timed_out && stop_seen.is_some_and(|t| t.elapsed() > DRAIN_TIMEOUT * 2) {
-                    break;
-                }
+            if stopping && drain.done(&owner, &backlog, &self.ports, &shared.drained, workers) {
+                break;
             }
 
             if work == 0 {
@@ -213,24 +184,93 @@ impl Worker {
             queue_stats.kernel_rx_ring_full.store(ring_full, Ordering::Relaxed);
             queue_stats.kernel_fill_ring_empty.store(fill_empty, Ordering::Relaxed);
         }
-        let in_fill: usize = self.ports.iter().map(|p| p.in_fill).sum();
-        let in_tx: usize = self.ports.iter().map(|p| p.in_tx).sum();
-        let in_backlog: usize = backlog.iter().map(Vec::len).sum();
-        let accounted = self.free.len() + in_fill + in_tx + in_backlog + owner.in_flight();
-        // Too few: frames lost. Too many: a frame in two places (double use). Both must be 0.
-        stats::add(&self.stats.leaked, self.total_frames.saturating_sub(accounted));
-        stats::add(&self.stats.surplus, accounted.saturating_sub(self.total_frames));
-        if accounted != self.total_frames {
-            log::error!(
-                "worker {}: frame accounting off: {} of {} (free {}, fill {in_fill}, tx {in_tx}, backlog {in_backlog}, hand-off {})",
-                self.index,
-                accounted,
-                self.total_frames,
-                self.free.len(),
-                owner.in_flight()
-            );
-        } else {
-            log::debug!("worker {}: all {} frames accounted for", self.index, self.total_frames);
+        check_frames(self.index, self.total_frames, &self.free, &self.ports, &backlog, &owner, &self.stats);
+    }
+}
+
+/// Pins the calling worker thread to `core` (a warning if it cannot).
+pub(crate) fn pin(index: usize, core: Option<usize>) {
+    if let Some(core) = core
+        && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+    {
+        log::warn!("worker {index}: could not pin to core {core}");
+    }
+}
+
+/// Offers every port's backlog to its TX ring; `on_sent(port, n)` counts. Returns frames sent.
+pub(crate) fn transmit_backlog(
+    ports: &mut [Port],
+    backlog: &mut [Vec<FrameDesc>],
+    mut on_sent: impl FnMut(usize, usize),
+) -> usize {
+    let mut total = 0;
+    for (p, port) in ports.iter_mut().enumerate() {
+        let pending = &mut backlog[p];
+        if pending.is_empty() {
+            continue;
         }
+        let sent = port.transmit(pending);
+        pending.drain(..sent);
+        total += sent;
+        on_sent(p, sent);
+    }
+    total
+}
+
+/// The stop protocol of a worker: drain its own frames, then keep processing for the other
+/// owners until all have drained (or give up after twice [`DRAIN_TIMEOUT`]).
+#[derive(Default)]
+pub(crate) struct Drain {
+    stop_seen: Option<Instant>,
+    drained: bool,
+}
+
+impl Drain {
+    /// Call on every iteration after stop; true when the worker may exit.
+    pub(crate) fn done<T: Copy>(
+        &mut self,
+        owner: &Owner<T>,
+        backlog: &[Vec<FrameDesc>],
+        ports: &[Port],
+        drained: &AtomicUsize,
+        workers: usize,
+    ) -> bool {
+        let since = *self.stop_seen.get_or_insert_with(Instant::now);
+        let mine_done =
+            owner.in_flight() == 0 && backlog.iter().all(Vec::is_empty) && ports.iter().all(|p| p.in_tx == 0);
+        let timed_out = since.elapsed() > DRAIN_TIMEOUT;
+        if (mine_done || timed_out) && !self.drained {
+            self.drained = true;
+            drained.fetch_add(1, Ordering::AcqRel);
+        }
+        (self.drained && drained.load(Ordering::Acquire) >= workers) || since.elapsed() > DRAIN_TIMEOUT * 2
+    }
+}
+
+/// Checks at exit that every frame of the UMEM is in exactly one place; a shortfall is counted
+/// as leaked, an excess (a frame in two places) as surplus. Both must be 0.
+pub(crate) fn check_frames<T: Copy>(
+    index: usize,
+    total: usize,
+    free: &[FrameDesc],
+    ports: &[Port],
+    backlog: &[Vec<FrameDesc>],
+    owner: &Owner<T>,
+    stats: &WorkerStats,
+) {
+    let in_fill: usize = ports.iter().map(|p| p.in_fill).sum();
+    let in_tx: usize = ports.iter().map(|p| p.in_tx).sum();
+    let in_backlog: usize = backlog.iter().map(Vec::len).sum();
+    let accounted = free.len() + in_fill + in_tx + in_backlog + owner.in_flight();
+    stats::add(&stats.leaked, total.saturating_sub(accounted));
+    stats::add(&stats.surplus, accounted.saturating_sub(total));
+    if accounted != total {
+        log::error!(
+            "worker {index}: frame accounting off: {accounted} of {total} (free {}, fill {in_fill}, tx {in_tx}, backlog {in_backlog}, hand-off {})",
+            free.len(),
+            owner.in_flight()
+        );
+    } else {
+        log::debug!("worker {index}: all {total} frames accounted for");
     }
 }

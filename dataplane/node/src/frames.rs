@@ -174,13 +174,9 @@ impl crate::Node {
         let id = frame.network_id;
         let Some(network) = self.networks.get(&id) else { return };
         let our_mac = network.mac;
-        if !self.passes_gate(id, rx.source) {
-            self.counters.frames_dropped_gate += 1;
-            self.reply_error(now, rx, ErrorCode::NEED_MEMBERSHIP_CERTIFICATE, Some(id));
-            self.park_opened(now, rx);
+        if !self.admit_frame(now, id, rx) {
             return;
         }
-        self.mark_trusted(now, id, rx);
         let src = id.mac_for(&rx.source);
         if self.filter_inbound(now, id, rx.source, src, our_mac, frame.ethertype, frame.payload, false) == 0 {
             self.counters.frames_dropped_rules += 1;
@@ -207,13 +203,9 @@ impl crate::Node {
         if let Some(com) = &frame.com {
             self.accept_inline_com(now, com);
         }
-        if !self.passes_gate(id, rx.source) {
-            self.counters.frames_dropped_gate += 1;
-            self.reply_error(now, rx, ErrorCode::NEED_MEMBERSHIP_CERTIFICATE, Some(id));
-            self.park_opened(now, rx);
+        if !self.admit_frame(now, id, rx) {
             return;
         }
-        self.mark_trusted(now, id, rx);
         if frame.src_mac.0 == 0 || frame.src_mac == our_mac {
             return;
         }
@@ -269,6 +261,20 @@ impl crate::Node {
             ok.encode(&mut payload);
             self.reply(now, rx, Outgoing::new(Verb::Ok, payload));
         }
+    }
+
+    /// The gate for frames (§3.1, §3.5): a sender failing it gets
+    /// ERROR(NEED_MEMBERSHIP_CERTIFICATE) and its frame is parked until credentials arrive; a
+    /// sender passing it becomes trusted on its path.
+    pub(crate) fn admit_frame(&mut self, now: Instant, id: NetworkId, rx: &Received<'_>) -> bool {
+        if !self.passes_gate(id, rx.source) {
+            self.counters.frames_dropped_gate += 1;
+            self.reply_error(now, rx, ErrorCode::NEED_MEMBERSHIP_CERTIFICATE, Some(id));
+            self.park_opened(now, rx);
+            return false;
+        }
+        self.mark_trusted(now, id, rx);
+        true
     }
 
     /// Outbound filter (§6.2 "Result"): network rules, then our capabilities; TEE/WATCH copies

@@ -13,7 +13,7 @@ use ztplane_protocol::verbs::multicast::{
     GatherResults, MFRAME_FLAG_GATHER_LIMIT, MFRAME_FLAG_SOURCE_MAC, MulticastFrame, MulticastGather, MulticastLike,
     OkMulticastFrame, OkMulticastGather, decode_likes, encode_likes,
 };
-use ztplane_protocol::verbs::{ErrorCode, OkMessage, OkPayload};
+use ztplane_protocol::verbs::{OkMessage, OkPayload};
 
 /// Re-announce period (`ZT_MULTICAST_ANNOUNCE_PERIOD`), explicit gather delay.
 pub const ANNOUNCE_MS: u64 = 60_000;
@@ -441,13 +441,9 @@ impl crate::Node {
         if let Some(com) = &frame.com {
             self.accept_inline_com(now, com);
         }
-        if !self.passes_gate(id, rx.source) {
-            self.counters.frames_dropped_gate += 1;
-            self.reply_error(now, rx, ErrorCode::NEED_MEMBERSHIP_CERTIFICATE, Some(id));
-            self.park_opened(now, rx);
+        if !self.admit_frame(now, id, rx) {
             return;
         }
-        self.mark_trusted(now, id, rx);
         if config.multicast_limit == 0 || frame.payload.is_empty() || frame.payload.len() > 10_000 {
             return;
         }

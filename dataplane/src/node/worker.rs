@@ -43,8 +43,6 @@ use ztplane_protocol::rx::{Inbound, Receiver as Reassembly};
 const STRIPES: usize = 16;
 /// Activity reports per (peer, path) at most this often from one worker.
 const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
-/// How long after `stop` a worker keeps draining.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// A burst shorter than this is processed by its owner: spreading a few frames over other
 /// cores costs more (wake-ups, steals) than it saves, and single packets keep their latency.
 const SPREAD_MIN: usize = 16;
@@ -150,11 +148,7 @@ struct Processor<'a> {
 
 impl NodeWorker {
     pub fn run(mut self, shared: Arc<Shared>) {
-        if let Some(core) = self.core
-            && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
-        {
-            log::warn!("worker {}: could not pin to core {core}", self.index);
-        }
+        crate::worker::pin(self.index, self.core);
         let workers = shared.fabric.workers();
         let mut owner = Owner::new(shared.fabric.clone(), self.index, self.total_frames);
         let mut scratch: Vec<FrameDesc> = self.free[..BATCH.min(self.free.len())].to_vec();
@@ -177,13 +171,9 @@ impl NodeWorker {
         let mut tap_buf = vec![0u8; 16384];
         let mut next_processor = self.index;
         let mut idle_spins = 0u32;
-        let mut stop_seen: Option<StdInstant> = None;
-        let mut drained = false;
+        let mut drain = crate::worker::Drain::default();
         loop {
             let stopping = shared.stop.load(Ordering::Relaxed);
-            if stopping && stop_seen.is_none() {
-                stop_seen = Some(StdInstant::now());
-            }
             let mut work = 0usize;
             // Maintenance: completions, fill ring, commands.
             for port in &mut self.ports {
@@ -337,31 +327,11 @@ impl NodeWorker {
                 }
             }
             work += collected;
-            for (p, port) in self.ports.iter_mut().enumerate() {
-                let pending = &mut backlog[p];
-                if pending.is_empty() {
-                    continue;
-                }
-                let sent = port.transmit(pending);
-                pending.drain(..sent);
-                work += sent;
+            work += crate::worker::transmit_backlog(&mut self.ports, &mut backlog, |_, sent| {
                 stats::add(&self.stats.tx, sent);
-            }
-            if stopping {
-                let mine_done = owner.in_flight() == 0
-                    && backlog.iter().all(Vec::is_empty)
-                    && self.ports.iter().all(|p| p.in_tx == 0);
-                let timed_out = stop_seen.is_some_and(|t| t.elapsed() > DRAIN_TIMEOUT);
-                if (mine_done || timed_out) && !drained {
-                    drained = true;
-                    shared.drained.fetch_add(1, Ordering::AcqRel);
-                }
-                if drained && shared.drained.load(Ordering::Acquire) >= workers {
-                    break;
-                }
-                if stop_seen.is_some_and(|t| t.elapsed() > DRAIN_TIMEOUT * 2) {
-                    break;
-                }
+            });
+            if stopping && drain.done(&owner, &backlog, &self.ports, &shared.drained, workers) {
+                break;
             }
             if work == 0 {
                 idle_spins += 1;
@@ -374,15 +344,15 @@ impl NodeWorker {
                 idle_spins = 0;
             }
         }
-        let in_fill: usize = self.ports.iter().map(|p| p.in_fill).sum();
-        let in_tx: usize = self.ports.iter().map(|p| p.in_tx).sum();
-        let in_backlog: usize = backlog.iter().map(Vec::len).sum();
-        let accounted = self.free.len() + in_fill + in_tx + in_backlog + owner.in_flight();
-        stats::add(&self.stats.leaked, self.total_frames.saturating_sub(accounted));
-        stats::add(&self.stats.surplus, accounted.saturating_sub(self.total_frames));
-        if accounted != self.total_frames {
-            log::error!("worker {}: frame accounting off: {accounted} of {}", self.index, self.total_frames);
-        }
+        crate::worker::check_frames(
+            self.index,
+            self.total_frames,
+            &self.free,
+            &self.ports,
+            &backlog,
+            &owner,
+            &self.stats,
+        );
     }
 }
 

@@ -222,6 +222,35 @@ pub fn kill_with_parent(command: &mut Command) {
     };
 }
 
+/// Sends `signal` to `child` and waits (at most 20 s) for it to end; returns its status and
+/// everything it wrote on stdout and stderr. `ip netns exec` execs the program, so the child's
+/// pid is the program itself.
+pub fn stop_child(mut child: Child, signal: i32) -> Result<(std::process::ExitStatus, String, String)> {
+    use std::io::Read;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            bail!("process {} did not exit within 20 s of signal {signal}", child.id());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut stdout);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut stderr);
+    }
+    Ok((status, stdout, stderr))
+}
+
 /// 198.18.0.0/15, the block reserved for network benchmarks (RFC 2544).
 pub fn is_benchmark_addr(ip: std::net::Ipv4Addr) -> bool {
     let o = ip.octets();

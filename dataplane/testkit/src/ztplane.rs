@@ -116,28 +116,8 @@ impl ZtplaneNode {
 
     /// Sends `signal` and waits (≤ 20 s) for the process to end.
     pub fn stop_with(mut self, signal: i32) -> Result<NodeExit> {
-        let mut child = self.child.take().context("already stopped")?;
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, signal) };
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                bail!("ztplane node did not exit within 20 s of signal {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        if let Some(mut s) = child.stdout.take() {
-            let _ = s.read_to_string(&mut stdout);
-        }
-        if let Some(mut s) = child.stderr.take() {
-            let _ = s.read_to_string(&mut stderr);
-        }
+        let child = self.child.take().context("already stopped")?;
+        let (status, stdout, stderr) = crate::stop_child(child, signal)?;
         self.remove_leftovers();
         Ok(NodeExit { status, stdout, stderr })
     }
