@@ -149,6 +149,8 @@ pub struct SlowPath {
     last_scan: StdInstant,
     /// Unix time (ms) of the node's `Instant(0)`: the control API reports wall-clock times.
     unix_origin: u64,
+    /// Each network's status when last looked at, to log changes.
+    statuses: HashMap<NetworkId, &'static str>,
 }
 
 type Control = (Request, Sender<Response>);
@@ -171,6 +173,7 @@ impl SlowPath {
             last_egress: StdInstant::now(),
             last_scan: StdInstant::now(),
             unix_origin,
+            statuses: HashMap::new(),
         }
     }
 
@@ -265,6 +268,7 @@ impl SlowPath {
         }
         self.transmits();
         self.events();
+        self.log_status_changes();
         if self.last_scan.elapsed() >= MULTICAST_SCAN {
             self.last_scan = StdInstant::now();
             self.scan_multicast();
@@ -474,6 +478,40 @@ impl SlowPath {
             }
         }
         port.routes = routes;
+    }
+
+    /// One line per network status change, with what the operator can do about it.
+    fn log_status_changes(&mut self) {
+        let me = self.s.node.address();
+        for network in self.s.node.networks() {
+            let status = network.status.name();
+            if self.statuses.insert(network.id, status) == Some(status) {
+                continue;
+            }
+            let hint = match network.status {
+                ztplane_node::network::NetworkStatus::AccessDenied => {
+                    format!(" (authorize {me} on the controller {})", network.id.controller())
+                }
+                ztplane_node::network::NetworkStatus::NotFound => {
+                    format!(" (the controller {} has no such network)", network.id.controller())
+                }
+                ztplane_node::network::NetworkStatus::Ok => {
+                    let ips: Vec<String> = network
+                        .config
+                        .as_ref()
+                        .map_or_else(Vec::new, |c| c.addresses.iter().map(|a| a.to_string()).collect());
+                    format!(
+                        " ({}, revision {})",
+                        if ips.is_empty() { "no managed address".into() } else { ips.join(", ") },
+                        network.config.as_ref().map_or(0, |c| c.revision)
+                    )
+                }
+                _ => String::new(),
+            };
+            log::info!("{}: {status}{hint}", network.id);
+        }
+        let joined: Vec<NetworkId> = self.s.node.networks().map(|n| n.id).collect();
+        self.statuses.retain(|id, _| joined.contains(id));
     }
 
     /// Link-layer groups the kernel joined on each tap (§5.1) go to the node.
