@@ -125,10 +125,8 @@ impl DataPath {
             return RxVerdict::PuntOpened(suite);
         }
         let id = NetworkId(u64::from_be_bytes(packet[28..36].try_into().unwrap_or([0; 8])));
-        let Some(network) = self.networks.get(&id) else {
-            // Frames for networks we did not join are ignored (§3.5).
-            return RxVerdict::Drop;
-        };
+        // Not configured (or not joined): the node parks or ignores it (§2.1, §3.5).
+        let Some(network) = self.networks.get(&id) else { return RxVerdict::PuntOpened(suite) };
         let Some(membership) = network.members.get(&source) else { return RxVerdict::PuntOpened(suite) };
         let ethertype = u16::from_be_bytes([packet[36], packet[37]]);
         let payload = &packet[38..];
@@ -147,8 +145,8 @@ impl DataPath {
             payload,
         };
         let outcome = inbound_filter(&network.config, self.me, Some(membership), &frame, random);
-        if !outcome.copies.iter().all(Option::is_none) {
-            // TEE/WATCH copies are sent by the node.
+        if !outcome.copies.iter().all(Option::is_none) || matches!(outcome.disposition, Disposition::Redirect(_)) {
+            // TEE/WATCH copies and REDIRECTs are sent by the node.
             return RxVerdict::PuntOpened(suite);
         }
         if outcome.inbound_code() == 0 {

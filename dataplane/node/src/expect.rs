@@ -5,9 +5,11 @@
 
 const BUCKETS: usize = 256;
 const SLOTS: usize = 32;
+const VALID: u64 = 1 << 32;
 
 pub struct ExpectingReplies {
-    ids: Box<[[u32; SLOTS]; BUCKETS]>,
+    /// Upper 32 bits of the ID with [`VALID`] set: an unused slot (0) matches nothing.
+    ids: Box<[[u64; SLOTS]; BUCKETS]>,
     next: Box<[u8; BUCKETS]>,
 }
 
@@ -21,13 +23,13 @@ impl ExpectingReplies {
     pub fn register(&mut self, packet_id: u64) {
         let (bucket, tag) = Self::split(packet_id);
         let slot = &mut self.next[bucket];
-        self.ids[bucket][*slot as usize] = tag;
+        self.ids[bucket][*slot as usize] = u64::from(tag) | VALID;
         *slot = ((*slot as usize + 1) % SLOTS) as u8;
     }
 
     pub fn expecting(&self, packet_id: u64) -> bool {
         let (bucket, tag) = Self::split(packet_id);
-        self.ids[bucket].contains(&tag)
+        self.ids[bucket].contains(&(u64::from(tag) | VALID))
     }
 
     fn split(packet_id: u64) -> (usize, u32) {
@@ -43,6 +45,7 @@ mod tests {
     #[test]
     fn remembers_recent_ids_per_bucket() {
         let mut t = ExpectingReplies::default();
+        assert!(!t.expecting(0x0000_0000_1234_5678), "an empty slot matched");
         assert!(!t.expecting(0x1234_5678_0000_0001));
         t.register(0x1234_5678_0000_0001);
         assert!(t.expecting(0x1234_5678_9999_9999));

@@ -208,6 +208,7 @@ impl crate::Node {
         self.multicast_members.retain(|_, l| !l.is_empty());
         for network in self.networks.values_mut() {
             network.outbound.retain(|o| since(now, o.since) < TRANSMIT_TIMEOUT_MS);
+            network.last_gather.retain(|_, t| since(now, *t) < EXPLICIT_GATHER_MS);
         }
     }
 
@@ -284,8 +285,11 @@ impl crate::Node {
         group: MulticastGroup,
         members: &[Address],
     ) {
+        if !self.networks.contains_key(&id) {
+            return;
+        }
         let mut fresh = Vec::new();
-        for &member in members.iter().take(1024) {
+        for &member in members.iter().take(256) {
             if self.add_member(now, id, group, member) {
                 fresh.push(member);
             }

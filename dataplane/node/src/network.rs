@@ -31,6 +31,8 @@ const CREDENTIALS_ASKED_MS: u64 = 1_000;
 const CREDENTIALS_ACCEPT_MS: u64 = 1_000;
 /// Members we keep per network (memberships are created by passing the gate or pushing credentials).
 const MAX_MEMBERSHIPS: usize = 65_536;
+/// Paths we remember as trust-established (relaying, §3.1).
+const MAX_TRUSTED_PATHS: usize = 65_536;
 
 /// Network status values (§2.6), as zerotier-one numbers and names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,11 +402,11 @@ impl crate::Node {
     }
 
     fn push_credentials_after(&mut self, now: Instant, id: NetworkId, peer: Address, min_age: u64) {
-        let Some(network) = self.networks.get_mut(&id) else { return };
-        let Some(config_ts) = network.config.as_ref().map(|c| c.timestamp) else { return };
-        if network.memberships.len() >= MAX_MEMBERSHIPS && !network.memberships.contains_key(&peer) {
+        if !self.make_room(id, peer) {
             return;
         }
+        let Some(network) = self.networks.get_mut(&id) else { return };
+        let Some(config_ts) = network.config.as_ref().map(|c| c.timestamp) else { return };
         let m = network.memberships.entry(peer).or_default();
         let fresh = m.last_pushed.is_some_and(|t| since(now, t) < min_age) && m.pushed_config_timestamp == config_ts;
         if fresh {
@@ -495,10 +497,10 @@ impl crate::Node {
         if !com.verify(&signer) {
             return ComOutcome::Rejected;
         }
-        let Some(network) = self.networks.get_mut(&id) else { return ComOutcome::Rejected };
-        if network.memberships.len() >= MAX_MEMBERSHIPS && !network.memberships.contains_key(&member) {
+        if !self.make_room(id, member) {
             return ComOutcome::Rejected;
         }
+        let Some(network) = self.networks.get_mut(&id) else { return ComOutcome::Rejected };
         network.memberships.entry(member).or_default().com = Some(com.clone());
         ComOutcome::Accepted(id)
     }
@@ -561,6 +563,9 @@ impl crate::Node {
     pub(crate) fn mark_trusted(&mut self, now: Instant, id: NetworkId, rx: &Received<'_>) {
         if let Some(path) = self.peers.get_mut(&rx.source).and_then(|p| p.path_mut(rx.local, rx.remote)) {
             path.trust_established = Some(now);
+            if self.trusted_paths.len() < MAX_TRUSTED_PATHS || self.trusted_paths.contains_key(&(rx.local, rx.remote)) {
+                self.trusted_paths.insert((rx.local, rx.remote), now);
+            }
         }
         let announce = match self.networks.get_mut(&id) {
             Some(network)
@@ -577,6 +582,37 @@ impl crate::Node {
         };
         if announce {
             self.announce_groups_to(now, id, rx.source);
+        }
+    }
+
+    /// Housekeeping of memberships: an entry without a certificate whose peer we no longer know,
+    /// or that we have not pushed to within 500 s, is dropped, so that pushes to peers that only
+    /// asked cannot fill the table and shut real members out (upstream drops memberships of
+    /// peers it forgot).
+    pub(crate) fn expire_memberships(&mut self, now: Instant) {
+        let peers = &self.peers;
+        for network in self.networks.values_mut() {
+            network.memberships.retain(|address, m| {
+                m.com.is_some() && peers.contains_key(address)
+                    || m.last_pushed.is_some_and(|t| since(now, t) < CREDENTIALS_REPUSH_MS)
+                        && peers.contains_key(address)
+            });
+        }
+    }
+
+    /// Room for a new membership in `id`: when full, one without a certificate gives way.
+    fn make_room(&mut self, id: NetworkId, member: Address) -> bool {
+        let Some(network) = self.networks.get_mut(&id) else { return false };
+        if network.memberships.len() < MAX_MEMBERSHIPS || network.memberships.contains_key(&member) {
+            return true;
+        }
+        let victim = network.memberships.iter().find(|(_, m)| m.com.is_none()).map(|(a, _)| *a);
+        match victim {
+            Some(v) => {
+                network.memberships.remove(&v);
+                true
+            }
+            None => false,
         }
     }
 

@@ -190,6 +190,8 @@ pub struct Node {
     pub(crate) validations: HashMap<u16, Instant>,
     /// Introductions made as a relay: (a, b) → when (≤ 1 per 30 s, §1.7).
     pub(crate) introductions: HashMap<(Address, Address), Instant>,
+    /// Paths with trust-established traffic (relaying through us is allowed on them, §3.1).
+    pub(crate) trusted_paths: HashMap<(LocalSocket, SocketAddr), Instant>,
     pub(crate) last_ping_pass: Instant,
     pub(crate) last_housekeeping: Instant,
     pub(crate) last_retry_tick: Instant,
@@ -235,6 +237,7 @@ impl Node {
             surface_addresses: Vec::new(),
             validations: HashMap::new(),
             introductions: HashMap::new(),
+            trusted_paths: HashMap::new(),
             last_ping_pass: Instant::ZERO,
             last_housekeeping: now,
             last_retry_tick: now,
@@ -355,11 +358,11 @@ impl Node {
         match self.reassembly.receive(datagram, now.as_millis(), &mut buf) {
             Inbound::Packet => {
                 let mut packet = datagram.to_vec();
-                self.handle_packet(now, local, remote, &mut packet);
+                self.packet(now, local, remote, &mut packet);
             }
             Inbound::Reassembled { len } => {
                 buf.truncate(len);
-                self.handle_packet(now, local, remote, &mut buf);
+                self.packet(now, local, remote, &mut buf);
             }
             Inbound::Beacon(_) | Inbound::Pending | Inbound::Duplicate => {}
             Inbound::Dropped(_) => self.counters.dropped_malformed += 1,
@@ -370,6 +373,11 @@ impl Node {
     /// A whole (reassembled) packet addressed to us. The workers reassemble on their own and hand
     /// the slow path whole packets through this entry.
     pub fn handle_packet(&mut self, now: Instant, local: LocalSocket, remote: SocketAddr, packet: &mut [u8]) {
+        self.packet(now, local, remote, packet);
+        self.publish();
+    }
+
+    fn packet(&mut self, now: Instant, local: LocalSocket, remote: SocketAddr, packet: &mut [u8]) {
         self.counters.packets += 1;
         self.last_seen_now = now;
         if packet.len() < PAYLOAD_OFFSET || packet[8..13] != self.me.to_bytes() {
@@ -547,6 +555,11 @@ impl Node {
     /// Outstanding WHOIS requests (bounded).
     pub fn pending_whois(&self) -> usize {
         self.whois.len()
+    }
+
+    /// Whether we are asking the roots who `address` is.
+    pub fn asking_whois(&self, address: Address) -> bool {
+        self.whois.contains_key(&address)
     }
 
     /// Incomplete fragment sets held.

@@ -56,7 +56,7 @@ impl Path {
 
     fn note_latency(&mut self, ms: u32) {
         self.latency = Some(match self.latency {
-            Some(old) => (old + ms) / 2,
+            Some(old) => old / 2 + ms / 2,
             None => ms,
         });
     }
@@ -165,7 +165,7 @@ impl Peer {
             p.note_latency(ms);
         }
         self.latency = Some(match self.latency {
-            Some(old) => (old + ms) / 2,
+            Some(old) => old / 2 + ms / 2,
             None => ms,
         });
     }

@@ -245,7 +245,12 @@ impl crate::Node {
         let key = match known {
             Some((true, key)) => key,
             Some((false, _)) => {
-                // Another identity claims a known address: answer only if it authenticates.
+                // Another identity claims a known address: answer only if it authenticates, and
+                // at most as often as new identities are validated (the agreement is work).
+                if !self.validation_allowed(now, remote.ip()) {
+                    self.counters.dropped_rate_limited += 1;
+                    return;
+                }
                 if let Ok(key) = self.identity.agree(&hello.identity)
                     && ztplane_crypto::dearmor(&key, packet).is_ok()
                 {
@@ -274,17 +279,10 @@ impl crate::Node {
             }
             None => {
                 // New identities cost a memory-hard validation: rate-limit per source network.
-                let bucket = validation_bucket(remote.ip());
-                if let Some(&last) = self.validations.get(&bucket)
-                    && since(now, last) < IDENTITY_VALIDATION_MS
-                {
+                if !self.validation_allowed(now, remote.ip()) {
                     self.counters.dropped_rate_limited += 1;
                     return;
                 }
-                if self.validations.len() > 16_384 {
-                    self.validations.retain(|_, t| since(now, *t) < IDENTITY_VALIDATION_MS);
-                }
-                self.validations.insert(bucket, now);
                 let Ok(key) = self.identity.agree(&hello.identity) else { return };
                 std::sync::Arc::new(key)
             }
@@ -357,6 +355,19 @@ impl crate::Node {
         self.whois.remove(&source);
         self.retry_parked(now, Some(source));
         self.flush_tx_queue(now);
+    }
+
+    /// One identity validation (or collision check) per 2 s per source /24 or /48.
+    fn validation_allowed(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let bucket = validation_bucket(ip);
+        if self.validations.get(&bucket).is_some_and(|&last| since(now, last) < IDENTITY_VALIDATION_MS) {
+            return false;
+        }
+        if self.validations.len() > 16_384 {
+            self.validations.retain(|_, t| since(now, *t) < IDENTITY_VALIDATION_MS);
+        }
+        self.validations.insert(bucket, now);
+        true
     }
 
     /// Planet and moons newer than the ones a HELLO listed (§1.1).
@@ -437,7 +448,7 @@ impl crate::Node {
                     peer.protocol_version = h.protocol_version;
                     peer.version = (h.version_major, h.version_minor, h.version_revision);
                 }
-                if let Some(surface) = h.reported_address {
+                if let Some(surface) = h.reported_address.filter(|_| rx.hops == 0) {
                     self.surface_addresses.retain(|(a, _)| *a != surface);
                     if self.surface_addresses.len() < 16 {
                         self.surface_addresses.push((surface, now));
@@ -466,9 +477,24 @@ impl crate::Node {
                 self.flush_tx_queue(now);
             }
             OkPayload::NetworkConfig(chunk) => self.on_config_chunk(now, rx, chunk, true),
-            OkPayload::MulticastGather(g) => self.on_gather_results(now, g.network_id, g.group, &g.results.members),
+            // Gathers go to roots, the controller and anchors; multicast frames to members: only
+            // they may name members (§5.3), or anyone could flood our groups with fakes.
+            OkPayload::MulticastGather(g) => {
+                let asked = self.upstreams.contains_key(&rx.source)
+                    || rx.source == g.network_id.controller()
+                    || self
+                        .networks
+                        .get(&g.network_id)
+                        .and_then(|n| n.config.as_ref())
+                        .is_some_and(|c| c.always_contact().any(|a| a == rx.source));
+                if asked {
+                    self.on_gather_results(now, g.network_id, g.group, &g.results.members);
+                }
+            }
             OkPayload::MulticastFrame(f) => {
-                if let Some(results) = f.results {
+                if let Some(results) = f.results
+                    && self.passes_gate(f.network_id, rx.source)
+                {
                     self.on_gather_results(now, f.network_id, f.group, &results.members);
                 }
             }
@@ -604,7 +630,7 @@ impl crate::Node {
         let mut payload = Vec::with_capacity(9 + rx.payload.len());
         payload.put_u8(Verb::Echo.code());
         payload.put_slice(&rx.packet_id);
-        payload.put_slice(&rx.payload[..rx.payload.len().min(1024)]);
+        payload.put_slice(rx.payload);
         self.reply(now, rx, Outgoing::new(Verb::Ok, payload));
     }
 
@@ -894,7 +920,9 @@ impl crate::Node {
         self.surface_addresses.retain(|(_, t)| since(now, *t) < 600_000);
         self.validations.retain(|_, t| since(now, *t) < IDENTITY_VALIDATION_MS);
         self.introductions.retain(|_, t| since(now, *t) < UNITE_MS);
+        self.trusted_paths.retain(|_, t| since(now, *t) < TRUST_MS);
         self.expire_multicast(now);
+        self.expire_memberships(now);
         let _ = HOUSEKEEPING_MS;
         let _ = PATH_EXPIRATION_MS;
     }

@@ -257,3 +257,63 @@ fn ext_frames_are_delivered_acknowledged_and_bridging_is_checked() {
     send(&mut net.sim, bridged, 0, 8);
     assert_eq!(net.sim.nodes[1].delivered.len(), before, "a bridged frame from a non-bridge was delivered");
 }
+
+/// OK(MULTICAST_GATHER) names members only when it comes from whom gathers go to (roots, the
+/// controller): a member that forges one (in reply to any packet ID it saw) cannot fill our
+/// groups with invented addresses.
+#[test]
+fn gather_results_are_taken_only_from_roots_and_the_controller() {
+    use ztplane_node::MulticastGroup;
+    use ztplane_protocol::packet::{Outgoing, build_packet};
+    use ztplane_protocol::verbs::multicast::{GatherResults, OkMulticastGather};
+    use ztplane_protocol::verbs::{Message, OkMessage, OkPayload};
+    let mut net = network(vec![0x01, 0x00]);
+    let nwid = net.nwid;
+    wait_configured(&mut net.sim, nwid, &[1, 2]);
+    let group = MulticastGroup { mac: ztplane_node::Mac::from_octets([0x01, 0x00, 0x5e, 0x01, 0x02, 0x03]), adi: 0 };
+    let fakes: Vec<ztplane_crypto::Address> =
+        (1..=5u64).map(|i| ztplane_crypto::Address::new(0x1100000000 + i).unwrap()).collect();
+    let a = net.sim.nodes[1].identity.clone();
+    let forge = |sim: &mut Sim, from: usize| {
+        // Any packet ID a sent recently is in its expecting table: reply to its latest HELLO/ECHO.
+        sim.nodes[1].node.handle_timeout(sim.now);
+        let sender = sim.nodes[from].identity.clone();
+        let key = sender.agree(&a.to_public()).unwrap();
+        let in_re = sim.last_sent_id(1).expect("a sent something");
+        let ok = OkMessage {
+            in_re_verb: ztplane_protocol::header::Verb::MulticastGather,
+            in_re_packet_id: in_re,
+            payload: OkPayload::MulticastGather(OkMulticastGather {
+                network_id: nwid,
+                group,
+                results: GatherResults { total_known: 5, members: fakes.clone() },
+            }),
+        };
+        let out = Outgoing {
+            key: &key,
+            packet_id: [from as u8; 8],
+            destination: a.address(),
+            source: sender.address(),
+            suite: ztplane_crypto::CipherSuite::AesGmacSiv,
+            compress: false,
+            mtu: 1432,
+        };
+        let mut packet = build_packet(&out, &Message::Ok(Box::new(ok))).unwrap();
+        let now = sim.now;
+        sim.nodes[1].node.handle_packet(now, 1, underlay(from), &mut packet);
+    };
+    let multicast = |sim: &mut Sim, fakes: &[ztplane_crypto::Address]| {
+        let mut frame = group.mac.octets().to_vec();
+        frame.extend_from_slice(&sim.nodes[1].node.network(nwid).unwrap().mac.octets());
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&[0u8; 40]);
+        sim.tap_send(1, nwid, &frame);
+        // A copy for an unknown member waits for its identity: a WHOIS for it.
+        fakes.iter().filter(|f| sim.nodes[1].node.asking_whois(**f)).count()
+    };
+    assert_eq!(multicast(&mut net.sim, &fakes), 0);
+    forge(&mut net.sim, 2);
+    assert_eq!(multicast(&mut net.sim, &fakes), 0, "a member's forged gather results were used");
+    forge(&mut net.sim, 0);
+    assert_eq!(multicast(&mut net.sim, &fakes), 5, "the controller's gather results were ignored");
+}

@@ -442,7 +442,7 @@ impl SlowPath {
                 let _ = nl.remove_address(ifindex, old.0, old.1);
             }
         }
-        for &(ip, bits) in &wanted {
+        for &(ip, bits) in wanted.iter().filter(|a| !port.addresses.contains(a)) {
             match nl.replace_address(ifindex, ip, bits) {
                 Ok(()) => log::info!("{network}: address {ip}/{bits} on {}", port.tap.name()),
                 Err(e) => log::warn!("{network}: address {ip}/{bits}: {e}"),
@@ -469,10 +469,11 @@ impl SlowPath {
             }
             routes.push(spec);
         }
-        for old in port.routes.drain(..) {
-            let _ = nl.remove_route(&old);
+        // Only what changed: a config refresh every 60 s must not make routes blink.
+        for old in port.routes.iter().filter(|r| !routes.contains(r)) {
+            let _ = nl.remove_route(old);
         }
-        for spec in &routes {
+        for spec in routes.iter().filter(|r| !port.routes.contains(r)) {
             if let Err(e) = nl.replace_route(spec) {
                 log::warn!("{network}: route {spec:?}: {e}");
             }

@@ -229,8 +229,11 @@ impl NodeWorker {
                     owner.flush();
                 }
                 for (network, queue) in &taps {
+                    if !owner.ready() {
+                        break;
+                    }
                     let mut taken = 0;
-                    while taken < BATCH && owner.ready() && self.free.len() > 2 {
+                    while taken < BATCH && self.free.len() > 2 {
                         let len = match queue.read(&mut tap_buf) {
                             Ok(len) if len >= 14 => len,
                             Ok(_) => continue,
@@ -248,9 +251,8 @@ impl NodeWorker {
                         cursor.set_pos(0);
                         if std::io::Write::write_all(&mut cursor, &tap_buf[..len]).is_err() {
                             // Larger than a UMEM frame: the slow path handles it.
-                            let _ = shared
-                                .punts
-                                .try_send(Punt::TapFrame { network: *network, frame: tap_buf[..len].to_vec() });
+                            let frame = tap_buf[..len].to_vec();
+                            let _ = shared.punts.try_send(Punt::TapFrame { network: *network, frame });
                             self.free.push(desc);
                             if let Some(e) = extra {
                                 self.free.push(e);
@@ -258,10 +260,8 @@ impl NodeWorker {
                             continue;
                         }
                         next_processor = if taken > SPREAD_MIN { (next_processor + 1) % workers } else { self.index };
-                        owner.dispatch(
-                            Item { desc, extra, kind: Kind::Tap { network: network.0 }, verdict: Verdict::Free },
-                            next_processor,
-                        );
+                        let item = Item { desc, extra, kind: Kind::Tap { network: network.0 }, verdict: Verdict::Free };
+                        owner.dispatch(item, next_processor);
                         work += 1;
                     }
                     owner.flush();
@@ -430,10 +430,13 @@ impl Processor<'_> {
         let id = u64::from_be_bytes(datagram[..8].try_into().unwrap_or([0; 8]));
         let stripe = (id as usize ^ (id >> 32) as usize) % self.shared.reassembly.len();
         let now = self.shared.now().as_millis();
-        let outcome = match self.shared.reassembly[stripe].lock() {
-            Ok(mut r) => r.receive(datagram, now, &mut self.scratch),
-            Err(_) => return Verdict::Free,
-        };
+        // A worker that panicked holding the lock left a consistent table (receive does not
+        // unwind half-way through a slot); keep using it rather than lose the stripe.
+        let outcome = self.shared.reassembly[stripe].lock().unwrap_or_else(std::sync::PoisonError::into_inner).receive(
+            datagram,
+            now,
+            &mut self.scratch,
+        );
         let Inbound::Reassembled { len } = outcome else { return Verdict::Free };
         let mut random = || self.rng.next_u32();
         let packet = &mut self.scratch[..len];

@@ -167,6 +167,8 @@ pub struct Sim {
     in_flight: VecDeque<(Instant, usize, SocketAddr, Vec<u8>)>,
     /// Datagrams sent to addresses no node has (e.g. unreachable roots).
     pub unroutable: u64,
+    /// Per node, the wire ID of the last packet head it sent.
+    last_head: HashMap<usize, [u8; 8]>,
 }
 
 pub fn underlay(i: usize) -> SocketAddr {
@@ -182,6 +184,7 @@ impl Sim {
             latency_ms: 1,
             in_flight: VecDeque::new(),
             unroutable: 0,
+            last_head: HashMap::new(),
         }
     }
 
@@ -273,6 +276,9 @@ impl Sim {
     /// Moves node `i`'s transmits into flight and its events into its log.
     fn drain(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].node.poll_transmit() {
+            if t.data.len() >= 28 && t.data[13] != 0xff {
+                self.last_head.insert(i, t.data[..8].try_into().unwrap());
+            }
             self.in_flight.push_back((self.now.add_ms(self.latency_ms), i, t.remote, t.data));
         }
         while let Some(e) = self.nodes[i].node.poll_event() {
@@ -453,6 +459,12 @@ pub fn ipv4_frame(dst: [u8; 6], src: [u8; 6], from: [u8; 4], to: [u8; 4], seq: u
 }
 
 impl Sim {
+    /// The wire packet ID of the latest packet head node `i` sent that is still in flight, or
+    /// was delivered last (kept from `drain`).
+    pub fn last_sent_id(&self, i: usize) -> Option<[u8; 8]> {
+        self.last_head.get(&i).copied()
+    }
+
     /// Datagrams in flight: (sender index, destination, bytes). With the default 1 ms latency,
     /// right after [`Sim::run`]`(1)` these are exactly the datagrams sent during that millisecond.
     pub fn in_flight(&self) -> impl Iterator<Item = (usize, SocketAddr, &[u8])> + '_ {
