@@ -177,6 +177,13 @@ fn ztplane_and_zerotier_one_carry_frames_both_ways() {
     let stats = zp.request("GET", "/stats").unwrap();
     let fast: u64 = stats["workers"].as_array().unwrap().iter().map(|w| w["fast_rx"].as_u64().unwrap_or(0)).sum();
     assert!(fast > 1000, "only {fast} frames went through the data path: {stats}");
+    // One peer's traffic arrives on one queue (one owner), yet both workers processed it.
+    let workers = stats["workers"].as_array().unwrap();
+    let (owner, other) = if workers[0]["rx"].as_u64() >= workers[1]["rx"].as_u64() { (0, 1) } else { (1, 0) };
+    assert!(
+        workers[other]["processed"].as_u64().unwrap_or(0) > 0,
+        "worker {other} processed nothing of worker {owner}'s traffic: {stats}"
+    );
     // The peer list shows the moon and the member, both with a path.
     let peers = zp.request("GET", "/peer").unwrap();
     for who in [rig.moon_node.address(), rig.member.address()] {

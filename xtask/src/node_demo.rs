@@ -117,6 +117,23 @@ pub fn run(binary: &Path, zerotier: Option<PathBuf>) -> Result<()> {
         );
     }
     println!();
+    println!("per worker (rx/tx on AF_XDP, items processed for any owner, batches stolen back):");
+    for (host, _, node) in &nodes {
+        let stats = node.request("GET", "/stats")?;
+        let line: Vec<String> = stats["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|w| {
+                format!(
+                    "w{} rx {} tx {} processed {} stolen {}",
+                    w["index"], w["rx"], w["tx"], w["processed"], w["stolen"]
+                )
+            })
+            .collect();
+        println!("  {host}: {}", line.join(" | "));
+    }
+    println!();
     let peers = nodes[0].2.request("GET", "/peer")?;
     println!("a's peers (listpeers):");
     for p in peers.as_array().into_iter().flatten() {
