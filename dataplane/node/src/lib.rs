@@ -35,7 +35,7 @@ pub mod time;
 mod vl1;
 
 pub use controller::Controller;
-pub use node::{Counters, Node, NodeConfig, NodeError};
+pub use node::{ArrivedOn, Counters, Node, NodeConfig, NodeError};
 pub use time::Instant;
 pub use ztplane_crypto::{Address, Identity};
 pub use ztplane_protocol::network::{Mac, MulticastGroup, NetworkId};

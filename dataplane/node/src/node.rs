@@ -104,6 +104,19 @@ pub struct Counters {
     pub configs_rejected: u64,
 }
 
+/// Where a datagram arrived: its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArrivedOn {
+    pub local: LocalSocket,
+    pub remote: SocketAddr,
+}
+
+impl Default for ArrivedOn {
+    fn default() -> Self {
+        ArrivedOn { local: 0, remote: SocketAddr::from(([0, 0, 0, 0], 0)) }
+    }
+}
+
 /// A message waiting for its destination's identity or a path.
 pub(crate) struct Queued {
     pub dest: Address,
@@ -179,7 +192,8 @@ pub struct Node {
     pub(crate) whois: HashMap<Address, Instant>,
     pub(crate) tx_queue: VecDeque<Queued>,
     pub(crate) parked: VecDeque<Parked>,
-    pub(crate) reassembly: Receiver,
+    /// Fragment reassembly; pieces are tagged with where they came from (the head decides).
+    pub(crate) reassembly: Receiver<ArrivedOn>,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     /// Our bound (local socket, address) pairs, for PUSH_DIRECT_PATHS (§1.7).
@@ -355,17 +369,20 @@ impl Node {
             return;
         }
         let mut buf = vec![0u8; MAX_PACKET_LEN];
-        match self.reassembly.receive(datagram, now.as_millis(), &mut buf) {
-            Inbound::Packet => {
+        let here = ArrivedOn { local, remote };
+        match self.reassembly.receive_tagged(datagram, here, now.as_millis(), &mut buf) {
+            (Inbound::Packet, _) => {
                 let mut packet = datagram.to_vec();
                 self.packet(now, local, remote, &mut packet);
             }
-            Inbound::Reassembled { len } => {
+            // The packet is attributed to the path its head came on (VL1 §3.2).
+            (Inbound::Reassembled { len }, head) => {
+                let head = head.unwrap_or(here);
                 buf.truncate(len);
-                self.packet(now, local, remote, &mut buf);
+                self.packet(now, head.local, head.remote, &mut buf);
             }
-            Inbound::Beacon(_) | Inbound::Pending | Inbound::Duplicate => {}
-            Inbound::Dropped(_) => self.counters.dropped_malformed += 1,
+            (Inbound::Beacon(_) | Inbound::Pending | Inbound::Duplicate, _) => {}
+            (Inbound::Dropped(_), _) => self.counters.dropped_malformed += 1,
         }
         self.publish();
     }

@@ -2,6 +2,10 @@
 //! heads through untouched, and reassemble fragmented packets in bounded [`FragmentSlots`]
 //! keyed — as upstream does — by packet ID alone. Keys and verbs are the caller's business:
 //! follow with [`crate::packet::open_packet`].
+//!
+//! Each piece may carry a caller tag (where it arrived from); a reassembled packet is
+//! attributed to its **head's** tag (spec §3.2): fragments carry no MAC, so a forged last
+//! fragment from another address must not decide the packet's path.
 
 use crate::fragment::{DEFAULT_SLOTS, DEFAULT_TIMEOUT_MS, FragmentSlots, FragmentView, Reassembly};
 use crate::header::{BEACON_LEN, DatagramKind, classify};
@@ -25,12 +29,12 @@ pub enum Inbound {
     Dropped(ProtocolError),
 }
 
-/// Reassembly front end with `N` slots (default `ZT_RX_QUEUE_SIZE` = 32).
-pub struct Receiver<const N: usize = DEFAULT_SLOTS> {
-    slots: FragmentSlots<[u8; 8], (), N>,
+/// Reassembly front end with `N` slots (default `ZT_RX_QUEUE_SIZE` = 32); `T` tags pieces.
+pub struct Receiver<T: Copy + Default = (), const N: usize = DEFAULT_SLOTS> {
+    slots: FragmentSlots<[u8; 8], T, N>,
 }
 
-impl<const N: usize> Receiver<N> {
+impl<T: Copy + Default, const N: usize> Receiver<T, N> {
     /// Incomplete sets are dropped `timeout_ms` after their first piece.
     pub fn new(timeout_ms: u64) -> Self {
         Self { slots: FragmentSlots::new(timeout_ms) }
@@ -39,28 +43,38 @@ impl<const N: usize> Receiver<N> {
     /// Offer one UDP payload received at `now_ms`. `out` must hold a maximum-size packet
     /// (10024 bytes) to receive reassembled packets.
     pub fn receive(&mut self, datagram: &[u8], now_ms: u64, out: &mut [u8]) -> Inbound {
+        self.receive_tagged(datagram, T::default(), now_ms, out).0
+    }
+
+    /// [`Receiver::receive`] with a tag for this piece; a reassembled packet comes with the tag
+    /// its head was offered with.
+    pub fn receive_tagged(&mut self, datagram: &[u8], tag: T, now_ms: u64, out: &mut [u8]) -> (Inbound, Option<T>) {
         let result = match classify(datagram) {
             DatagramKind::Beacon => {
-                return Inbound::Beacon(address_from_bytes(&datagram[8..BEACON_LEN].try_into().unwrap_or([0; 5])));
+                let address = address_from_bytes(&datagram[8..BEACON_LEN].try_into().unwrap_or([0; 5]));
+                return (Inbound::Beacon(address), None);
             }
-            DatagramKind::Other => return Inbound::Dropped(ProtocolError::NotZeroTier { len: datagram.len() }),
-            DatagramKind::Head if datagram[18] & crate::header::FLAG_FRAGMENTED == 0 => return Inbound::Packet,
+            DatagramKind::Other => return (Inbound::Dropped(ProtocolError::NotZeroTier { len: datagram.len() }), None),
+            DatagramKind::Head if datagram[18] & crate::header::FLAG_FRAGMENTED == 0 => {
+                return (Inbound::Packet, Some(tag));
+            }
             DatagramKind::Head => {
                 let id: [u8; 8] = datagram[..8].try_into().unwrap_or([0; 8]);
-                self.slots.push_head(id, datagram, (), now_ms, out)
+                self.slots.push_head(id, datagram, tag, now_ms, out)
             }
             DatagramKind::Fragment => match FragmentView::parse(datagram) {
-                Ok(f) => self.slots.push_fragment(f.packet_id(), &f, (), now_ms, out),
-                Err(e) => return Inbound::Dropped(e),
+                Ok(f) => self.slots.push_fragment(f.packet_id(), &f, tag, now_ms, out),
+                Err(e) => return (Inbound::Dropped(e), None),
             },
         };
         // Evictions are visible through `in_progress`; nothing to report per datagram.
         self.slots.drain_evicted().for_each(drop);
         match result {
-            Ok(Reassembly::Complete { len, .. }) => Inbound::Reassembled { len },
-            Ok(Reassembly::Pending) => Inbound::Pending,
-            Ok(Reassembly::Duplicate) => Inbound::Duplicate,
-            Err(e) => Inbound::Dropped(e),
+            // Pieces are tagged in fragment order, head first.
+            Ok(Reassembly::Complete { len, tags }) => (Inbound::Reassembled { len }, tags.first().copied()),
+            Ok(Reassembly::Pending) => (Inbound::Pending, None),
+            Ok(Reassembly::Duplicate) => (Inbound::Duplicate, None),
+            Err(e) => (Inbound::Dropped(e), None),
         }
     }
 
@@ -76,7 +90,7 @@ impl<const N: usize> Receiver<N> {
     }
 }
 
-impl Default for Receiver<DEFAULT_SLOTS> {
+impl<T: Copy + Default> Default for Receiver<T, DEFAULT_SLOTS> {
     fn default() -> Self {
         Self::new(DEFAULT_TIMEOUT_MS)
     }
@@ -96,7 +110,7 @@ mod tests {
 
     #[test]
     fn heads_pass_through_and_fragments_reassemble() {
-        let mut rx: Receiver<4> = Receiver::new(1000);
+        let mut rx: Receiver<(), 4> = Receiver::new(1000);
         let mut out = vec![0u8; MAX_PACKET_LEN];
         let mut packet: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
         packet[13] = 0x01;
@@ -122,5 +136,23 @@ mod tests {
         assert_eq!(rx.receive(&parts[0], 10, &mut out), Inbound::Pending);
         rx.expire(2000);
         assert_eq!(rx.in_progress(), 0);
+    }
+
+    #[test]
+    fn a_reassembled_packet_belongs_to_its_heads_path() {
+        let mut rx: Receiver<u16, 4> = Receiver::new(1000);
+        let mut out = vec![0u8; MAX_PACKET_LEN];
+        let mut packet: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        packet[13] = 0x01;
+        packet[18] = 0x58;
+        let mut parts = Vec::new();
+        fragment_packet(&packet, 1432, |d| parts.push(d.to_vec())).unwrap();
+        assert_eq!(rx.receive_tagged(&parts[0], 7, 0, &mut out), (Inbound::Pending, None));
+        assert_eq!(rx.receive_tagged(&parts[2], 9, 0, &mut out), (Inbound::Pending, None));
+        assert_eq!(rx.receive_tagged(&parts[1], 9, 0, &mut out), (Inbound::Reassembled { len: 3000 }, Some(7)));
+        // the last piece may be the head: still its tag
+        assert_eq!(rx.receive_tagged(&parts[1], 9, 1, &mut out), (Inbound::Pending, None));
+        assert_eq!(rx.receive_tagged(&parts[2], 9, 1, &mut out), (Inbound::Pending, None));
+        assert_eq!(rx.receive_tagged(&parts[0], 5, 1, &mut out), (Inbound::Reassembled { len: 3000 }, Some(5)));
     }
 }

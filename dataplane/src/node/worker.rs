@@ -95,7 +95,7 @@ pub struct Shared {
     pub data_path: ArcSwap<DataPath>,
     pub egress: ArcSwap<EgressTable>,
     pub punts: Sender<Punt>,
-    pub reassembly: Vec<Mutex<Reassembly>>,
+    pub reassembly: Vec<Mutex<Reassembly<Piece>>>,
     /// Interface index of each underlay interface, in `--iface` order (a path's local socket).
     pub ifindexes: Vec<u32>,
     /// The node's clock origin.
@@ -107,8 +107,23 @@ impl Shared {
         Instant(self.epoch.elapsed().as_millis() as u64)
     }
 
-    pub fn new_reassembly() -> Vec<Mutex<Reassembly>> {
+    pub fn new_reassembly() -> Vec<Mutex<Reassembly<Piece>>> {
         (0..STRIPES).map(|_| Mutex::new(Reassembly::default())).collect()
+    }
+}
+
+/// Where a piece of a fragmented packet came from: a reassembled packet belongs to its head's
+/// path and hop count (VL1 §3.2), not to whichever piece completed it.
+#[derive(Clone, Copy, Debug)]
+pub struct Piece {
+    local: u32,
+    remote: SocketAddr,
+    hops: u8,
+}
+
+impl Default for Piece {
+    fn default() -> Self {
+        Piece { local: 0, remote: SocketAddr::from(([0, 0, 0, 0], 0)), hops: 7 }
     }
 }
 
@@ -432,12 +447,15 @@ impl Processor<'_> {
         let now = self.shared.now().as_millis();
         // A worker that panicked holding the lock left a consistent table (receive does not
         // unwind half-way through a slot); keep using it rather than lose the stripe.
-        let outcome = self.shared.reassembly[stripe].lock().unwrap_or_else(std::sync::PoisonError::into_inner).receive(
-            datagram,
-            now,
-            &mut self.scratch,
-        );
-        let Inbound::Reassembled { len } = outcome else { return Verdict::Free };
+        let piece = Piece { local, remote, hops };
+        let (outcome, head) = self.shared.reassembly[stripe]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .receive_tagged(datagram, piece, now, &mut self.scratch);
+        // The packet belongs to its head's path and hop count, not the last piece's.
+        let (Inbound::Reassembled { len }, Some(Piece { local, remote, hops })) = (outcome, head) else {
+            return Verdict::Free;
+        };
         let mut random = || self.rng.next_u32();
         let packet = &mut self.scratch[..len];
         match dp.receive(packet, &mut random) {
