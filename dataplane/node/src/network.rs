@@ -264,6 +264,14 @@ impl crate::Node {
         request.encode(&mut payload);
         let controller = id.controller();
         if controller == self.me {
+            // Our own network: ask our controller directly (§2.2).
+            let me = self.identity.to_public();
+            let answer = self.controller.as_mut().and_then(|c| c.request(now, id, &me, &request.metadata));
+            match answer {
+                Some(Ok(dictionary)) => self.install_config(now, id, &dictionary),
+                Some(Err(code)) => self.on_network_error(now, controller, id, Verb::NetworkConfigRequest, code),
+                None => {}
+            }
             return;
         }
         self.send(now, controller, Outgoing::new(Verb::NetworkConfigRequest, payload).compressed().expecting_reply());
@@ -286,7 +294,7 @@ impl crate::Node {
         }
         match &chunk.signed {
             Some(sig) => {
-                let Some(identity) = self.peers.get(&controller).map(|p| p.identity.clone()) else {
+                let Some(identity) = self.identity_of(controller) else {
                     self.request_whois(now, controller);
                     self.park_opened(now, rx);
                     return;
@@ -491,7 +499,7 @@ impl crate::Node {
         if m.and_then(|m| m.com.as_ref()) == Some(com) {
             return ComOutcome::Rejected; // redundant
         }
-        let Some(signer) = self.peers.get(&controller).map(|p| p.identity.clone()) else {
+        let Some(signer) = self.identity_of(controller) else {
             return ComOutcome::NeedSigner(controller);
         };
         if !com.verify(&signer) {
@@ -507,7 +515,7 @@ impl crate::Node {
 
     fn accept_coo(&mut self, coo: &CertificateOfOwnership) -> Option<NetworkId> {
         let id = coo.network_id;
-        let signer = self.peers.get(&id.controller())?.identity.clone();
+        let signer = self.identity_of(id.controller())?;
         if coo.signed_by != id.controller() || !coo.verify(&signer) {
             return None;
         }
@@ -526,7 +534,7 @@ impl crate::Node {
 
     fn accept_tag(&mut self, tag: &Tag) -> Option<NetworkId> {
         let id = tag.network_id;
-        let signer = self.peers.get(&id.controller())?.identity.clone();
+        let signer = self.identity_of(id.controller())?;
         if tag.signed_by != id.controller() || !signer.verify(&tag_signed_bytes(tag), &tag.signature) {
             return None;
         }
@@ -543,7 +551,7 @@ impl crate::Node {
     /// it too, as 1.14.1 does).
     fn accept_revocation(&mut self, revocation: &Revocation) -> Option<NetworkId> {
         let id = revocation.network_id;
-        let signer = self.peers.get(&id.controller())?.identity.clone();
+        let signer = self.identity_of(id.controller())?;
         if revocation.signed_by != id.controller()
             || !signer.verify(&revocation_signed_bytes(revocation), &revocation.signature)
         {
@@ -614,6 +622,15 @@ impl crate::Node {
             }
             None => false,
         }
+    }
+
+    /// The public identity behind `address`: ours, or a peer's. A controller signs with its own
+    /// identity, and may be this node.
+    pub(crate) fn identity_of(&self, address: Address) -> Option<Identity> {
+        if address == self.me {
+            return Some(self.identity.to_public());
+        }
+        self.peers.get(&address).map(|p| p.identity.clone())
     }
 
     /// Whether `peer` passes `id`'s gate.

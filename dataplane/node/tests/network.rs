@@ -317,3 +317,19 @@ fn gather_results_are_taken_only_from_roots_and_the_controller() {
     forge(&mut net.sim, 0);
     assert_eq!(multicast(&mut net.sim, &fakes), 5, "the controller's gather results were ignored");
 }
+
+/// A node that controls a network can join it: it asks its own controller (§2.2) and then
+/// talks to the other members like any member.
+#[test]
+fn the_controller_joins_its_own_network() {
+    let mut net = network(vec![0x01, 0x00]);
+    let nwid = net.nwid;
+    let moon = net.sim.nodes[0].identity.address().as_u64();
+    net.plans.lock().unwrap().insert(moon, MemberPlan { authorized: true, ip: "198.19.0.9".into() });
+    let now = net.sim.now;
+    net.sim.nodes[0].node.join(nwid, now).unwrap();
+    wait_configured(&mut net.sim, nwid, &[0, 1, 2]);
+    assert_eq!(net.sim.config(0, nwid).unwrap().addresses[0].to_string(), "198.19.0.9/24");
+    let (to_a, to_moon) = exchange(&mut net.sim, nwid, 0, 1, 5, 64);
+    assert_eq!((to_a, to_moon), (5, 5));
+}
