@@ -12,11 +12,10 @@
 //! that receive AF_XDP TX have GRO on (else veth drops redirected frames).
 use crate::{Netns, Topology, kill_with_parent};
 use anyhow::{Context, Result, bail};
-use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const GEN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 pub const DUT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
@@ -82,21 +81,7 @@ impl FwdBed {
         // A test killed mid-run must not leave a dataplane running in its namespace.
         kill_with_parent(&mut command);
         let mut child = command.spawn().context("starting ztplane")?;
-        let start = Instant::now();
-        while !ready.exists() {
-            if let Some(status) = child.try_wait()? {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                bail!("ztplane exited early ({status}): {}", err.trim());
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                bail!("ztplane not ready after 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait_ready(&mut child, &ready, "ztplane", Duration::from_secs(30))?;
         Ok(Dataplane { child: Some(child), ready, instance })
     }
 }

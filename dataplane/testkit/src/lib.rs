@@ -222,6 +222,28 @@ pub fn kill_with_parent(command: &mut Command) {
     };
 }
 
+/// Waits until `child` creates `ready` (its `--ready-file`); kills it after `timeout`. If it
+/// exits first, the error carries what it wrote on stderr.
+pub fn wait_ready(child: &mut Child, ready: &std::path::Path, what: &str, timeout: std::time::Duration) -> Result<()> {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    while !ready.exists() {
+        if let Some(status) = child.try_wait()? {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            bail!("{what} exited early ({status}): {}", err.trim());
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            bail!("{what} not ready after {} s", timeout.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// Sends `signal` to `child` and waits (at most 20 s) for it to end; returns its status and
 /// everything it wrote on stdout and stderr. `ip netns exec` execs the program, so the child's
 /// pid is the program itself.

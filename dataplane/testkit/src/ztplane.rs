@@ -5,11 +5,11 @@
 use crate::{Netns, kill_with_parent};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The node's control socket in its home directory (`ztplane_host::control_socket::SOCKET_NAME`).
 pub const CONTROL_SOCKET: &str = "ztplane.sock";
@@ -46,21 +46,7 @@ impl ZtplaneNode {
         command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "info");
         kill_with_parent(&mut command);
         let mut child = command.spawn().context("starting ztplane node")?;
-        let start = Instant::now();
-        while !ready.exists() {
-            if let Some(status) = child.try_wait()? {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                bail!("ztplane node exited early ({status}): {}", err.trim());
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                bail!("ztplane node not ready after 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_ready(&mut child, &ready, "ztplane node", Duration::from_secs(60))?;
         Ok(ZtplaneNode { child: Some(child), home: home.to_path_buf(), netns: netns.clone(), instance, ready })
     }
 
