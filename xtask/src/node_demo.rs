@@ -46,9 +46,11 @@ pub fn run(binary: &Path, zerotier: Option<PathBuf>) -> Result<()> {
     let root = std::env::temp_dir().join(format!("ztplane-demo-{}", std::process::id()));
     std::fs::create_dir_all(&root)?;
     let _cleanup = Dir(root.clone());
-    println!("demo: namespaces moon, a, b on one switch (198.18.0.0/24, 2 queues per link)");
+    println!(
+        "demo: namespaces moon, a, b (and c, d for the baseline) on one switch (198.18.0.0/24, 2 queues per link)"
+    );
     let mut topo = Topology::new()?;
-    let lan = Lan::with_queues(&mut topo, &["moon", "a", "b"], 2)?;
+    let lan = Lan::with_queues(&mut topo, &["moon", "a", "b", "c", "d"], 2)?;
     let moon = Moon::prepare(&zerotier, lan.host("moon")?.ip)?;
     println!("demo: zerotier-one moon + controller {} ({})", moon.address(), zerotier.display());
     let controller = ZeroTierNode::start(&zerotier, &lan.host("moon")?.netns, NodeConfig::moon(&moon))?;
@@ -149,6 +151,31 @@ pub fn run(binary: &Path, zerotier: Option<PathBuf>) -> Result<()> {
     }
     println!("ping rtt avg {rtt} ms");
     drop(nodes);
+    // The same transfer between two zerotier-one members on the same switch, as the baseline.
+    println!();
+    println!("demo: baseline: two zerotier-one members (c, d) on the same switch and network");
+    let c = ZeroTierNode::start(&zerotier, &lan.host("c")?.netns, NodeConfig::member(&moon))?;
+    let d = ZeroTierNode::start(&zerotier, &lan.host("d")?.netns, NodeConfig::member(&moon))?;
+    for (node, ip) in [(&c, "198.19.0.31"), (&d, "198.19.0.32")] {
+        controller.authorize(nwid, node.address(), Some(ip))?;
+        node.join(nwid)?;
+    }
+    for node in [&c, &d] {
+        node.wait_for_ip(nwid, Duration::from_secs(60))?;
+    }
+    let (c_ns, d_ns) = (lan.host("c")?.netns.clone(), lan.host("d")?.netns.clone());
+    ztplane_testkit::zerotier::wait_until("a first ping c → d", Duration::from_secs(30), || {
+        let ok =
+            c_ns.command("ping").args(["-c", "1", "-W", "2", "198.19.0.32"]).output().map_err(|e| e.to_string())?;
+        if ok.status.success() { Ok(()) } else { Err("no reply".into()) }
+    })?;
+    let (base_secs, base_checked) = transfer(&c_ns, &d_ns, "198.19.0.32")?;
+    let gbps = |secs: f64| (TRANSFER * 8) as f64 / secs / 1e9;
+    println!();
+    println!("{:<28} {:>10} {:>9}  intact", "TCP, 1 flow, 64 MiB", "Gbit/s", "ratio");
+    println!("{:<28} {:>10.2} {:>9}  {}", "zerotier-one ↔ zerotier-one", gbps(base_secs), "1.00", base_checked);
+    println!("{:<28} {:>10.2} {:>9.2}  {}", "ztplane ↔ ztplane", gbps(secs), gbps(secs) / gbps(base_secs), checked);
+    drop((c, d));
     drop(controller);
     println!("demo: done; nodes stopped, namespaces removed");
     Ok(())
