@@ -1,11 +1,13 @@
 //! `cargo xtask run` with no arguments: two ztplane nodes join a ZeroTier network whose moon and
 //! controller is a real zerotier-one, in namespaces; a ping and a TCP transfer cross the
-//! overlay; a table shows what each node did.
+//! overlay; a table shows what each node did. Two zerotier-one members (c, d) then make the same
+//! transfer: the baseline of the same run.
 //!
 //! ```text
 //!   [moon] zerotier-one moon + controller      198.18.0.1
 //!   [a]    ztplane node   eth0 198.18.0.2      overlay 198.19.0.21
 //!   [b]    ztplane node   eth0 198.18.0.3      overlay 198.19.0.22
+//!   [c, d] zerotier-one   eth0 198.18.0.4, .5  overlay 198.19.0.31, .32
 //! ```
 //! Until ztplane has a controller of its own, the moon is zerotier-one from `../shared/ref` or
 //! `--zerotier PATH`.
