@@ -18,9 +18,12 @@ struct Net {
 
 /// Moon/controller at index 0, members a (1) and b (2), both authorized.
 fn network(rules: Vec<u8>) -> Net {
+    network_on(Sim::new(), rules)
+}
+
+fn network_on(mut sim: Sim, rules: Vec<u8>) -> Net {
     let ids = identities();
-    let mut sim = Sim::new();
-    let moon = moon(&ids[0], underlay(0));
+    let moon = moon(&ids[0], sim.underlay(0));
     let nwid = controlled_network(&ids[0]);
     let plans = Arc::new(Mutex::new(std::collections::HashMap::new()));
     plans.lock().unwrap().insert(ids[1].address().as_u64(), MemberPlan { authorized: true, ip: "198.19.0.1".into() });
@@ -332,4 +335,18 @@ fn the_controller_joins_its_own_network() {
     assert_eq!(net.sim.config(0, nwid).unwrap().addresses[0].to_string(), "198.19.0.9/24");
     let (to_a, to_moon) = exchange(&mut net.sim, nwid, 0, 1, 5, 64);
     assert_eq!((to_a, to_moon), (5, 5));
+}
+
+/// The same on an IPv6 underlay: HELLO destinations, learned paths, RENDEZVOUS and direct-path
+/// pushes carry IPv6 addresses, and frames still cross (mostly on the data path).
+#[test]
+fn members_exchange_frames_over_an_ipv6_underlay() {
+    let mut net = network_on(Sim::new_v6(), vec![0x01, 0x00]);
+    let nwid = net.nwid;
+    wait_configured(&mut net.sim, nwid, &[1, 2]);
+    let (to_b, to_a) = exchange(&mut net.sim, nwid, 1, 2, 50, 2772);
+    assert_eq!((to_b, to_a), (50, 50));
+    let peer_b = net.sim.nodes[1].node.peer(net.sim.nodes[2].identity.address()).unwrap();
+    assert!(peer_b.paths.iter().any(|p| p.remote == underlay_v6(2)), "no direct IPv6 path a→b: {:?}", peer_b.paths);
+    assert!(net.sim.nodes[1].fast_tx >= 45 && net.sim.nodes[2].fast_rx >= 45);
 }

@@ -169,6 +169,14 @@ pub struct Sim {
     pub unroutable: u64,
     /// Per node, the wire ID of the last packet head it sent.
     last_head: HashMap<usize, [u8; 8]>,
+    /// IPv6 underlay ([`underlay_v6`]) instead of IPv4.
+    pub v6: bool,
+}
+
+/// Node `i`'s IPv6 underlay address in a [`Sim::new_v6`] network: the documentation prefix,
+/// only ever an address inside this virtual network.
+pub fn underlay_v6(i: usize) -> SocketAddr {
+    format!("[2001:db8::{}]:9993", i + 1).parse().unwrap()
 }
 
 pub fn underlay(i: usize) -> SocketAddr {
@@ -185,6 +193,7 @@ impl Sim {
             in_flight: VecDeque::new(),
             unroutable: 0,
             last_head: HashMap::new(),
+            v6: false,
         }
     }
 
@@ -208,10 +217,11 @@ impl Sim {
             seed,
         };
         let mut node = Node::new(config, self.now).expect("node");
-        node.set_local_addresses(vec![(1, underlay(index))]);
+        let addr = self.underlay(index);
+        node.set_local_addresses(vec![(1, addr)]);
         self.nodes.push(SimNode {
             node,
-            addr: underlay(index),
+            addr,
             identity,
             delivered: Vec::new(),
             events: Vec::new(),
@@ -225,6 +235,16 @@ impl Sim {
         self.nodes[index].node.handle_timeout(self.now);
         self.drain(index);
         index
+    }
+
+    /// The same virtual network on an IPv6 underlay.
+    pub fn new_v6() -> Self {
+        Sim { v6: true, ..Sim::new() }
+    }
+
+    /// Node `i`'s underlay address.
+    pub fn underlay(&self, i: usize) -> SocketAddr {
+        if self.v6 { underlay_v6(i) } else { underlay(i) }
     }
 
     /// Replaces node `i` by a fresh one built from what it saved (restart).
