@@ -4,12 +4,18 @@
 //! (header 27 + payload); the OpenSSL op processes the same payload plus an 11-byte AAD. Decrypt ops start
 //! from a pristine copy of the sealed packet each time (both sides pay that copy).
 //!
+//! Suite 3 gets one set of rows per AES-GMAC-SIV implementation this CPU can run (VAES, AES-NI, portable;
+//! each built explicitly, so `ZTPLANE_GMAC_SIV` does not matter here), each paired with its own OpenSSL run
+//! so that every ratio comes from alternating measurements. The `variant` column names what ran; for suite 1
+//! it is "auto" (Salsa20/Poly1305 choices are in the header line).
+//!
 //! Options: `--ms N` time per measurement (default 120), `--reps N` best-of repetitions (default 3).
 use anyhow::{Context, Result, bail, ensure};
 use openssl::cipher::{Cipher, CipherRef};
 use openssl::cipher_ctx::CipherCtx;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use ztplane_crypto::gmac_siv::Implementation;
 use ztplane_crypto::{CipherSuite, PeerKey, armor, dearmor};
 
 const SIZES: [usize; 3] = [64, 1400, 2800];
@@ -136,6 +142,7 @@ impl Reference {
 
 struct Row {
     suite: u8,
+    variant: &'static str,
     op: &'static str,
     bytes: usize,
     gbps: f64,
@@ -145,13 +152,23 @@ struct Row {
 
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
-    let key = PeerKey::from_bytes(std::array::from_fn(|i| (i * 29 + 3) as u8));
+    let key_bytes = std::array::from_fn(|i| (i * 29 + 3) as u8);
     let reference_key: [u8; 32] = std::array::from_fn(|i| (i * 17 + 1) as u8);
     let mut rows = Vec::new();
-    for (suite, number, reference_name, cipher) in [
-        (CipherSuite::Salsa2012Poly1305, 1u8, "openssl chacha20-poly1305", Cipher::chacha20_poly1305()),
-        (CipherSuite::AesGmacSiv, 3u8, "openssl aes-256-gcm", Cipher::aes_256_gcm()),
-    ] {
+    let mut cases = vec![(
+        CipherSuite::Salsa2012Poly1305,
+        1u8,
+        "auto",
+        PeerKey::from_bytes(key_bytes),
+        "openssl chacha20-poly1305",
+        Cipher::chacha20_poly1305(),
+    )];
+    for variant in Implementation::available() {
+        let key = PeerKey::from_bytes_with(key_bytes, variant).context("available variant refused")?;
+        ensure!(key.gmac_siv_implementation() == variant);
+        cases.push((CipherSuite::AesGmacSiv, 3u8, variant.name(), key, "openssl aes-256-gcm", Cipher::aes_256_gcm()));
+    }
+    for (suite, number, variant, key, reference_name, cipher) in cases {
         let mut reference = Reference::new(cipher, &reference_key)?;
         let mut open_reference = Reference::new(cipher, &reference_key)?;
         for bytes in SIZES {
@@ -201,6 +218,7 @@ pub fn run(args: &[String]) -> Result<()> {
             for (op, ours, theirs) in [("armor", ours_armor, theirs_seal), ("dearmor", ours_dearmor, theirs_open)] {
                 rows.push(Row {
                     suite: number,
+                    variant,
                     op,
                     bytes,
                     gbps: ours * 8.0 / 1e9,
@@ -212,26 +230,27 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     println!(
-        "crypto: single core, best of {} x {:?}; salsa20: {}; poly1305: {}; aes-gmac-siv: {}",
+        "crypto: single core, best of {} x {:?}; salsa20: {}; poly1305: {}; aes-gmac-siv default: {} (runnable: {})",
         options.reps,
         options.per_measurement,
         ztplane_crypto::salsa20::implementation(),
         ztplane_crypto::poly1305::implementation(),
         ztplane_crypto::gmac_siv::AesGmacSiv::new(&[0; 32], &[0; 32]).implementation(),
+        Implementation::available().iter().map(|v| v.name()).collect::<Vec<_>>().join(", "),
     );
     println!(
-        "{:<6} {:<8} {:>6} {:>10} {:<26} {:>10} {:>6}",
-        "suite", "op", "bytes", "Gbit/s", "reference", "ref Gbit/s", "ratio"
+        "{:<6} {:<9} {:<8} {:>6} {:>10} {:<26} {:>10} {:>6}",
+        "suite", "variant", "op", "bytes", "Gbit/s", "reference", "ref Gbit/s", "ratio"
     );
     let mut records = Vec::new();
     for row in &rows {
         let ratio = row.gbps / row.reference_gbps;
         println!(
-            "{:<6} {:<8} {:>6} {:>10.2} {:<26} {:>10.2} {:>6.2}",
-            row.suite, row.op, row.bytes, row.gbps, row.reference, row.reference_gbps, ratio
+            "{:<6} {:<9} {:<8} {:>6} {:>10.2} {:<26} {:>10.2} {:>6.2}",
+            row.suite, row.variant, row.op, row.bytes, row.gbps, row.reference, row.reference_gbps, ratio
         );
         records.push(serde_json::json!({
-            "suite": row.suite, "op": row.op, "bytes": row.bytes, "gbps": row.gbps,
+            "suite": row.suite, "variant": row.variant, "op": row.op, "bytes": row.bytes, "gbps": row.gbps,
             "reference": row.reference, "reference_gbps": row.reference_gbps, "ratio": ratio,
         }));
     }

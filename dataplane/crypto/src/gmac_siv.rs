@@ -1,12 +1,127 @@
 //! AES-GMAC-SIV (§6.3): a synthetic-IV construction from AES-256-GMAC (key K0) and AES-256 ECB + CTR (key K1),
 //! used by cipher suite 3. The 16-byte tag travels in the packet ID field (bytes 0..8) and the MAC field
 //! (bytes 19..27).
+//!
+//! Three implementations, chosen per key at run time (see [`Implementation`]): 512-bit VAES + VPCLMULQDQ,
+//! 128-bit AES-NI + PCLMULQDQ, and the portable `aes`/`ghash` crates. The environment variable
+//! [`ENV_VAR`] (`ZTPLANE_GMAC_SIV=vaes|aesni|portable`) forces one of them.
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use aes::{Aes256Dec, Aes256Enc};
 use ctr::cipher::{InnerIvInit, StreamCipher};
 use ghash::GHash;
 use ghash::universal_hash::UniversalHash;
 use subtle::ConstantTimeEq;
+
+/// Name of the environment variable that forces an implementation: `vaes`, `aesni` or `portable`.
+///
+/// Read once per process, at the first key setup. If the CPU cannot run the forced variant, or the value is
+/// not one of the three names, the best variant this CPU can run is used instead and one line saying so is
+/// written to standard error (the only output of this library): key setup cannot fail, and a node must not
+/// refuse to start because of a tuning knob, but silently measuring a different variant would be worse.
+pub const ENV_VAR: &str = "ZTPLANE_GMAC_SIV";
+
+/// An implementation of AES-GMAC-SIV. All produce identical output; they differ in speed and CPU needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Implementation {
+    /// 512-bit VAES + VPCLMULQDQ (x86-64 with AVX-512F/BW): 16 blocks per GHASH reduction.
+    Vaes,
+    /// 128-bit AES-NI + PCLMULQDQ (x86-64 with SSE4.1): 8 blocks in flight, CTR and GHASH stitched on
+    /// decryption.
+    AesNi,
+    /// The `aes`, `ctr` and `ghash` crates (which use AES-NI/PCLMULQDQ one block at a time where present).
+    Portable,
+}
+
+impl Implementation {
+    /// Fastest first.
+    pub const ALL: [Implementation; 3] = [Implementation::Vaes, Implementation::AesNi, Implementation::Portable];
+
+    /// Short name, as accepted by [`ENV_VAR`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Vaes => "vaes",
+            Implementation::AesNi => "aesni",
+            Implementation::Portable => "portable",
+        }
+    }
+
+    /// Short name followed by what it uses (for benchmark reports).
+    pub fn description(self) -> &'static str {
+        match self {
+            Implementation::Vaes => "vaes (vaes+vpclmulqdq, avx512)",
+            Implementation::AesNi => "aesni (aes-ni+pclmulqdq, 128-bit, 8 blocks)",
+            Implementation::Portable => "portable (aes/ctr/ghash crates)",
+        }
+    }
+
+    /// The inverse of [`Implementation::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// Whether this CPU can run it.
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Implementation::Vaes => crate::gmac_siv_vaes::available(),
+            #[cfg(target_arch = "x86_64")]
+            Implementation::AesNi => crate::gmac_siv_aesni::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Implementation::Vaes | Implementation::AesNi => false,
+            Implementation::Portable => true,
+        }
+    }
+
+    /// Every implementation this CPU can run, fastest first (never empty: the portable one always runs).
+    pub fn available() -> Vec<Implementation> {
+        Self::ALL.into_iter().filter(|i| i.is_available()).collect()
+    }
+
+    /// The fastest implementation this CPU can run.
+    pub fn best() -> Self {
+        Self::ALL.into_iter().find(|i| i.is_available()).unwrap_or(Implementation::Portable)
+    }
+
+    /// What [`AesGmacSiv::new`] uses: [`ENV_VAR`] if set and runnable, else [`Implementation::best`]
+    /// (decided once per process).
+    pub fn selected() -> Self {
+        static SELECTED: std::sync::OnceLock<Implementation> = std::sync::OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            let Some(value) = std::env::var_os(ENV_VAR) else { return Self::best() };
+            let value = value.to_string_lossy();
+            let best = Self::best();
+            match Self::from_name(value.trim()) {
+                Some(forced) if forced.is_available() => forced,
+                Some(forced) => {
+                    eprintln!(
+                        "ztplane-crypto: {ENV_VAR}={value}: this CPU cannot run {}, using {}",
+                        forced.name(),
+                        best.name()
+                    );
+                    best
+                }
+                None => {
+                    eprintln!(
+                        "ztplane-crypto: {ENV_VAR}={value:?} is not vaes, aesni or portable, using {}",
+                        best.name()
+                    );
+                    best
+                }
+            }
+        })
+    }
+}
+
+/// The SIMD key schedules of the implementation in use (the portable fields are always present: the tag's
+/// ECB decryption uses them in every variant).
+#[derive(Clone)]
+enum Simd {
+    None,
+    #[cfg(target_arch = "x86_64")]
+    Vaes(crate::gmac_siv_vaes::VaesKeys),
+    #[cfg(target_arch = "x86_64")]
+    AesNi(crate::gmac_siv_aesni::AesNiKeys),
+}
 
 /// Pre-expanded K0/K1 key schedules and the GHASH key; derive once per peer.
 #[derive(Clone)]
@@ -15,46 +130,62 @@ pub struct AesGmacSiv {
     ghash: GHash,
     k1_enc: Aes256Enc,
     k1_dec: Aes256Dec,
-    /// The VAES/VPCLMULQDQ implementation, when the CPU has it (chosen at key setup).
-    #[cfg(target_arch = "x86_64")]
-    vaes: Option<crate::gmac_siv_vaes::VaesKeys>,
+    simd: Simd,
 }
 
 impl AesGmacSiv {
-    /// From the two AES-256 keys (for packets: derived from the peer key, see [`crate::PeerKey`]).
+    /// From the two AES-256 keys (for packets: derived from the peer key, see [`crate::PeerKey`]), with the
+    /// implementation [`Implementation::selected`].
     pub fn new(k0: &[u8; 32], k1: &[u8; 32]) -> Self {
-        let k0_bytes = k0;
-        let k0 = Aes256Enc::new(k0.into());
+        Self::with_implementation(k0, k1, Implementation::selected())
+            .unwrap_or_else(|| Self::with_implementation(k0, k1, Implementation::Portable).expect("portable runs"))
+    }
+
+    /// With a given implementation; `None` if this CPU cannot run it.
+    pub fn with_implementation(k0: &[u8; 32], k1: &[u8; 32], implementation: Implementation) -> Option<Self> {
+        if !implementation.is_available() {
+            return None;
+        }
+        let simd = match implementation {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `is_available` just ran `gmac_siv_vaes::available`, the CPU feature check it requires.
+            Implementation::Vaes => Simd::Vaes(unsafe { crate::gmac_siv_vaes::VaesKeys::new(k0, k1) }),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `is_available` just ran `gmac_siv_aesni::available`, the CPU feature check it requires.
+            Implementation::AesNi => Simd::AesNi(unsafe { crate::gmac_siv_aesni::AesNiKeys::new(k0, k1) }),
+            _ => Simd::None,
+        };
+        let k0_schedule = Aes256Enc::new(k0.into());
         let mut h = aes::Block::default();
-        k0.encrypt_block(&mut h);
-        AesGmacSiv {
+        k0_schedule.encrypt_block(&mut h);
+        Some(AesGmacSiv {
             ghash: GHash::new(&h),
-            k0,
+            k0: k0_schedule,
             k1_enc: Aes256Enc::new(k1.into()),
             k1_dec: Aes256Dec::new(k1.into()),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU features were just checked.
-            vaes: crate::gmac_siv_vaes::available().then(|| unsafe { crate::gmac_siv_vaes::VaesKeys::new(k0_bytes, k1) }),
-        }
+            simd,
+        })
     }
 
-    /// The same keys without the SIMD implementation (reference for tests and benchmarks).
+    /// The same keys with the portable implementation (reference for tests and benchmarks).
     pub fn without_simd(&self) -> Self {
-        let mut copy = self.clone();
-        #[cfg(target_arch = "x86_64")]
-        {
-            copy.vaes = None;
-        }
-        copy
+        AesGmacSiv { simd: Simd::None, ..self.clone() }
     }
 
-    /// Name of the implementation in use.
-    pub fn implementation(&self) -> &'static str {
-        #[cfg(target_arch = "x86_64")]
-        if self.vaes.is_some() {
-            return "vaes+vpclmulqdq (avx512)";
+    /// The implementation in use.
+    pub fn variant(&self) -> Implementation {
+        match self.simd {
+            Simd::None => Implementation::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Simd::Vaes(_) => Implementation::Vaes,
+            #[cfg(target_arch = "x86_64")]
+            Simd::AesNi(_) => Implementation::AesNi,
         }
-        "aes-ni + ghash crates"
+    }
+
+    /// Name of the implementation in use: [`Implementation::description`] of [`AesGmacSiv::variant`].
+    pub fn implementation(&self) -> &'static str {
+        self.variant().description()
     }
 
     /// GMAC_K0 with 96-bit nonce `iv ‖ 0⁴` over `aad ‖ zero pad to 16 ‖ payload`, folded to 64 bits.
@@ -91,10 +222,14 @@ impl AesGmacSiv {
 
     /// Encrypts `payload` in place and returns the 16-byte SIV tag.
     pub fn encrypt_in_place(&self, iv: &[u8; 8], aad: &[u8], payload: &mut [u8]) -> [u8; 16] {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(vaes) = &self.vaes {
-            // SAFETY: `vaes` exists only if the CPU features were detected.
-            return unsafe { vaes.encrypt_in_place(iv, aad, payload) };
+        match &self.simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Simd::Vaes` is built only after `gmac_siv_vaes::available` returned true.
+            Simd::Vaes(vaes) => return unsafe { vaes.encrypt_in_place(iv, aad, payload) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Simd::AesNi` is built only after `gmac_siv_aesni::available` returned true.
+            Simd::AesNi(aesni) => return unsafe { aesni.encrypt_in_place(iv, aad, payload) },
+            Simd::None => {}
         }
         let folded = self.folded_gmac(iv, aad, payload);
         let mut tag = aes::Block::default();
@@ -112,17 +247,21 @@ impl AesGmacSiv {
         let mut iv_and_folded = aes::Block::from(*tag);
         self.k1_dec.decrypt_block(&mut iv_and_folded);
         let iv: [u8; 8] = iv_and_folded[..8].try_into().expect("8 bytes");
-        #[cfg(target_arch = "x86_64")]
-        if let Some(vaes) = &self.vaes {
-            // SAFETY: `vaes` exists only if the CPU features were detected.
-            let folded = unsafe {
+        let folded = match &self.simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Simd::Vaes` is built only after `gmac_siv_vaes::available` returned true.
+            Simd::Vaes(vaes) => unsafe {
                 vaes.decrypt_ctr(tag, payload);
                 vaes.gmac(&iv, aad, payload)
-            };
-            return bool::from(folded.ct_eq(&iv_and_folded[8..])).then_some(iv);
-        }
-        self.ctr_xor(tag, payload);
-        let folded = self.folded_gmac(&iv, aad, payload);
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Simd::AesNi` is built only after `gmac_siv_aesni::available` returned true.
+            Simd::AesNi(aesni) => unsafe { aesni.decrypt_and_gmac(tag, &iv, aad, payload) },
+            Simd::None => {
+                self.ctr_xor(tag, payload);
+                self.folded_gmac(&iv, aad, payload)
+            }
+        };
         bool::from(folded.ct_eq(&iv_and_folded[8..])).then_some(iv)
     }
 }

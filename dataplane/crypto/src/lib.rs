@@ -9,7 +9,9 @@
 //! [`PeerKey`] holds every per-peer precomputation (mangling key, AES-GMAC-SIV key schedules and GHASH
 //! tables) and is `Send + Sync`, so many cores can use one key at once through a shared reference.
 //!
-//! The library does no I/O and reads no clock; the only source of randomness is identity generation.
+//! The library does no I/O and reads no clock; the only source of randomness is identity generation. The one
+//! exception to "no I/O": a line on standard error when `ZTPLANE_GMAC_SIV` asks for something this CPU cannot
+//! run (see [`gmac_siv::ENV_VAR`]).
 //!
 //! ```
 //! use ztplane_crypto::{CipherSuite, PeerKey, armor, dearmor};
@@ -28,13 +30,16 @@
 //!
 //! Speed (x86-64, chosen at run time, portable code elsewhere): Salsa20 in 16-block AVX-512 or 8-block
 //! AVX2 batches ([`salsa20`]); Poly1305 eight blocks at a time with AVX-512 IFMA, else scalar radix 2^64
-//! ([`poly1305`]); AES-GMAC-SIV with 512-bit VAES and VPCLMULQDQ, else the `aes`/`ghash` crates
-//! ([`gmac_siv`]). `cargo xtask bench crypto` compares suites 1 and 3 with OpenSSL.
+//! ([`poly1305`]); AES-GMAC-SIV with 512-bit VAES and VPCLMULQDQ, else 128-bit AES-NI and PCLMULQDQ
+//! (8 blocks in flight), else the `aes`/`ghash` crates ([`gmac_siv`]; `ZTPLANE_GMAC_SIV=vaes|aesni|portable`
+//! forces one, see [`gmac_siv::ENV_VAR`]). `cargo xtask bench crypto` compares suites 1 and 3 with OpenSSL.
 
 mod address;
 mod armor;
 mod error;
 pub mod gmac_siv;
+#[cfg(target_arch = "x86_64")]
+mod gmac_siv_aesni;
 #[cfg(target_arch = "x86_64")]
 mod gmac_siv_vaes;
 mod hashcash;

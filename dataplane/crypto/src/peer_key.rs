@@ -1,5 +1,5 @@
 //! The per-peer symmetric key (§4.2) and what is derived from it once per peer: the AES-GMAC-SIV keys (§6.3).
-use crate::gmac_siv::AesGmacSiv;
+use crate::gmac_siv::{AesGmacSiv, Implementation};
 use hmac::{Hmac, Mac};
 use sha2::Sha384;
 use std::fmt;
@@ -24,6 +24,20 @@ impl PeerKey {
         let k0 = Self::derive_aes_key(&bytes, b'0');
         let k1 = Self::derive_aes_key(&bytes, b'1');
         PeerKey { gmac_siv: AesGmacSiv::new(&k0, &k1), bytes: Zeroizing::new(bytes) }
+    }
+
+    /// Like [`PeerKey::from_bytes`] with a given AES-GMAC-SIV implementation (tests and benchmarks compare
+    /// them); `None` if this CPU cannot run it.
+    pub fn from_bytes_with(bytes: [u8; PEER_KEY_LEN], implementation: Implementation) -> Option<Self> {
+        let k0 = Self::derive_aes_key(&bytes, b'0');
+        let k1 = Self::derive_aes_key(&bytes, b'1');
+        let gmac_siv = AesGmacSiv::with_implementation(&k0, &k1, implementation)?;
+        Some(PeerKey { gmac_siv, bytes: Zeroizing::new(bytes) })
+    }
+
+    /// The AES-GMAC-SIV implementation this key uses.
+    pub fn gmac_siv_implementation(&self) -> Implementation {
+        self.gmac_siv.variant()
     }
 
     pub fn as_bytes(&self) -> &[u8; PEER_KEY_LEN] {

@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use std::collections::HashMap;
+use ztplane_crypto::gmac_siv::Implementation;
 use ztplane_crypto::{Address, ArmorError, CipherSuite, Identity, PeerKey, dearmor, hello_crypt_field};
 
 const NODES: &str = "conformance/zt-1.14.1/nodes";
@@ -22,18 +23,23 @@ fn all_identities() -> HashMap<Address, Identity> {
     map
 }
 
-/// The end-to-end key between two addresses, from whichever side's secret is known.
+/// The end-to-end key between two addresses, from whichever side's secret is known, with the given
+/// AES-GMAC-SIV implementation (every test that dearmors suite 3 runs once per implementation this CPU has).
 fn key_between(
     ids: &HashMap<Address, Identity>,
     x: Address,
     y: Address,
     cache: &mut HashMap<(Address, Address), PeerKey>,
+    variant: Implementation,
 ) -> PeerKey {
     cache
         .entry((x.min(y), x.max(y)))
         .or_insert_with(|| {
             let (ix, iy) = (&ids[&x], &ids[&y]);
-            if ix.has_secret() { ix.agree(iy).unwrap() } else { iy.agree(ix).unwrap() }
+            let key = if ix.has_secret() { ix.agree(iy).unwrap() } else { iy.agree(ix).unwrap() };
+            let key = PeerKey::from_bytes_with(*key.as_bytes(), variant).expect("available variant");
+            assert_eq!(key.gmac_siv_implementation(), variant);
+            key
         })
         .clone()
 }
@@ -123,22 +129,30 @@ fn packet_key(
     ids: &HashMap<Address, Identity>,
     bytes: &[u8],
     cache: &mut HashMap<(Address, Address), PeerKey>,
+    variant: Implementation,
 ) -> PeerKey {
     let dest = Address::from_slice(&bytes[8..13]).unwrap();
     let source = Address::from_slice(&bytes[13..18]).unwrap();
-    key_between(ids, source, dest, cache)
+    key_between(ids, source, dest, cache, variant)
 }
 
 #[test]
 fn captured_packets_dearmor() {
+    for variant in Implementation::available() {
+        captured_packets_dearmor_with(variant);
+    }
+}
+
+fn captured_packets_dearmor_with(variant: Implementation) {
     let ids = all_identities();
     let mut cache = HashMap::new();
     let mut per_suite = HashMap::new();
     let mut fragmented = 0;
     for packet in captured_packets() {
-        let key = packet_key(&ids, &packet.bytes, &mut cache);
+        let key = packet_key(&ids, &packet.bytes, &mut cache, variant);
         let mut bytes = packet.bytes.clone();
-        let result = dearmor(&key, &mut bytes).unwrap_or_else(|e| panic!("record {}: {e}", packet.index));
+        let result =
+            dearmor(&key, &mut bytes).unwrap_or_else(|e| panic!("{} record {}: {e}", variant.name(), packet.index));
         let suite = packet.record["cipher"].as_u64().unwrap();
         assert_eq!(result.suite as u64, suite, "record {}", packet.index);
         match result.suite {
@@ -176,7 +190,7 @@ fn captured_hello_crypt_field_decrypts_moon_list() {
     let mut cache = HashMap::new();
     let packet = captured_packets().into_iter().find(|p| p.index == 0).unwrap();
     assert_eq!(packet.record["verb"], "HELLO");
-    let key = packet_key(&ids, &packet.bytes, &mut cache);
+    let key = packet_key(&ids, &packet.bytes, &mut cache, Implementation::best());
     let mut bytes = packet.bytes.clone();
     dearmor(&key, &mut bytes).unwrap();
     let tail_len = packet.record["decoded"]["encrypted_tail_len"].as_u64().unwrap() as usize;
@@ -193,6 +207,12 @@ fn captured_hello_crypt_field_decrypts_moon_list() {
 
 #[test]
 fn captured_packets_reject_tampering_but_not_hop_changes() {
+    for variant in Implementation::available() {
+        captured_packets_reject_tampering_with(variant);
+    }
+}
+
+fn captured_packets_reject_tampering_with(variant: Implementation) {
     let ids = all_identities();
     let mut cache = HashMap::new();
     let mut checked = HashMap::new();
@@ -203,7 +223,7 @@ fn captured_packets_reject_tampering_but_not_hop_changes() {
             continue;
         }
         *seen += 1;
-        let key = packet_key(&ids, &packet.bytes, &mut cache);
+        let key = packet_key(&ids, &packet.bytes, &mut cache, variant);
         // Any bit at offset 19 or beyond (MAC, verb, payload), and in the authenticated header bytes.
         let len = packet.bytes.len();
         let offsets = [0, 7, 8, 12, 13, 17, 19, 26, 27, 28, len / 2, len - 1];
@@ -213,7 +233,8 @@ fn captured_packets_reject_tampering_but_not_hop_changes() {
             assert_eq!(
                 dearmor(&key, &mut bytes),
                 Err(ArmorError::MacMismatch),
-                "record {} offset {offset}",
+                "{} record {} offset {offset}",
+                variant.name(),
                 packet.index
             );
         }
@@ -228,7 +249,7 @@ fn captured_packets_reject_tampering_but_not_hop_changes() {
             assert!(dearmor(&key, &mut bytes).is_ok(), "record {} hops {hops}", packet.index);
         }
         // The wrong key fails.
-        let wrong = PeerKey::from_bytes([7; 48]);
+        let wrong = PeerKey::from_bytes_with([7; 48], variant).unwrap();
         assert_eq!(dearmor(&wrong, &mut packet.bytes.clone()), Err(ArmorError::MacMismatch));
     }
     // All 9 suite-0 heads, 12 each of suites 1 and 3.
@@ -237,15 +258,22 @@ fn captured_packets_reject_tampering_but_not_hop_changes() {
 
 #[test]
 fn every_packet_of_the_bond_and_bridge_captures_dearmors() {
+    for variant in Implementation::available() {
+        every_packet_of_the_bond_and_bridge_captures_dearmors_with(variant);
+    }
+}
+
+fn every_packet_of_the_bond_and_bridge_captures_dearmors_with(variant: Implementation) {
     let ids = all_identities();
     let mut cache = HashMap::new();
     for capture in ["bond-ab", "bridge"] {
         let expected = json(&format!("conformance/zt-1.14.1/expected-{capture}.json"));
         let mut per_suite: HashMap<String, u64> = HashMap::new();
         for packet in packets_of(capture) {
-            let key = packet_key(&ids, &packet.bytes, &mut cache);
+            let key = packet_key(&ids, &packet.bytes, &mut cache, variant);
             let mut bytes = packet.bytes.clone();
-            let result = dearmor(&key, &mut bytes).unwrap_or_else(|e| panic!("{capture} record {}: {e}", packet.index));
+            let result = dearmor(&key, &mut bytes)
+                .unwrap_or_else(|e| panic!("{} {capture} record {}: {e}", variant.name(), packet.index));
             if let Some(iv) = packet.record["aes_iv"].as_str() {
                 assert_eq!(hex(&result.aes_iv.unwrap()), iv, "{capture} record {}", packet.index);
             }

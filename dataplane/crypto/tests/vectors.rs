@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use sha2::{Digest, Sha384, Sha512};
-use ztplane_crypto::gmac_siv::AesGmacSiv;
+use ztplane_crypto::gmac_siv::{AesGmacSiv, Implementation};
 use ztplane_crypto::{Address, Identity, salsa20};
 
 #[test]
@@ -110,8 +110,12 @@ fn aes_gmac_siv_vectors() {
     let fast = AesGmacSiv::new(&k0, &k1);
     let vectors = file["vectors"].as_array().unwrap();
     assert_eq!(vectors.len(), 85);
-    // Both the run-time selected implementation and the portable (crate-based) one.
-    for siv in [fast.clone(), fast.without_simd()] {
+    // The run-time selected implementation, the portable one through `without_simd`, and every variant this
+    // CPU can run through the explicit constructor.
+    let variants = Implementation::available()
+        .into_iter()
+        .map(|variant| AesGmacSiv::with_implementation(&k0, &k1, variant).expect("available"));
+    for siv in [fast.clone(), fast.without_simd()].into_iter().chain(variants) {
         for v in vectors {
             let len = v["length"].as_u64().unwrap() as usize;
             let iv: [u8; 8] = unhex_array(field(v, "iv"));
@@ -158,13 +162,32 @@ fn aes_gmac_siv_simd_matches_portable_on_random_inputs() {
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if ["avx512f", "avx512bw", "vaes", "vpclmulqdq"].iter().all(|f| match *f {
-        "avx512f" => std::is_x86_feature_detected!("avx512f"),
-        "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
-        "vaes" => std::is_x86_feature_detected!("vaes"),
-        _ => std::is_x86_feature_detected!("vpclmulqdq"),
-    }) {
-        assert!(AesGmacSiv::new(&[0; 32], &[0; 32]).implementation().contains("vaes"), "SIMD path not selected");
+    {
+        let vaes = ["avx512f", "avx512bw", "vaes", "vpclmulqdq"].iter().all(|f| match *f {
+            "avx512f" => std::is_x86_feature_detected!("avx512f"),
+            "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
+            "vaes" => std::is_x86_feature_detected!("vaes"),
+            _ => std::is_x86_feature_detected!("vpclmulqdq"),
+        });
+        let aesni = std::is_x86_feature_detected!("aes")
+            && std::is_x86_feature_detected!("pclmulqdq")
+            && std::is_x86_feature_detected!("sse4.1");
+        assert_eq!(Implementation::Vaes.is_available(), vaes);
+        assert_eq!(Implementation::AesNi.is_available(), aesni);
+        let expected = if vaes {
+            Implementation::Vaes
+        } else if aesni {
+            Implementation::AesNi
+        } else {
+            Implementation::Portable
+        };
+        assert_eq!(Implementation::best(), expected, "fastest SIMD path not preferred");
+        // `new` follows ZTPLANE_GMAC_SIV when the test run sets it, else the fastest.
+        let chosen = AesGmacSiv::new(&[0; 32], &[0; 32]).variant();
+        assert_eq!(chosen, Implementation::selected());
+        if std::env::var_os(ztplane_crypto::gmac_siv::ENV_VAR).is_none() {
+            assert_eq!(chosen, expected);
+        }
     }
     // Counter carry inside the 32-bit counter word: tags whose byte 12..16 is near 0x7fffffff.
     let fast = AesGmacSiv::new(&[1; 32], &[2; 32]);
