@@ -56,7 +56,7 @@ impl Drop for AesNiKeys {
 
 #[inline]
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
-fn reverse_mask() -> __m128i {
+pub(crate) fn reverse_mask() -> __m128i {
     _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 }
 
@@ -90,7 +90,7 @@ fn store(x: __m128i) -> [u8; 16] {
 
 /// AES-256 key schedule (FIPS 197) with AESKEYGENASSIST.
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
-fn expand_key(key: &[u8; 32]) -> [__m128i; 15] {
+pub(crate) fn expand_key(key: &[u8; 32]) -> [__m128i; 15] {
     let mut rk = [_mm_setzero_si128(); 15];
     let mut a = load(key[..16].try_into().expect("16 bytes"));
     let mut b = load(key[16..].try_into().expect("16 bytes"));
@@ -127,7 +127,7 @@ fn expand_key(key: &[u8; 32]) -> [__m128i; 15] {
 
 #[inline]
 #[target_feature(enable = "aes,pclmulqdq,sse2,ssse3,sse4.1")]
-fn encrypt_block(rk: &[__m128i; 15], block: __m128i) -> __m128i {
+pub(crate) fn encrypt_block(rk: &[__m128i; 15], block: __m128i) -> __m128i {
     let mut x = _mm_xor_si128(block, rk[0]);
     for key in &rk[1..14] {
         x = _mm_aesenc_si128(x, *key);

@@ -5,6 +5,8 @@
 //! Sixteen blocks are multiplied by H'^16..H'^1 and summed before a single reduction; AES-CTR runs sixteen
 //! blocks per iteration in four independent 512-bit chains.
 use core::arch::x86_64::*;
+// The 128-bit building blocks (key schedule, single blocks) are the AES-NI module's: VAES CPUs have its features.
+use crate::gmac_siv_aesni::{encrypt_block, expand_key, reverse_mask as reverse_mask128};
 
 /// Whether this CPU can run this module.
 pub(crate) fn available() -> bool {
@@ -39,73 +41,8 @@ impl Drop for VaesKeys {
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq,aes,pclmulqdq,sse2,ssse3")]
-fn reverse_mask128() -> __m128i {
-    _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq,aes,pclmulqdq,sse2,ssse3")]
 fn reverse_mask512() -> __m512i {
     _mm512_broadcast_i32x4(reverse_mask128())
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq,aes,pclmulqdq,sse2,ssse3")]
-fn prefix_xor(x: __m128i) -> __m128i {
-    let mut x = x;
-    let mut t = _mm_slli_si128::<4>(x);
-    x = _mm_xor_si128(x, t);
-    t = _mm_slli_si128::<4>(t);
-    x = _mm_xor_si128(x, t);
-    t = _mm_slli_si128::<4>(t);
-    _mm_xor_si128(x, t)
-}
-
-/// AES-256 key schedule (FIPS 197) with AESKEYGENASSIST.
-#[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq,aes,pclmulqdq,sse2,ssse3")]
-fn expand_key(key: &[u8; 32]) -> [__m128i; 15] {
-    let mut rk = [_mm_setzero_si128(); 15];
-    let mut a = unsafe { _mm_loadu_si128(key.as_ptr() as *const __m128i) };
-    let mut b = unsafe { _mm_loadu_si128(key.as_ptr().add(16) as *const __m128i) };
-    rk[0] = a;
-    rk[1] = b;
-    macro_rules! step {
-        ($i:literal, $rcon:literal) => {
-            a = _mm_xor_si128(prefix_xor(a), _mm_shuffle_epi32::<0xff>(_mm_aeskeygenassist_si128::<$rcon>(b)));
-            rk[2 * $i] = a;
-        };
-    }
-    // The odd round keys: from the previous even one, without the rotation and round constant.
-    macro_rules! odd {
-        ($i:literal) => {
-            b = _mm_xor_si128(prefix_xor(b), _mm_shuffle_epi32::<0xaa>(_mm_aeskeygenassist_si128::<0>(a)));
-            rk[2 * $i + 1] = b;
-        };
-    }
-    step!(1, 0x01);
-    odd!(1);
-    step!(2, 0x02);
-    odd!(2);
-    step!(3, 0x04);
-    odd!(3);
-    step!(4, 0x08);
-    odd!(4);
-    step!(5, 0x10);
-    odd!(5);
-    step!(6, 0x20);
-    odd!(6);
-    step!(7, 0x40);
-    rk
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq,aes,pclmulqdq,sse2,ssse3")]
-fn encrypt_block(rk: &[__m128i; 15], block: __m128i) -> __m128i {
-    let mut x = _mm_xor_si128(block, rk[0]);
-    for key in &rk[1..14] {
-        x = _mm_aesenc_si128(x, *key);
-    }
-    _mm_aesenclast_si128(x, rk[14])
 }
 
 /// Reduces a 256-bit carry-less product given as low, middle (cross terms) and high parts to a POLYVAL
