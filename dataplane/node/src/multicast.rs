@@ -314,7 +314,7 @@ impl crate::Node {
                 }) else {
                     continue;
                 };
-                self.send_multicast_copy(now, id, member, &o, None);
+                self.send_multicast_copy(now, id, member, &o);
             }
         }
     }
@@ -342,15 +342,6 @@ impl crate::Node {
         let mut recipients = bridges;
         recipients.extend(known.iter().copied());
         recipients.truncate(limit);
-        let mut outbound = crate::network::OutboundMulticast {
-            group,
-            source_mac,
-            ethertype,
-            payload: payload.to_vec(),
-            limit,
-            sent_to: Vec::new(),
-            since: now,
-        };
         let gather_limit = if known.len() >= limit {
             1
         } else {
@@ -365,9 +356,19 @@ impl crate::Node {
             }
             g
         };
+        let mut outbound = crate::network::OutboundMulticast {
+            group,
+            source_mac,
+            ethertype,
+            payload: payload.to_vec(),
+            limit,
+            gather_limit,
+            sent_to: Vec::new(),
+            since: now,
+        };
         for &to in &recipients {
             outbound.sent_to.push(to);
-            self.send_multicast_copy(now, id, to, &outbound, Some(gather_limit));
+            self.send_multicast_copy(now, id, to, &outbound);
         }
         if known.len() < limit
             && let Some(network) = self.networks.get_mut(&id)
@@ -400,14 +401,8 @@ impl crate::Node {
     }
 
     /// One copy of a multicast to `to`: filtered for that recipient, credentials pushed first.
-    fn send_multicast_copy(
-        &mut self,
-        now: Instant,
-        id: NetworkId,
-        to: Address,
-        o: &crate::network::OutboundMulticast,
-        gather_limit: Option<u32>,
-    ) {
+    fn send_multicast_copy(&mut self, now: Instant, id: NetworkId, to: Address, o: &crate::network::OutboundMulticast) {
+        let gather_limit = Some(o.gather_limit);
         let Some(config) = self.networks.get(&id).and_then(|n| n.config.clone()) else { return };
         let our_mac = id.mac_for(&self.me);
         let source = o.source_mac.unwrap_or(our_mac);

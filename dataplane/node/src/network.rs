@@ -83,6 +83,9 @@ pub struct OutboundMulticast {
     pub ethertype: u16,
     pub payload: Vec<u8>,
     pub limit: usize,
+    /// The gather limit G every copy carries (flag 0x02), later ones too, as upstream re-sends
+    /// the same packet (§5.4).
+    pub gather_limit: u32,
     pub sent_to: Vec<Address>,
     pub since: Instant,
 }
