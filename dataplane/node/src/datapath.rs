@@ -277,7 +277,7 @@ impl OwnershipSource for Owned<'_> {
     }
 }
 
-fn capability_lists(config: &NetworkConfig) -> Vec<Vec<Rule>> {
+pub(crate) fn capability_lists(config: &NetworkConfig) -> Vec<Vec<Rule>> {
     let mut caps: Vec<&ztplane_protocol::credentials::Capability> = config.capabilities.iter().collect();
     caps.sort_by_key(|c| c.id);
     // A capability that does not decode is not applied: it could only have accepted (fail closed).

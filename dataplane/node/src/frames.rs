@@ -178,7 +178,7 @@ impl crate::Node {
             return;
         }
         let src = id.mac_for(&rx.source);
-        if self.filter_inbound(now, id, rx.source, src, our_mac, frame.ethertype, frame.payload, false) == 0 {
+        if self.filter_inbound(now, id, rx.source, src, our_mac, frame.ethertype, frame.payload) == 0 {
             self.counters.frames_dropped_rules += 1;
             return;
         }
@@ -209,16 +209,8 @@ impl crate::Node {
         if frame.src_mac.0 == 0 || frame.src_mac == our_mac {
             return;
         }
-        let verdict = self.filter_inbound(
-            now,
-            id,
-            rx.source,
-            frame.src_mac,
-            frame.dst_mac,
-            frame.ethertype,
-            frame.payload,
-            frame.dst_mac.is_multicast(),
-        );
+        let verdict =
+            self.filter_inbound(now, id, rx.source, frame.src_mac, frame.dst_mac, frame.ethertype, frame.payload);
         match verdict {
             0 => {
                 self.counters.frames_dropped_rules += 1;
@@ -293,11 +285,7 @@ impl crate::Node {
         let Some(network) = self.networks.get(&id) else { return false };
         let Some(config) = network.config.clone() else { return false };
         let membership = network.memberships.get(&dest).cloned();
-        let capabilities: Vec<Vec<rules::Rule>> = {
-            let mut caps: Vec<_> = config.capabilities.iter().collect();
-            caps.sort_by_key(|c| c.id);
-            caps.into_iter().filter_map(|c| rules::capability_rules(c).ok()).collect()
-        };
+        let capabilities = crate::datapath::capability_lists(&config);
         let info = FrameInfo {
             inbound: false,
             zt_source: self.me,
@@ -331,7 +319,6 @@ impl crate::Node {
         dst: Mac,
         ethertype: u16,
         payload: &[u8],
-        _multicast: bool,
     ) -> u8 {
         let Some(network) = self.networks.get(&id) else { return 0 };
         let Some(config) = network.config.clone() else { return 0 };

@@ -462,8 +462,7 @@ impl crate::Node {
                 network.bridge_routes.insert(source, rx.source);
             }
         }
-        let verdict =
-            self.filter_inbound(now, id, rx.source, source, frame.group.mac, frame.ethertype, frame.payload, true);
+        let verdict = self.filter_inbound(now, id, rx.source, source, frame.group.mac, frame.ethertype, frame.payload);
         if verdict > 0 {
             self.counters.multicast_in += 1;
             let eth = ethernet_frame(frame.group.mac, source, frame.ethertype, frame.payload);

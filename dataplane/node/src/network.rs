@@ -538,7 +538,7 @@ impl crate::Node {
     fn accept_tag(&mut self, tag: &Tag) -> Option<NetworkId> {
         let id = tag.network_id;
         let signer = self.identity_of(id.controller())?;
-        if tag.signed_by != id.controller() || !signer.verify(&tag_signed_bytes(tag), &tag.signature) {
+        if tag.signed_by != id.controller() || !signer.verify(&tag.signed_bytes(), &tag.signature) {
             return None;
         }
         let network = self.networks.get_mut(&id)?;
@@ -555,8 +555,7 @@ impl crate::Node {
     fn accept_revocation(&mut self, revocation: &Revocation) -> Option<NetworkId> {
         let id = revocation.network_id;
         let signer = self.identity_of(id.controller())?;
-        if revocation.signed_by != id.controller()
-            || !signer.verify(&revocation_signed_bytes(revocation), &revocation.signature)
+        if revocation.signed_by != id.controller() || !signer.verify(&revocation.signed_bytes(), &revocation.signature)
         {
             return None;
         }
@@ -649,38 +648,6 @@ pub(crate) enum ComOutcome {
     Accepted(NetworkId),
     NeedSigner(Address),
     Rejected,
-}
-
-/// Tag signature input (§3.7): `7f×8 ‖ nwid ‖ ts ‖ id ‖ value ‖ issuedTo ‖ signer ‖ u16 0 ‖ 7f×8`.
-fn tag_signed_bytes(tag: &Tag) -> Vec<u8> {
-    let mut out = vec![0x7f; 8];
-    out.put_u64(tag.network_id.0);
-    out.put_u64(tag.timestamp);
-    out.put_u32(tag.id);
-    out.put_u32(tag.value);
-    out.put_address(&tag.issued_to);
-    out.put_address(&tag.signed_by);
-    out.put_u16(0);
-    out.extend_from_slice(&[0x7f; 8]);
-    out
-}
-
-/// Revocation signature input (§3.6).
-fn revocation_signed_bytes(r: &Revocation) -> Vec<u8> {
-    let mut out = vec![0x7f; 8];
-    out.put_u32(0);
-    out.put_u32(r.id);
-    out.put_u64(r.network_id.0);
-    out.put_u32(0);
-    out.put_u32(r.credential_id);
-    out.put_u64(r.threshold);
-    out.put_u64(r.flags);
-    out.put_address(&r.target);
-    out.put_address(&r.signed_by);
-    out.put_u8(r.credential_type);
-    out.put_u16(0);
-    out.extend_from_slice(&[0x7f; 8]);
-    out
 }
 
 #[cfg(test)]

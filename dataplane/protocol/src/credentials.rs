@@ -324,6 +324,21 @@ pub struct Tag {
 }
 
 impl Tag {
+    /// What the controller signs (zerotier-vl2 §3.7): `7f×8 ‖ nwid ‖ ts ‖ id ‖ value ‖ issued-to ‖ signer ‖
+    /// u16 0 ‖ 7f×8`.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0x7f; 8];
+        out.put_u64(self.network_id.0);
+        out.put_u64(self.timestamp);
+        out.put_u32(self.id);
+        out.put_u32(self.value);
+        out.put_address(&self.issued_to);
+        out.put_address(&self.signed_by);
+        out.put_u16(0);
+        out.extend_from_slice(&[0x7f; 8]);
+        out
+    }
+
     pub fn read(r: &mut Reader<'_>) -> Result<Self> {
         let network_id = NetworkId(r.u64("tag network id")?);
         let timestamp = r.u64("tag timestamp")?;
@@ -363,6 +378,25 @@ pub struct Revocation {
 }
 
 impl Revocation {
+    /// What the controller signs (zerotier-vl2 §3.6): the serialized fields before the signature, with a zero
+    /// extension length, between `7f×8` guards.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0x7f; 8];
+        out.put_u32(0);
+        out.put_u32(self.id);
+        out.put_u64(self.network_id.0);
+        out.put_u32(0);
+        out.put_u32(self.credential_id);
+        out.put_u64(self.threshold);
+        out.put_u64(self.flags);
+        out.put_address(&self.target);
+        out.put_address(&self.signed_by);
+        out.put_u8(self.credential_type);
+        out.put_u16(0);
+        out.extend_from_slice(&[0x7f; 8]);
+        out
+    }
+
     pub fn read(r: &mut Reader<'_>) -> Result<Self> {
         r.take(4, "revocation reserved")?;
         let id = r.u32("revocation id")?;
