@@ -12,6 +12,7 @@ pub mod error;
 pub mod home;
 pub mod mcast;
 pub mod netlink;
+pub mod offload;
 pub mod tap;
 
 pub use error::{Error, Result};

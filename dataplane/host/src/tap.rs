@@ -15,8 +15,10 @@
 //! belongs to the network namespace it was made in, so those calls keep addressing this tap even
 //! from threads that live in another namespace.
 //!
-//! Offloads (`IFF_VNET_HDR`, `TUNSETOFFLOAD`, tap-offloads.md) are not implemented yet:
-//! [`TapOptions::vnet_hdr`] is the reserved switch and is rejected for now.
+//! With [`TapOptions::vnet_hdr`] every frame read or written carries a 10-byte little-endian
+//! `virtio_net_hdr` in front (tap-offloads.md §1), and checksum offload plus TSO4/TSO6 are on: the
+//! kernel hands over TCP super-frames of up to 64 KiB and accepts merged ones. Splitting and
+//! merging them is [`crate::offload`]'s job.
 
 use crate::error::{Error, Result};
 use std::ffi::CStr;
@@ -31,6 +33,15 @@ pub const MAX_QUEUES: usize = 256;
 /// sets `max_mtu` (`ip -d link` shows `maxmtu 65521`).
 pub const MAX_MTU: u32 = 65535 - 14;
 
+pub use crate::offload::VNET_HDR_LEN;
+
+/// A read buffer that no frame can overflow with offloads: header, Ethernet with a tag, 64 KiB of
+/// L3 (reads truncate silently, tap-offloads.md §1 "Read").
+pub const READ_BUF_LEN: usize = VNET_HDR_LEN + 18 + 65535;
+
+/// The offloads asked for with [`TapOptions::vnet_hdr`]: checksum, TSO over IPv4 and IPv6.
+const OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+
 /// How to create a [`Tap`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TapOptions {
@@ -39,11 +50,10 @@ pub struct TapOptions {
     /// Fail with [`Error::Exists`] if an interface of this name already exists (`IFF_TUN_EXCL`).
     /// Without it an existing multi-queue tap of that name would be joined.
     pub exclusive: bool,
-    /// Reserved for the offload work (tap-offloads.md §1–2): open with `IFF_VNET_HDR` so every
-    /// frame read or written carries a 10-byte `virtio_net_hdr` in front, then enable TSO/USO with
-    /// `TUNSETOFFLOAD`. **Not implemented yet**: [`Tap::create`] returns [`Error::Unsupported`].
-    /// When it is, the flag must be on every queue's `TUNSETIFF` (it is per device; the first attach
-    /// fixes it) and confirmed with `TUNGETIFF`.
+    /// Open with `IFF_VNET_HDR` (10-byte header, little-endian) and enable `TUN_F_CSUM | TSO4 |
+    /// TSO6` (tap-offloads.md §1). The flag is on every queue's `TUNSETIFF` (it is per device; the
+    /// first attach fixes it) and confirmed with `TUNGETIFF`. No USO and no TSO_ECN: ECN bursts are
+    /// then segmented by the kernel, and UDP arrives as plain datagrams.
     pub vnet_hdr: bool,
 }
 
@@ -64,18 +74,25 @@ impl TapOptions {
 #[derive(Debug)]
 pub struct TapQueue {
     fd: OwnedFd,
+    vnet_hdr: bool,
 }
 
 impl TapQueue {
     /// Another descriptor of the same queue (`dup`), for a thread that reads and writes it while
     /// the owner keeps the [`Tap`]: the device lives until the last descriptor closes.
     pub fn try_clone(&self) -> io::Result<TapQueue> {
-        Ok(TapQueue { fd: self.fd.try_clone()? })
+        Ok(TapQueue { fd: self.fd.try_clone()?, vnet_hdr: self.vnet_hdr })
     }
 
-    /// Reads one frame (destination MAC first, no packet-info header). `WouldBlock` when the queue
-    /// is empty. A frame longer than `buf` is truncated by the kernel without notice, so size `buf`
-    /// for MTU + 14 at least (zerotier-one uses 16 KiB).
+    /// Length of the `virtio_net_hdr` in front of every frame on this queue: 10 with offloads, else 0.
+    pub fn vnet_hdr_len(&self) -> usize {
+        if self.vnet_hdr { VNET_HDR_LEN } else { 0 }
+    }
+
+    /// Reads one frame (destination MAC first, no packet-info header; with offloads the
+    /// [`vnet_hdr_len`](Self::vnet_hdr_len) header comes first). `WouldBlock` when the queue is
+    /// empty. A frame longer than `buf` is truncated by the kernel without notice, so size `buf`
+    /// for MTU + 14 at least (zerotier-one uses 16 KiB), or [`READ_BUF_LEN`] with offloads.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
@@ -90,27 +107,42 @@ impl TapQueue {
         }
     }
 
-    /// Writes one frame (one `write` per frame). EIO while the interface is down, EINVAL for a
-    /// frame under 14 bytes; a full queue ring drops silently (no backpressure on a tap).
+    /// Writes one plain, fully checksummed Ethernet frame (one syscall per frame; with offloads an
+    /// all-zero header goes in front, so the kernel checks its checksums). EIO while the interface
+    /// is down, EINVAL for a frame under 14 bytes; a full queue ring drops silently (no
+    /// backpressure on a tap).
     pub fn write(&self, frame: &[u8]) -> io::Result<()> {
+        if self.vnet_hdr { self.write_parts(&[0; VNET_HDR_LEN], frame) } else { self.write_parts(&[], frame) }
+    }
+
+    /// Writes `header` then `frame` as one frame (one `writev`). With offloads `header` is the
+    /// `virtio_net_hdr` (e.g. from [`crate::offload::Coalescer`]); without, it is empty.
+    pub fn write_parts(&self, header: &[u8], frame: &[u8]) -> io::Result<()> {
+        let iov = [
+            libc::iovec { iov_base: header.as_ptr() as *mut _, iov_len: header.len() },
+            libc::iovec { iov_base: frame.as_ptr() as *mut _, iov_len: frame.len() },
+        ];
+        let total = header.len() + frame.len();
         loop {
-            // SAFETY: `frame` is valid for reads of `frame.len()` bytes for the duration of the call.
-            let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+            // SAFETY: both iovecs point at live buffers of the stated lengths, only read by writev.
+            let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
             if n >= 0 {
-                if n as usize != frame.len() {
-                    // tun_get_user takes the whole frame or fails; a short count would be a kernel change.
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("tap took {n} of {} bytes", frame.len()),
-                    ));
-                }
-                return Ok(());
+                return check_whole(n as usize, total);
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
                 return Err(err);
             }
         }
+    }
+}
+
+/// tun_get_user takes the whole frame or fails; a short count would be a kernel change.
+fn check_whole(written: usize, total: usize) -> io::Result<()> {
+    if written == total {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::WriteZero, format!("tap took {written} of {total} bytes")))
     }
 }
 
@@ -146,10 +178,8 @@ impl Tap {
         if opts.queues == 0 || opts.queues > MAX_QUEUES {
             return Err(Error::invalid(what(), format!("{} queues, must be 1..={MAX_QUEUES}", opts.queues)));
         }
-        if opts.vnet_hdr {
-            return Err(Error::Unsupported { what: format!("{} with IFF_VNET_HDR (offloads)", what()) });
-        }
-        let base = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE;
+        let vnet = if opts.vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
+        let base = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | vnet;
         let mut actual = name.to_string();
         let mut queues = Vec::with_capacity(opts.queues);
         for q in 0..opts.queues {
@@ -162,8 +192,11 @@ impl Tap {
                 .map_err(|e| Error::from_io(format!("{} (queue {q} of {})", what(), opts.queues), e))?;
             if q == 0 {
                 actual = ifr.name();
+                if opts.vnet_hdr {
+                    enable_offloads(fd.as_fd(), &actual)?;
+                }
             }
-            queues.push(TapQueue { fd });
+            queues.push(TapQueue { fd, vnet_hdr: opts.vnet_hdr });
         }
         // SAFETY: plain socket(2) call; the result is checked before use.
         let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -296,6 +329,35 @@ impl Tap {
     fn ioctl(&self, req: libc::Ioctl, ifr: &mut IfReq) -> io::Result<()> {
         ifreq_ioctl(self.ctl.as_fd(), req, ifr)
     }
+}
+
+/// Header size, byte order and offload set of a freshly attached vnet-header tap, then a check
+/// that the device really has `IFF_VNET_HDR` (a persistent device can lose it, tap-offloads.md §1).
+fn enable_offloads(fd: BorrowedFd<'_>, name: &str) -> Result<()> {
+    let what = |step: &str| format!("offloads on tap {name}: {step}");
+    let size: libc::c_int = VNET_HDR_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which is valid for the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &size as *const libc::c_int) } < 0 {
+        return Err(Error::last_os(what("TUNSETVNETHDRSZ 10")));
+    }
+    let le: libc::c_int = 1;
+    // SAFETY: TUNSETVNETLE reads one int through the pointer, which is valid for the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETLE as _, &le as *const libc::c_int) } < 0 {
+        return Err(Error::last_os(what("TUNSETVNETLE")));
+    }
+    // SAFETY: TUNSETOFFLOAD takes the flag word as the value, not a pointer (tap-offloads.md §1).
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD as _, OFFLOADS as libc::c_ulong) } < 0 {
+        return Err(Error::last_os(what("TUNSETOFFLOAD csum|tso4|tso6")));
+    }
+    let mut ifr = IfReq::new(name);
+    ifreq_ioctl(fd, libc::TUNGETIFF as _, &mut ifr).map_err(|e| Error::from_io(what("TUNGETIFF"), e))?;
+    if ifr.short() as libc::c_int & libc::IFF_VNET_HDR == 0 {
+        return Err(Error::invalid(
+            what("TUNGETIFF"),
+            "the device has no IFF_VNET_HDR (a persistent tap left behind?)",
+        ));
+    }
+    Ok(())
 }
 
 /// Opens the tun/tap clone device; `/dev/tun` is the fallback zerotier-one also tries (§7.1).
@@ -521,8 +583,6 @@ mod tests {
 
     #[test]
     fn bad_options_are_rejected_before_the_kernel() {
-        let e = Tap::create("zt0", &TapOptions { vnet_hdr: true, ..TapOptions::default() }).unwrap_err();
-        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
         let e = Tap::create("zt0", &TapOptions::with_queues(0)).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
         let e = Tap::create("way-too-long-name", &TapOptions::default()).unwrap_err();

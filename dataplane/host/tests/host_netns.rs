@@ -13,7 +13,8 @@ use ztplane_host::Error;
 use ztplane_host::egress;
 use ztplane_host::mcast::link_multicast_groups;
 use ztplane_host::netlink::{IfAddress, Netlink, RouteSpec};
-use ztplane_host::tap::{Tap, TapOptions, choose_device_name, format_mac, zt_device_name};
+use ztplane_host::offload::{NEEDS_CSUM, Segments, VNET_HDR_LEN, VnetHdr};
+use ztplane_host::tap::{READ_BUF_LEN, Tap, TapOptions, choose_device_name, format_mac, zt_device_name};
 use ztplane_testkit::{Netns, Topology};
 
 const NWID: u64 = 0x2c80d4374849700f;
@@ -261,5 +262,113 @@ fn egress_over_veth() -> Result<()> {
     let err = a.run(|| egress::resolve("198.19.200.1:9993".parse().unwrap()))?.unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("198.19.200.1"), "{err}");
+    Ok(())
+}
+
+/// Reads queues until a UDP frame to `port` arrives; returns its vnet header and frame.
+fn wait_udp(tap: &Tap, port: u16, timeout: Duration) -> Result<(VnetHdr, Vec<u8>)> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; READ_BUF_LEN];
+    while Instant::now() < deadline {
+        for q in 0..tap.queue_count() {
+            match tap.read(q, &mut buf) {
+                Ok(n) => {
+                    let (hdr, f) = (VnetHdr::parse(&buf[..n]).context("short read")?, &buf[VNET_HDR_LEN..n]);
+                    if f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[23] == 17 && f[36..38] == port.to_be_bytes() {
+                        return Ok((hdr, f.to_vec()));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e).context(format!("read queue {q}")),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!("no UDP frame to port {port} within {timeout:?}")
+}
+
+/// Byte-pair one's-complement sum, independent of `offload::checksum_add`.
+fn reference_sum(bytes: &[u8], mut sum: u32) -> u32 {
+    for pair in bytes.chunks(2) {
+        sum += u32::from(pair[0]) << 8 | u32::from(*pair.get(1).unwrap_or(&0));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum
+}
+
+/// IPv4 UDP frame `src:sport → dst:dport` with a correct checksum.
+fn udp_frame(dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&PEER_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 8 + payload.len()) as u16;
+    f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    let ip_sum = !(reference_sum(&f[14..34], 0) as u16);
+    f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    let pseudo = reference_sum(&f[26..34], 17 + 8 + payload.len() as u32);
+    let sum = !(reference_sum(&f[34..], pseudo) as u16);
+    f[40..42].copy_from_slice(&if sum == 0 { 0xffff } else { sum }.to_be_bytes());
+    f
+}
+
+/// With offloads the kernel hands over frames whose checksum is left to us (NEEDS_CSUM), the
+/// splitter completes it, and a plain frame written behind an all-zero header is delivered.
+#[test]
+fn vnet_header_tap_checksums_both_ways() -> Result<()> {
+    let mut topo = Topology::new()?;
+    let ns = topo.netns("vnet")?;
+    let tap = ns.run(|| -> Result<_> {
+        let tap = Tap::create("ztvnet0", &TapOptions { vnet_hdr: true, ..TapOptions::with_queues(2) })?;
+        tap.set_mac(TAP_MAC)?;
+        tap.set_mtu(2800)?;
+        tap.set_up(true)?;
+        Ok(tap)
+    })??;
+    assert_eq!(tap.queue(0).vnet_hdr_len(), VNET_HDR_LEN);
+    let details = ip_out(&ns, &["-d", "link", "show", "ztvnet0"])?;
+    assert!(details.contains("vnet_hdr on"), "{details}");
+    ns.addr("ztvnet0", "198.19.0.5/24")?;
+    ns.neigh("ztvnet0", "198.19.0.9", &format_mac(&PEER_MAC))?;
+
+    // Kernel → tap: a UDP datagram leaves with a partial checksum for us to finish.
+    let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+    let sent = payload.clone();
+    ns.run(move || -> Result<()> {
+        let s = UdpSocket::bind("198.19.0.5:4000")?;
+        s.send_to(&sent, "198.19.0.9:4001")?;
+        Ok(())
+    })??;
+    let (hdr, frame) = wait_udp(&tap, 4001, Duration::from_secs(5))?;
+    assert_eq!((hdr.flags & NEEDS_CSUM, hdr.csum_start, hdr.csum_offset), (NEEDS_CSUM, 34, 6), "{hdr:?}");
+    let segments = Segments::new(hdr, &frame)?;
+    assert_eq!(segments.count(), 1);
+    let mut out = vec![0u8; segments.max_len()];
+    let n = segments.write(0, &mut out)?;
+    let done = &out[..n];
+    assert_eq!(&done[42..], &payload[..]);
+    let pseudo = reference_sum(&done[26..34], 17 + (n as u32 - 34));
+    assert_eq!(reference_sum(&done[34..], pseudo), 0xffff, "UDP checksum completed by the splitter");
+
+    // Tap → kernel: a fully checksummed frame behind a zero header reaches the socket.
+    let receiver = ns.run(|| UdpSocket::bind("198.19.0.5:4002"))??;
+    receiver.set_read_timeout(Some(Duration::from_secs(5)))?;
+    tap.write(0, &udp_frame(TAP_MAC, PEER_IP, TAP_IP, 4003, 4002, b"through the vnet header"))?;
+    let mut buf = [0u8; 64];
+    let (len, from) = receiver.recv_from(&mut buf).context("datagram written to the tap")?;
+    assert_eq!(&buf[..len], b"through the vnet header");
+    assert_eq!(from, SocketAddr::from((PEER_IP, 4003)));
+    drop(tap);
+    drop(topo);
     Ok(())
 }
