@@ -224,6 +224,15 @@ fn two_ztplane_members_direct_and_relayed_and_a_restart() {
     ping_settled(zq_ns, "198.19.0.21").unwrap();
     tcp_transfer(zq_ns, zp_ns, "198.19.0.21", 2 << 20).unwrap();
     tcp_transfer(zp_ns, zq_ns, "198.19.0.22", 2 << 20).unwrap();
+    // Tap offloads (on by default): the kernel handed over TSO super-frames and took merged ones.
+    for (node, name) in [(&zp, "zp"), (&zq, "zq")] {
+        let stats = node.request("GET", "/stats").unwrap();
+        let sum =
+            |key: &str| stats["workers"].as_array().unwrap().iter().map(|w| w[key].as_u64().unwrap()).sum::<u64>();
+        assert!(sum("tap_super_reads") > 0, "{name}: no TSO super-frame read: {stats}");
+        assert!(sum("tap_merged_writes") > 0, "{name}: no merged write: {stats}");
+        assert_eq!(sum("tap_write_errors"), 0, "{name}: {stats}");
+    }
     // ztplane ↔ zerotier-one through the moon (direct path blocked).
     ping_settled(zq_ns, "198.19.0.11").unwrap();
     let peers = zq.request("GET", "/peer").unwrap();

@@ -22,6 +22,9 @@ pub const NODE_USAGE: &str = "usage: ztplane node --home DIR --iface IF [--iface
   --zero-copy MODE     auto, on, off (default auto)
   --bpffs PATH         bpffs mount for pinned maps (default /run/ztplane/bpffs)
   --instance NAME      name of this dataplane instance (default \"default\")
+  --tap-offload MODE   on: the kernel hands over 64 KiB TCP segments and takes merged ones;
+                       split: segments only, frames written one by one; off: plain frames
+                       (default on)
   --duration SECS      stop after SECS seconds
   --ready-file PATH    create PATH once the node runs";
 
@@ -42,6 +45,30 @@ pub struct NodeArgs {
     pub instance: String,
     pub duration: Option<Duration>,
     pub ready_file: Option<PathBuf>,
+    pub tap_offload: TapOffload,
+}
+
+/// How the taps exchange frames with the kernel (tap-offloads.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TapOffload {
+    /// vnet header, TSO in, merged TCP segments out.
+    On,
+    /// vnet header and TSO in; frames written one by one (the kill switch for merging).
+    Split,
+    /// Plain frames both ways.
+    Off,
+}
+
+impl std::str::FromStr for TapOffload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on" => Ok(TapOffload::On),
+            "split" => Ok(TapOffload::Split),
+            "off" => Ok(TapOffload::Off),
+            other => Err(format!("--tap-offload {other:?}: expected on, split or off")),
+        }
+    }
 }
 
 impl NodeArgs {
@@ -61,6 +88,7 @@ impl NodeArgs {
             instance: "default".to_string(),
             duration: None,
             ready_file: None,
+            tap_offload: TapOffload::On,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -79,6 +107,7 @@ impl NodeArgs {
                 "--zero-copy" => a.zero_copy = value(flag)?.parse().map_err(DataplaneError::Config)?,
                 "--bpffs" => a.bpffs = PathBuf::from(value(flag)?),
                 "--instance" => a.instance = value(flag)?,
+                "--tap-offload" => a.tap_offload = value(flag)?.parse().map_err(DataplaneError::Config)?,
                 "--duration" => a.duration = Some(parse_secs(&value(flag)?, flag)?),
                 "--ready-file" => a.ready_file = Some(PathBuf::from(value(flag)?)),
                 other => return Err(DataplaneError::Config(format!("unknown option {other:?}\n{NODE_USAGE}"))),
@@ -127,12 +156,16 @@ mod tests {
         let a = NodeArgs::from_args(&args("--home /tmp/h --iface a0 --join 2c80d4374849700f --port 9994")).unwrap();
         assert_eq!(a.join, vec![NetworkId(0x2c80d4374849700f)]);
         assert_eq!(a.port, Some(9994));
+        assert_eq!(a.tap_offload, TapOffload::On);
+        let a = NodeArgs::from_args(&args("--home /tmp/h --iface a0 --tap-offload split")).unwrap();
+        assert_eq!(a.tap_offload, TapOffload::Split);
         for bad in [
             "--home /tmp/h",
             "--iface a --iface a",
             "--iface a --join 12",
             "--iface a --join 0000000000000000",
             "--iface a --bogus 1",
+            "--iface a --tap-offload maybe",
         ] {
             assert!(NodeArgs::from_args(&args(bad)).is_err(), "{bad}");
         }

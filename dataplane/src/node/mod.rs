@@ -51,9 +51,19 @@ pub enum Punt {
 
 /// What the slow path tells a worker.
 pub enum WorkerCommand {
-    AddTap { network: NetworkId, queue: TapQueue },
-    RemoveTap { network: NetworkId },
-    Write { network: NetworkId, frame: Vec<u8> },
+    /// Serve this queue of `network`'s tap; `merge`: coalesce frames written to it (offloads on).
+    AddTap {
+        network: NetworkId,
+        queue: TapQueue,
+        merge: bool,
+    },
+    RemoveTap {
+        network: NetworkId,
+    },
+    Write {
+        network: NetworkId,
+        frame: Vec<u8>,
+    },
 }
 
 /// Bound of the punt channel: a flood from the network fills it and is dropped there, never
@@ -221,6 +231,7 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         ready_file: args.ready_file.clone(),
         worker_stats,
         tap_stats,
+        tap_offload: args.tap_offload,
     });
     let result = slow.run();
     stop.store(true, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 //! files) and publishes the data path snapshot and the egress headers the workers use. The
 //! control socket's requests are answered here too, between packets.
 
+use super::args::TapOffload;
 use super::headers::{Egress, EgressTable};
 use super::worker::{Shared, TapStats};
 use super::{Punt, WorkerCommand};
@@ -27,6 +28,8 @@ use ztplane_node::{Event, Instant, Mac, NetworkId, Node};
 
 /// Egress headers are re-resolved this often (neighbours come and go).
 const EGRESS_REFRESH: Duration = Duration::from_secs(2);
+/// Frames each tap queue holds for the workers (the kernel's default is 1000).
+const TAP_TXQUEUELEN: u32 = 4096;
 /// The taps' multicast subscriptions are scanned this often (§5.1).
 const MULTICAST_SCAN: Duration = Duration::from_secs(5);
 
@@ -138,6 +141,7 @@ pub struct SlowSetup {
     pub ready_file: Option<PathBuf>,
     pub worker_stats: Vec<Arc<WorkerStats>>,
     pub tap_stats: Vec<Arc<TapStats>>,
+    pub tap_offload: TapOffload,
 }
 
 pub struct SlowPath {
@@ -394,21 +398,28 @@ impl SlowPath {
         }
         let name = ztplane_host::tap::choose_device_name(&self.s.home.dir, network.0);
         let queues = self.s.workers.len().max(1);
-        let tap = match Tap::create(&name, &TapOptions::with_queues(queues)) {
+        let options = TapOptions { vnet_hdr: self.s.tap_offload != TapOffload::Off, ..TapOptions::with_queues(queues) };
+        let tap = match Tap::create(&name, &options) {
             Ok(t) => t,
             Err(e) => {
                 log::error!("{network}: cannot create tap {name}: {e}");
                 return;
             }
         };
-        let setup = tap.set_mac(mac.octets()).and_then(|()| tap.set_mtu(mtu)).and_then(|()| tap.set_up(true));
+        // A full queue ring drops without backpressure: give bursts room (tap-offloads.md §1).
+        let setup = tap
+            .set_mac(mac.octets())
+            .and_then(|()| tap.set_mtu(mtu))
+            .and_then(|()| tap.set_txqueuelen(TAP_TXQUEUELEN))
+            .and_then(|()| tap.set_up(true));
         if let Err(e) = setup {
             log::error!("{network}: setting up {name}: {e}");
         }
         for (i, w) in self.s.workers.iter().enumerate() {
             match tap.queue(i % tap.queue_count()).try_clone() {
                 Ok(queue) => {
-                    let _ = w.send(WorkerCommand::AddTap { network, queue });
+                    let merge = self.s.tap_offload == TapOffload::On;
+                    let _ = w.send(WorkerCommand::AddTap { network, queue, merge });
                 }
                 Err(e) => log::error!("{network}: tap queue for worker {i}: {e}"),
             }
@@ -621,6 +632,9 @@ impl SlowPath {
                     "stolen": stats::get(&w.stolen), "leaked": stats::get(&w.leaked),
                     "tap_rx": stats::get(&t.tap_rx), "tap_tx": stats::get(&t.tap_tx),
                     "fast_rx": stats::get(&t.fast_rx), "fast_tx": stats::get(&t.fast_tx), "punted": stats::get(&t.punted),
+                    "tap_dropped": stats::get(&t.tap_dropped), "tap_merged_writes": stats::get(&t.tap_merged_writes),
+                    "tap_super_reads": stats::get(&t.tap_super_reads),
+                    "tap_write_errors": stats::get(&t.tap_write_errors),
                 })
             })
             .collect();

@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 use xsk_rs::umem::Umem;
 use xsk_rs::umem::frame::FrameDesc;
-use ztplane_host::tap::TapQueue;
+use ztplane_host::offload::{Coalescer, NEEDS_CSUM, Segments, VnetHdr};
+use ztplane_host::tap::{READ_BUF_LEN, TapQueue};
 use ztplane_node::datapath::{DataPath, RxVerdict, TxVerdict, seal_frame};
 use ztplane_node::{Address, Instant, NetworkId};
 use ztplane_protocol::fragment::fragment_packet;
@@ -46,9 +47,15 @@ const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
 /// A burst shorter than this is processed by its owner: spreading a few frames over other
 /// cores costs more (wake-ups, steals) than it saves, and single packets keep their latency.
 const SPREAD_MIN: usize = 16;
-/// An idle worker with nothing in flight sleeps in poll(2) on its sockets and tap queues at most
-/// this long (commands from the slow path wait at most as long).
-const IDLE_POLL_MS: i32 = 1;
+/// An idle worker with nothing in flight sleeps in poll(2) on its sockets and tap queues: 1 ms
+/// after a burst, doubling up to this while nothing comes, so an idle node costs next to no CPU.
+/// Only commands from the slow path (taps added or removed) and the stop flag wait that long:
+/// traffic wakes the poll at once.
+const IDLE_POLL_MAX_MS: i32 = 64;
+/// Segments one tap read may yield that the fast path takes: 64 KiB at an MSS of 1024 or more.
+/// A worker reads its tap only with twice as many UMEM frames free (two datagrams per segment);
+/// a super-frame with more segments than frames left sends the rest through the slow path.
+const MAX_SEGMENTS_PER_READ: usize = 64;
 
 /// What an item carries.
 #[derive(Clone, Copy, Debug)]
@@ -149,6 +156,13 @@ pub struct TapStats {
     pub punted: std::sync::atomic::AtomicU64,
     pub fast_rx: std::sync::atomic::AtomicU64,
     pub fast_tx: std::sync::atomic::AtomicU64,
+    /// Tap reads that could not be used: truncated, or a super-frame that failed validation.
+    pub tap_dropped: std::sync::atomic::AtomicU64,
+    /// Tap reads that were TSO super-frames (cut into several frames).
+    pub tap_super_reads: std::sync::atomic::AtomicU64,
+    /// Super-frames written after merging (each stands for several `tap_tx` frames).
+    pub tap_merged_writes: std::sync::atomic::AtomicU64,
+    pub tap_write_errors: std::sync::atomic::AtomicU64,
 }
 
 /// Per-thread processing state (the processor side of the hand-off).
@@ -159,6 +173,9 @@ struct Processor<'a> {
     sealed: Vec<u8>,
     reported: HashMap<(Address, SocketAddr, bool), StdInstant>,
     stats: &'a TapStats,
+    /// The clock, read once per batch rather than per packet (`tick`).
+    wall: StdInstant,
+    now: Instant,
 }
 
 impl NodeWorker {
@@ -168,7 +185,7 @@ impl NodeWorker {
         let mut owner = Owner::new(shared.fabric.clone(), self.index, self.total_frames);
         let mut scratch: Vec<FrameDesc> = self.free[..BATCH.min(self.free.len())].to_vec();
         let mut backlog: Vec<Vec<FrameDesc>> = vec![Vec::with_capacity(self.total_frames); self.ports.len()];
-        let mut taps: Vec<(NetworkId, TapQueue)> = Vec::new();
+        let mut taps: Vec<TapPort> = Vec::new();
         let per_port = (self.total_frames / 3 / self.ports.len().max(1)).clamp(1, self.ring_size);
         for port in &mut self.ports {
             port.fill_target = per_port;
@@ -182,8 +199,10 @@ impl NodeWorker {
             sealed: vec![0; MAX_PACKET_LEN + 64],
             reported: HashMap::new(),
             stats: &self.tap_stats,
+            wall: StdInstant::now(),
+            now: shared.now(),
         };
-        let mut tap_buf = vec![0u8; 16384];
+        let mut tap_buf = vec![0u8; READ_BUF_LEN];
         let mut next_processor = self.index;
         let mut idle_spins = 0u32;
         let mut drain = crate::worker::Drain::default();
@@ -200,16 +219,20 @@ impl NodeWorker {
             while let Ok(command) = self.commands.try_recv() {
                 work += 1;
                 match command {
-                    WorkerCommand::AddTap { network, queue } => {
-                        taps.retain(|(n, _)| *n != network);
-                        taps.push((network, queue));
+                    WorkerCommand::AddTap { network, queue, merge } => {
+                        taps.retain(|p| p.network != network);
+                        let mut coalescer = Coalescer::new();
+                        coalescer.set_enabled(merge && queue.vnet_hdr_len() > 0);
+                        taps.push(TapPort { network, queue, coalescer });
                     }
-                    WorkerCommand::RemoveTap { network } => taps.retain(|(n, _)| *n != network),
+                    WorkerCommand::RemoveTap { network } => taps.retain(|p| p.network != network),
                     WorkerCommand::Write { network, frame } => {
-                        if let Some((_, q)) = taps.iter().find(|(n, _)| *n == network)
-                            && q.write(&frame).is_ok()
-                        {
-                            stats::add(&self.tap_stats.tap_tx, 1);
+                        if let Some(port) = taps.iter_mut().find(|p| p.network == network) {
+                            // After this tap's pending merges, so a flow keeps its order.
+                            port.flush(&self.tap_stats);
+                            if port.queue.write(&frame).is_ok() {
+                                stats::add(&self.tap_stats.tap_tx, 1);
+                            }
                         }
                     }
                 }
@@ -243,40 +266,56 @@ impl NodeWorker {
                     }
                     owner.flush();
                 }
-                for (network, queue) in &taps {
+                for port in &taps {
                     if !owner.ready() {
                         break;
                     }
-                    let mut taken = 0;
-                    while taken < BATCH && self.free.len() > 2 {
-                        let len = match queue.read(&mut tap_buf) {
-                            Ok(len) if len >= 14 => len,
-                            Ok(_) => continue,
+                    let mut staged = 0;
+                    // Room for a whole super-frame: every segment may need two UMEM frames.
+                    while staged < BATCH && self.free.len() > 2 * MAX_SEGMENTS_PER_READ {
+                        let len = match port.queue.read(&mut tap_buf) {
+                            Ok(len) => len,
                             Err(_) => break,
                         };
-                        taken += 1;
                         stats::add(&self.tap_stats.tap_rx, 1);
-                        let Some(mut desc) = self.free.pop() else { break };
-                        // A frame longer than one datagram's worth needs a second frame to leave in.
-                        let extra = if len + 24 > DEFAULT_PHYS_MTU { self.free.pop() } else { None };
-                        let umem = &shared.umems[self.index];
-                        // SAFETY: `desc` came from our free list: userspace owns it.
-                        let mut data = unsafe { umem.data_mut(&mut desc) };
-                        let mut cursor = data.cursor();
-                        cursor.set_pos(0);
-                        if std::io::Write::write_all(&mut cursor, &tap_buf[..len]).is_err() {
-                            // Larger than a UMEM frame: the slow path handles it.
-                            let frame = tap_buf[..len].to_vec();
-                            let _ = shared.punts.try_send(Punt::TapFrame { network: *network, frame });
-                            self.free.push(desc);
-                            if let Some(e) = extra {
-                                self.free.push(e);
+                        if len == tap_buf.len() {
+                            // The kernel truncates silently; a full buffer means a lost tail.
+                            stats::add(&self.tap_stats.tap_dropped, 1);
+                            continue;
+                        }
+                        let mut stage = |len: usize, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>| {
+                            staged += 1;
+                            next_processor =
+                                if staged > SPREAD_MIN { (next_processor + 1) % workers } else { self.index };
+                            let to = next_processor;
+                            let network = port.network;
+                            stage_tap_frame(&shared, self.index, &mut self.free, &mut owner, network, len, fill, to)
+                        };
+                        let hdr_len = port.queue.vnet_hdr_len();
+                        if hdr_len == 0 {
+                            if len >= 14 {
+                                let frame = &tap_buf[..len];
+                                stage(len, &mut |out: &mut [u8]| copy_into(out, frame));
                             }
                             continue;
                         }
-                        next_processor = if taken > SPREAD_MIN { (next_processor + 1) % workers } else { self.index };
-                        let item = Item { desc, extra, kind: Kind::Tap { network: network.0 }, verdict: Verdict::Free };
-                        owner.dispatch(item, next_processor);
+                        let Some(hdr) = VnetHdr::parse(&tap_buf[..len]) else { continue };
+                        let segments = match Segments::new(hdr, &tap_buf[hdr_len..len]) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                stats::add(&self.tap_stats.tap_dropped, 1);
+                                log::debug!("{}: tap frame dropped: {e}", port.network);
+                                continue;
+                            }
+                        };
+                        if segments.count() > 1 {
+                            stats::add(&self.tap_stats.tap_super_reads, 1);
+                        }
+                        for i in 0..segments.count() {
+                            let len = segments.segment_len(i).unwrap_or(0);
+                            // Each segment is written straight into its UMEM frame, checksums and all.
+                            stage(len, &mut |out: &mut [u8]| segments.write(i, out).ok());
+                        }
                         work += 1;
                     }
                     owner.flush();
@@ -285,6 +324,7 @@ impl NodeWorker {
             owner.flush();
             // Process what any owner sent us.
             let processed = shared.fabric.process(self.index, |from, items| {
+                processor.tick();
                 let umem = &shared.umems[from];
                 for item in items.iter_mut() {
                     processor.process(umem, from, item);
@@ -307,10 +347,9 @@ impl NodeWorker {
                     let bytes = data.contents();
                     let (start, end) = (start as usize, start as usize + len as usize);
                     if end <= bytes.len()
-                        && let Some((_, q)) = taps.iter().find(|(n, _)| n.0 == network)
-                        && q.write(&bytes[start..end]).is_ok()
+                        && let Some(port) = taps.iter_mut().find(|p| p.network.0 == network)
                     {
-                        stats::add(&self.tap_stats.tap_tx, 1);
+                        port.write(&bytes[start..end], &self.tap_stats);
                     }
                     self.free.push(item.desc);
                     if let Some(e) = item.extra {
@@ -332,6 +371,7 @@ impl NodeWorker {
                 let umem = &shared.umems[self.index];
                 let index = self.index;
                 let stolen = owner.steal(|items| {
+                    processor.tick();
                     for item in items.iter_mut() {
                         processor.process(umem, index, item);
                     }
@@ -342,6 +382,10 @@ impl NodeWorker {
                 }
             }
             work += collected;
+            // Merged super-frames go out at the end of every collected batch: no timer, no latency.
+            for port in &mut taps {
+                port.flush(&self.tap_stats);
+            }
             work += crate::worker::transmit_backlog(&mut self.ports, &mut backlog, |_, sent| {
                 stats::add(&self.stats.tx, sent);
             });
@@ -351,7 +395,9 @@ impl NodeWorker {
             if work == 0 {
                 idle_spins += 1;
                 if idle_spins > 64 && owner.in_flight() == 0 && !stopping {
-                    wait_readable(&self.ports, &taps, IDLE_POLL_MS);
+                    // 1 ms after a burst, doubling to IDLE_POLL_MAX_MS while nothing comes.
+                    let doublings = (idle_spins - 65).min(16);
+                    wait_readable(&self.ports, &taps, (1i32 << doublings).min(IDLE_POLL_MAX_MS));
                 } else {
                     std::hint::spin_loop();
                 }
@@ -372,6 +418,12 @@ impl NodeWorker {
 }
 
 impl Processor<'_> {
+    /// Reads the clock for the batch about to be processed.
+    fn tick(&mut self) {
+        self.wall = StdInstant::now();
+        self.now = Instant(self.wall.duration_since(self.shared.epoch).as_millis() as u64);
+    }
+
     fn process(&mut self, umem: &Umem, _owner: usize, item: &mut Item) {
         item.verdict = match item.kind {
             Kind::Rx { port } => self.receive(umem, item, port as usize),
@@ -387,7 +439,7 @@ impl Processor<'_> {
 
     /// Tells the slow path, at most every 500 ms per (peer, path, direction), that frames moved.
     fn note(&mut self, peer: Address, remote: SocketAddr, local: u32, received: bool, direct: bool) {
-        let now = StdInstant::now();
+        let now = self.wall;
         let key = (peer, remote, received);
         if self.reported.get(&key).is_some_and(|t| now.duration_since(*t) < ACTIVITY_REPORT) {
             return;
@@ -444,7 +496,7 @@ impl Processor<'_> {
         // A piece: reassemble in the stripe of its packet ID, whichever worker we are.
         let id = u64::from_be_bytes(datagram[..8].try_into().unwrap_or([0; 8]));
         let stripe = (id as usize ^ (id >> 32) as usize) % self.shared.reassembly.len();
-        let now = self.shared.now().as_millis();
+        let now = self.now.as_millis();
         // A worker that panicked holding the lock left a consistent table (receive does not
         // unwind half-way through a slot); keep using it rather than lose the stripe.
         let piece = Piece { local, remote, hops };
@@ -489,7 +541,7 @@ impl Processor<'_> {
     /// A frame from a tap (see the module doc).
     fn send(&mut self, umem: &Umem, item: &mut Item, network: NetworkId) -> Verdict {
         let dp = self.shared.data_path.load();
-        let now = self.shared.now();
+        let now = self.now;
         // SAFETY: as in `receive`.
         let mut data = unsafe { umem.data_mut(&mut item.desc) };
         let frame_len = data.contents().len();
@@ -555,14 +607,115 @@ impl Processor<'_> {
     }
 }
 
+/// One network's tap as a worker holds it: its queue and the merging of frames written to it.
+struct TapPort {
+    network: NetworkId,
+    queue: TapQueue,
+    coalescer: Coalescer,
+}
+
+impl TapPort {
+    /// Writes a frame for the kernel, merged with its flow's neighbours when offloads allow.
+    fn write(&mut self, frame: &[u8], stats: &TapStats) {
+        stats::add(&stats.tap_tx, 1);
+        if self.queue.vnet_hdr_len() == 0 {
+            if self.queue.write(frame).is_err() {
+                stats::add(&stats.tap_write_errors, 1);
+            }
+            return;
+        }
+        let queue = &self.queue;
+        self.coalescer.push_with(frame, &mut |header: &[u8], frame: &[u8]| write_counted(queue, stats, header, frame));
+    }
+
+    /// Writes every pending merged frame.
+    fn flush(&mut self, stats: &TapStats) {
+        let queue = &self.queue;
+        self.coalescer.flush_with(&mut |header: &[u8], frame: &[u8]| write_counted(queue, stats, header, frame));
+    }
+}
+
+/// One tap write from the coalescer; a header with NEEDS_CSUM marks a merged super-frame (§3).
+fn write_counted(queue: &TapQueue, stats: &TapStats, header: &[u8], frame: &[u8]) {
+    if header.first().is_some_and(|f| f & NEEDS_CSUM != 0) {
+        stats::add(&stats.tap_merged_writes, 1);
+    }
+    if queue.write_parts(header, frame).is_err() {
+        stats::add(&stats.tap_write_errors, 1);
+    }
+}
+
+/// Fills a UMEM frame with one plain frame of `len` bytes from the tap (`fill` writes it and
+/// returns its length; two UMEM frames when it will need two datagrams) and hands it to
+/// processor `to`. A frame the fast path cannot hold goes to the slow path.
+#[allow(clippy::too_many_arguments)]
+fn stage_tap_frame(
+    shared: &Shared,
+    me: usize,
+    free: &mut Vec<FrameDesc>,
+    owner: &mut Owner<Item>,
+    network: NetworkId,
+    len: usize,
+    fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    to: usize,
+) {
+    let Some(mut desc) = free.pop() else {
+        // Out of frames in the middle of a super-frame: the slow path sends the rest.
+        let mut frame = vec![0u8; len];
+        if let Some(n) = fill(&mut frame) {
+            frame.truncate(n);
+            let _ = shared.punts.try_send(Punt::TapFrame { network, frame });
+        }
+        return;
+    };
+    // A frame longer than one datagram's worth needs a second frame to leave in.
+    let extra = if len + 24 > DEFAULT_PHYS_MTU { free.pop() } else { None };
+    let umem = &shared.umems[me];
+    // SAFETY: `desc` came from our free list: userspace owns it.
+    let mut data = unsafe { umem.data_mut(&mut desc) };
+    let buf = whole_frame(&mut data);
+    let cap = buf.len();
+    let written = if len <= cap { fill(buf) } else { None };
+    data.cursor().set_pos(written.unwrap_or(0));
+    if written.is_none() {
+        if len > cap {
+            // Larger than a UMEM frame: the slow path handles it.
+            let mut frame = vec![0u8; len];
+            if let Some(n) = fill(&mut frame) {
+                frame.truncate(n);
+                let _ = shared.punts.try_send(Punt::TapFrame { network, frame });
+            }
+        }
+        free.push(desc);
+        free.extend(extra);
+        return;
+    }
+    owner.dispatch(Item { desc, extra, kind: Kind::Tap { network: network.0 }, verdict: Verdict::Free }, to);
+}
+
+/// The whole data area of a UMEM frame, to write into in place; set the frame's length with
+/// `cursor().set_pos(n)` afterwards.
+fn whole_frame<'a>(data: &'a mut xsk_rs::umem::frame::DataMut<'_>) -> &'a mut [u8] {
+    let mut cursor = data.cursor();
+    let cap = cursor.buf_len();
+    cursor.set_pos(cap);
+    data.contents_mut()
+}
+
+/// Copies `frame` to the start of `out`; `None` if it does not fit.
+fn copy_into(out: &mut [u8], frame: &[u8]) -> Option<usize> {
+    out.get_mut(..frame.len())?.copy_from_slice(frame);
+    Some(frame.len())
+}
+
 /// Sleeps until a socket or tap queue of this worker is readable, at most `timeout_ms`. Work for
 /// this worker as a processor does not wake it: its owner steals the batch instead (hand-off).
-fn wait_readable(ports: &[Port], taps: &[(NetworkId, TapQueue)], timeout_ms: i32) {
+fn wait_readable(ports: &[Port], taps: &[TapPort], timeout_ms: i32) {
     use std::os::fd::AsRawFd;
     let mut fds: Vec<libc::pollfd> = ports
         .iter()
         .map(|p| p.rx.fd().as_raw_fd())
-        .chain(taps.iter().map(|(_, q)| q.as_raw_fd()))
+        .chain(taps.iter().map(|p| p.queue.as_raw_fd()))
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
         .collect();
     // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
@@ -571,15 +724,9 @@ fn wait_readable(ports: &[Port], taps: &[(NetworkId, TapQueue)], timeout_ms: i32
 
 /// Writes headers + `datagram` as the whole content of a UMEM frame.
 fn write_datagram(data: &mut xsk_rs::umem::frame::DataMut<'_>, egress: &Egress, datagram: &[u8]) -> bool {
-    let mut cursor = data.cursor();
-    let cap = cursor.buf_len();
-    let mut buf = [0u8; DEFAULT_PHYS_MTU + 128];
-    let Some(n) = egress.write_frame(&mut buf, datagram) else { return false };
-    if n > cap {
-        return false;
-    }
-    cursor.set_pos(0);
-    std::io::Write::write_all(&mut cursor, &buf[..n]).is_ok()
+    let n = egress.write_frame(whole_frame(data), datagram);
+    data.cursor().set_pos(n.unwrap_or(0));
+    n.is_some()
 }
 
 /// The source IP and port of an Ethernet/IP/UDP frame `locate_udp` accepted.
