@@ -16,7 +16,7 @@ const USAGE: &str = "usage: cargo xtask <verb>
                            (e.g. -- --home /var/lib/zerotier-one --iface eth1 --join NWID)
   run -- fwd [FWD ARGS]    `ztplane fwd ARGS` on real NICs; no FWD ARGS: the forwarding demo
   test                     all tests, including root-only namespace/XDP tests
-  bench NAME               io | handoff | crypto | bond: figures beside an in-run baseline,
+  bench NAME               io | handoff | crypto | bond | peers: figures beside an in-run baseline,
                            written to target/bench/NAME.json
   fuzz NAME [--seconds N]  run a cargo-fuzz target of the protocol parsers";
 
@@ -132,11 +132,11 @@ fn shared_present() -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    let Some(name) = args.first() else { bail!("bench needs a NAME: io, handoff, crypto or bond") };
+    let Some(name) = args.first() else { bail!("bench needs a NAME: io, handoff, crypto, bond or peers") };
     let options = args[1..].iter().filter(|a| a.as_str() != "--");
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--quiet", "-p", "ztplane-bench", "--", name]).args(options);
-    if name == "io" {
+    if name == "io" || name == "overlay" {
         cmd.env("ZTPLANE_BIN", build_ztplane()?);
     }
     status(&mut cmd)

@@ -4,7 +4,8 @@ use anyhow::{Context, Result, bail};
 use std::process::{Command, Stdio};
 
 /// Debian packages: build (libbpf/libxdp via xsk-rs, LLVM 22 for bpf-linker, OpenSSL for the
-/// crypto reference) and test tools (iproute2, ethtool, ping, setpriv, nft).
+/// crypto reference) and test and benchmark tools (iproute2, ethtool, ping, setpriv, nft, iperf3,
+/// perf).
 const PACKAGES: &[&str] = &[
     "clang",
     "llvm-22-dev",
@@ -21,6 +22,8 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     "nftables",
     "tcpdump",
+    "iperf3",
+    "linux-perf",
 ];
 pub const BPFFS: &str = "/run/ztplane/bpffs";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -21,6 +21,8 @@
 //! from the OS, tests with a constant.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "bench")]
+mod bench;
 pub mod config;
 pub mod controller;
 pub mod datapath;

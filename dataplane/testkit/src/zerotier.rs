@@ -139,6 +139,15 @@ impl Lan {
         let bridge = "br0".to_string();
         switch.ip(&["link", "add", &bridge, "type", "bridge"])?;
         switch.ip(&["link", "set", &bridge, "up"])?;
+        // A switch does not run the IP firewall: with br_netfilter loaded (docker loads it), every
+        // bridged frame would also cross iptables, a per-packet cost no real LAN has. The bridge
+        // family filter of `block` does not depend on it.
+        for family in ["iptables", "ip6tables", "arptables"] {
+            let key = format!("net.bridge.bridge-nf-call-{family}");
+            if switch.run(move || Path::new(&format!("/proc/sys/{}", key.replace('.', "/"))).exists())? {
+                switch.exec("sysctl", &["-q", "-w", &format!("net.bridge.bridge-nf-call-{family}=0")])?;
+            }
+        }
         let mut lan_hosts = Vec::with_capacity(hosts.len());
         for (i, name) in hosts.iter().enumerate() {
             let n = i as u8 + 1;
@@ -755,10 +764,10 @@ fn run_tool(command: &mut Command) -> Result<Vec<u8>> {
 
 /// A directory under the system temp dir, removed on drop. Its name carries the process id so
 /// ones left by a killed test are swept by the next run.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(label: &str) -> Result<TempDir> {
+    pub(crate) fn new(label: &str) -> Result<TempDir> {
         sweep_stale_temp();
         let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("{TEMP_PREFIX}{}x{n}-{label}", std::process::id()));
@@ -767,7 +776,7 @@ impl TempDir {
         Ok(TempDir(path))
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
