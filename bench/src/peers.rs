@@ -24,6 +24,8 @@
 //!   window, so the node keeps its path alive (full HELLO every 60 s, ECHO after 14 s of send
 //!   silence — the most keepalive work an active peer costs); none is silent long enough to
 //!   expire in the window (paths 243 s, peers 500 s), so expiry shows as housekeeping scans.
+//! * **hot lookups**: the same with traffic to and from 1,000 active peers among the N, the
+//!   working set of a busy gateway: what the tables cost once cache capacity is taken out.
 //! * **rebuild**: ms to republish the snapshot after one change (a new peer), best of 3.
 //!
 //! Synthetic: peer identities have random public keys and the address taken from the first
@@ -103,6 +105,9 @@ const NETWORKS: u64 = 4;
 /// Peers arrive evenly over this long, while the timers run.
 const ARRIVAL_MS: u64 = 60_000;
 const ARRIVAL_STEP_MS: u64 = 100;
+/// Active peers of the fixed-working-set lookups: how the tables scale once cache capacity is
+/// taken out (the cold case draws from all N peers, so it also measures memory misses).
+const HOT_PEERS: usize = 1_000;
 const ROUTE_POOL: usize = 65_536;
 const RECEIVE_POOL: usize = 16_384;
 const FRAME_LEN: usize = 64;
@@ -347,11 +352,13 @@ struct Lookups {
     crypto_ns: f64,
 }
 
-fn lookups(s: &mut Setup) -> Result<Lookups> {
+/// Lookups for frames and packets of `active` members (the first `active` of the node's
+/// peers; all of them for the cold, whole-table case).
+fn lookups(s: &mut Setup, active: usize) -> Result<Lookups> {
     let data_path = s.node.data_path();
     let our_macs: Vec<_> =
         s.networks.iter().map(|n| s.node.network(*n).map(|n| n.mac)).collect::<Option<_>>().context("network")?;
-    let members = s.peers.len();
+    let members = active.min(s.peers.len());
     let member = |rng: &mut Rng| {
         let i = rng.below(members);
         (i % s.networks.len(), s.peers[i])
@@ -551,12 +558,15 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     let mut records = Vec::new();
     let mut base: Option<(f64, f64, f64, f64, f64)> = None;
+    let mut hot_base: Option<(f64, f64)> = None;
+    let mut hot_lines = Vec::new();
     for &count in &options.counts {
         let started = WallClock::now();
         eprintln!("  {count} peers: arriving over {} simulated s ...", ARRIVAL_MS / 1_000);
         let mut setup = build(&identity, count, 0x5eed ^ count as u64)?;
         eprintln!("  {count} peers: lookups ...");
-        let l = lookups(&mut setup)?;
+        let l = lookups(&mut setup, count)?;
+        let hot = lookups(&mut setup, HOT_PEERS)?;
         eprintln!("  {count} peers: timers ...");
         let t = timers(&mut setup, options.sim_s);
         let rebuild = rebuild_ms(&mut setup);
@@ -566,6 +576,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let per_peer = t.us_per_sim_s / count as f64;
         let (b_get, b_route, b_rx, b_lookup_rx, b_per_peer) =
             *base.get_or_insert((l.peer_get_ns, l.route_frame_ns, l.receive_ns, lookup_rx, per_peer));
+        let (b_hot_route, b_hot_rx) = *hot_base.get_or_insert((hot.route_frame_ns, hot.receive_ns));
         let ratio = |v: f64, b: f64| if b > 0.0 { v / b } else { f64::NAN };
         println!(
             "{:>7} {:>7} {:>9.0} {:>9.0} {:>8.2} {:>8.1} ({:>4.2}x) {:>8.1} ({:>4.2}x) {:>8.1} ({:>4.2}x) {:>8.1} {:>7.1} ({:>4.2}x) {:>13.0} {:>9.3} ({:>4.2}x) {:>8.1} {:>9.3}",
@@ -614,9 +625,29 @@ pub fn run(args: &[String]) -> Result<()> {
             "transmits_per_sim_s": round1(t.transmits_per_sim_s),
             "transmits_per_peer_per_sim_s": round3(t.transmits_per_sim_s / count as f64),
             "snapshot_rebuilds_per_sim_s": round3(t.rebuilds_per_sim_s),
+            "hot_peers": HOT_PEERS.min(count),
+            "hot_route_frame_ns": round1(hot.route_frame_ns),
+            "hot_route_frame_ratio": round3(ratio(hot.route_frame_ns, b_hot_route)),
+            "hot_receive_ns": round1(hot.receive_ns),
+            "hot_receive_ratio": round3(ratio(hot.receive_ns, b_hot_rx)),
         }));
+        hot_lines.push(format!(
+            "{:>7} {:>7} {:>8.1} ({:>4.2}x) {:>8.1} ({:>4.2}x)",
+            count,
+            HOT_PEERS.min(count),
+            hot.route_frame_ns,
+            ratio(hot.route_frame_ns, b_hot_route),
+            hot.receive_ns,
+            ratio(hot.receive_ns, b_hot_rx)
+        ));
         eprintln!("  {count} peers: done in {:.1} s", started.elapsed().as_secs_f64());
         drop(setup);
+    }
+    println!();
+    println!("the same lookups with a fixed working set: traffic to and from {HOT_PEERS} active peers among N");
+    println!("{:>7} {:>7} {:>15} {:>15}", "peers", "active", "route_frame ns", "receive ns");
+    for line in &hot_lines {
+        println!("{line}");
     }
     let path = crate::report::write("peers", &records)?;
     println!("written to {}", path.display());

@@ -52,10 +52,10 @@ impl crate::Node {
         self.push_credentials_if_needed(now, network, peer);
     }
 
-    /// Rebuilds the snapshot now if anything changed (what every input does at its end).
+    /// Rebuilds the snapshot now if anything changed, whatever the spacing of rebuilds.
     #[doc(hidden)]
     pub fn bench_publish(&mut self, now: Instant) {
         self.last_seen_now = now;
-        self.publish();
+        self.publish_now();
     }
 }

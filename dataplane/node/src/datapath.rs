@@ -364,12 +364,43 @@ impl crate::Node {
     }
 
     /// Rebuilds the snapshot if anything it holds changed.
+    ///
+    /// A rebuild costs O(peers) (about 1 µs per peer), so with many peers rebuilds are spaced
+    /// [`Node::publish_spacing_ms`] apart: peer and path churn cannot fill the slow path. A
+    /// change waits at most that long (the deadline is in `poll_timeout`); meanwhile the workers
+    /// punt what the older snapshot lacks, and the node answers it. Leaving a network, new
+    /// configs and revocations are published at once (`publish_now`).
     pub(crate) fn publish(&mut self) {
+        if !self.data_path_dirty {
+            return;
+        }
+        let spacing = self.publish_spacing_ms();
+        if spacing > 0 && self.last_publish.is_some_and(|t| self.last_seen_now < t.add_ms(spacing)) {
+            return;
+        }
+        self.publish_now();
+    }
+
+    /// Milliseconds between snapshot rebuilds: 1 per 1,000 peers (0 below 1,000, 100 ms at
+    /// 100,000), a deterministic stand-in for the rebuild's cost.
+    pub(crate) fn publish_spacing_ms(&self) -> u64 {
+        (self.peers.len() / 1000) as u64
+    }
+
+    /// When a pending rebuild is due, if one is.
+    pub(crate) fn publish_deadline(&self) -> Option<Instant> {
+        let last = self.last_publish?;
+        self.data_path_dirty.then(|| last.add_ms(self.publish_spacing_ms()))
+    }
+
+    /// Rebuilds the snapshot now, whatever the spacing.
+    pub(crate) fn publish_now(&mut self) {
         if !self.data_path_dirty {
             return;
         }
         self.data_path_dirty = false;
         let now = self.last_seen_now;
+        self.last_publish = Some(now);
         let relay = self.best_upstream_path(now, None).map(|(l, r)| (l.unwrap_or(0), r));
         let peers = self
             .peers
@@ -412,5 +443,76 @@ impl crate::Node {
         let generation = self.data_path.generation + 1;
         self.data_path = Arc::new(DataPath { me: self.me, generation, peers, networks });
         self.events.push_back(crate::Event::DataPathChanged);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Identity, Node, NodeConfig};
+    use ztplane_crypto::PEER_KEY_LEN;
+    use ztplane_protocol::world::{WORLD_TYPE_PLANET, World};
+
+    fn node_with_peers(count: u32) -> Node {
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/conformance/zt-1.14.1/nodes/a.identity.secret");
+        let identity: Identity = std::fs::read_to_string(path).unwrap().trim().parse().unwrap();
+        let planet = World {
+            world_type: WORLD_TYPE_PLANET,
+            id: 1,
+            timestamp: 1,
+            updates_must_be_signed_by: [0; 64],
+            signature: [0; 96],
+            roots: Vec::new(),
+            moon_extension: Vec::new(),
+        };
+        let config = NodeConfig {
+            identity,
+            planet,
+            moons: Vec::new(),
+            cached_peers: Vec::new(),
+            networks: Vec::new(),
+            seed: [7; 32],
+        };
+        let mut node = Node::new(config, Instant::ZERO).unwrap();
+        node.handle_timeout(Instant::ZERO);
+        for i in 0..count {
+            let mut bytes = [0u8; 5];
+            bytes[1..].copy_from_slice(&(i + 1).to_be_bytes());
+            let address = Address::from_bytes(&bytes);
+            let peer = crate::peer::Peer::new(
+                Identity::from_parts(address, [i as u8; 64], None),
+                PeerKey::from_bytes([i as u8; PEER_KEY_LEN]),
+                Instant::ZERO,
+            );
+            node.peers.insert(address, peer);
+        }
+        node
+    }
+
+    /// With 2,000 to 2,999 peers a change is published at most every 2 ms, the deadline shows in
+    /// `poll_timeout`, and the timer publishes it; with fewer than 1,000 every change is at once.
+    #[test]
+    fn rebuilds_are_spaced_with_many_peers() {
+        let mut small = node_with_peers(10);
+        small.data_path_dirty = true;
+        small.handle_timeout(Instant(1));
+        assert!(small.data_path.peers.len() == 10 && !small.data_path_dirty);
+
+        let mut big = node_with_peers(3000);
+        big.data_path_dirty = true;
+        big.handle_timeout(Instant(10));
+        assert_eq!(big.data_path.peers.len(), 3000, "the first rebuild is not delayed");
+        // A change 1 ms later waits for the spacing…
+        big.peers.remove(&Address::from_bytes(&[0, 0, 0, 0, 1]));
+        big.data_path_dirty = true;
+        big.handle_timeout(Instant(11));
+        assert_eq!(big.data_path.peers.len(), 3000, "rebuilt again within 2 ms");
+        assert_eq!(big.poll_timeout(), Instant(12), "the pending rebuild's deadline");
+        // …and goes out when it is due.
+        big.handle_timeout(Instant(12));
+        assert_eq!(big.data_path.peers.len(), 2999);
+        assert!(!big.data_path_dirty);
+        assert!(big.poll_timeout() > Instant(12));
     }
 }

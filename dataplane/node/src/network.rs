@@ -354,7 +354,9 @@ impl crate::Node {
         self.counters.configs_installed += 1;
         self.events.push_back(Event::NetworkConfigured { network: id, config });
         self.events.push_back(Event::SaveNetwork { network: id, dictionary: dictionary.to_vec() });
+        // A new config can shut members out: no spacing.
         self.data_path_dirty = true;
+        self.publish_now();
         // New addresses mean new ARP/ND groups: announce them now.
         self.announce_groups(now, id);
         // Credentials may now let parked frames through.
@@ -476,7 +478,9 @@ impl crate::Node {
             }
         }
         if !changed.is_empty() {
+            // A revoked member must stop at once: no spacing.
             self.data_path_dirty = true;
+            self.publish_now();
             for id in &changed {
                 self.mark_trusted(now, *id, rx);
             }

@@ -216,6 +216,8 @@ pub struct Node {
     pub(crate) last_seen_now: Instant,
     pub(crate) data_path: Arc<DataPath>,
     pub(crate) data_path_dirty: bool,
+    /// When the snapshot was last rebuilt (rebuilds are spaced with many peers).
+    pub(crate) last_publish: Option<Instant>,
     pub(crate) counters: Counters,
     pub(crate) scratch: Vec<u8>,
     /// Arrival time of the parked packet being retried (so re-parking does not extend it).
@@ -261,6 +263,7 @@ impl Node {
             last_seen_now: now,
             data_path: Arc::new(DataPath::empty(me)),
             data_path_dirty: true,
+            last_publish: None,
             counters: Counters::default(),
             scratch: vec![0; MAX_PACKET_LEN],
             parking_since: None,
@@ -332,6 +335,9 @@ impl Node {
             || self.reassembly.in_progress() > 0
         {
             next = next.min(self.last_retry_tick.add_ms(RETRY_TICK_MS));
+        }
+        if let Some(due) = self.publish_deadline() {
+            next = next.min(due);
         }
         next.min(self.last_housekeeping.add_ms(HOUSEKEEPING_MS))
     }
@@ -540,7 +546,7 @@ impl Node {
         }
         self.events.push_back(Event::NetworkLeft { network });
         self.data_path_dirty = true;
-        self.publish();
+        self.publish_now();
         Ok(())
     }
 

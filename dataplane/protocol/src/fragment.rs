@@ -101,14 +101,22 @@ pub fn fragment_packet(packet: &[u8], mtu: usize, mut emit: impl FnMut(&[u8])) -
     let mut buf = [0u8; MAX_PACKET_LEN];
     for (i, piece) in packet[mtu..].chunks(chunk).enumerate() {
         let n = FRAGMENT_HEADER_LEN + piece.len();
-        buf[0..13].copy_from_slice(&packet[0..13]);
-        buf[13] = FRAGMENT_INDICATOR;
-        buf[14] = ((total as u8) << 4) | (i as u8 + 1);
-        buf[15] = 0;
+        buf[..FRAGMENT_HEADER_LEN].copy_from_slice(&fragment_header(packet, total, i + 1));
         buf[FRAGMENT_HEADER_LEN..n].copy_from_slice(piece);
         emit(&buf[..n]);
     }
     Ok(total)
+}
+
+/// The 16-byte header of fragment `number` (1-based; the head is 0) of `total` pieces of
+/// `packet` (spec §3.1): packet ID and destination copied from the packet, the indicator, the
+/// counts, hops 0. For callers that place the pieces themselves (`fragment_packet` copies).
+pub fn fragment_header(packet: &[u8], total: usize, number: usize) -> [u8; FRAGMENT_HEADER_LEN] {
+    let mut h = [0u8; FRAGMENT_HEADER_LEN];
+    h[0..13].copy_from_slice(&packet[0..13]);
+    h[13] = FRAGMENT_INDICATOR;
+    h[14] = ((total as u8) << 4) | (number as u8 & 0x0f);
+    h
 }
 
 /// Whether a packet of `len` bytes must be sent as head + fragments on a path of `mtu`.

@@ -37,12 +37,20 @@ impl Egress {
     /// `None` if `out` is too small or the families of source and destination differ.
     pub fn write_frame(&self, out: &mut [u8], payload: &[u8]) -> Option<usize> {
         let header = self.header_len();
-        let total = header + payload.len();
+        out.get_mut(header..header + payload.len())?.copy_from_slice(payload);
+        self.write_headers(out, payload.len())
+    }
+
+    /// Writes the headers in front of a `payload_len`-byte datagram already at
+    /// `out[header_len()..]` (sealed there in place). Returns the frame length, or `None` as
+    /// [`Egress::write_frame`].
+    pub fn write_headers(&self, out: &mut [u8], payload_len: usize) -> Option<usize> {
+        let header = self.header_len();
+        let total = header + payload_len;
         if out.len() < total || self.src.is_ipv4() != self.dst.is_ipv4() {
             return None;
         }
-        out[header..total].copy_from_slice(payload);
-        let udp_len = (UDP_LEN + payload.len()) as u16;
+        let udp_len = (UDP_LEN + payload_len) as u16;
         out[0..6].copy_from_slice(&self.dst_mac);
         out[6..12].copy_from_slice(&self.src_mac);
         let l4 = match (self.src.ip(), self.dst.ip()) {

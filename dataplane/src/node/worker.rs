@@ -15,7 +15,7 @@
 //! Frames are accounted for exactly as in `crate::worker` (free list, fill ring, hand-off, TX
 //! backlog, TX ring) and the total is checked at exit.
 
-use super::headers::{Egress, EgressTable};
+use super::headers::EgressTable;
 use super::{Punt, WorkerCommand};
 use crate::frame::locate_udp;
 use crate::handoff::{BATCH, Fabric, Owner};
@@ -36,8 +36,10 @@ use ztplane_host::offload::{Coalescer, NEEDS_CSUM, Segments, VnetHdr};
 use ztplane_host::tap::{READ_BUF_LEN, TapQueue};
 use ztplane_node::datapath::{DataPath, RxVerdict, TxVerdict, seal_frame};
 use ztplane_node::{Address, Instant, NetworkId};
-use ztplane_protocol::fragment::fragment_packet;
-use ztplane_protocol::header::{DEFAULT_PHYS_MTU, DatagramKind, FLAG_FRAGMENTED, MAX_PACKET_LEN, classify};
+use ztplane_protocol::fragment::fragment_header;
+use ztplane_protocol::header::{
+    DEFAULT_PHYS_MTU, DatagramKind, FLAG_FRAGMENTED, FRAGMENT_HEADER_LEN, MAX_PACKET_LEN, classify,
+};
 use ztplane_protocol::rx::{Inbound, Receiver as Reassembly};
 
 /// Reassembly stripes: pieces of one packet hash to one stripe, whichever worker handles them.
@@ -52,6 +54,9 @@ const SPREAD_MIN: usize = 16;
 /// Only commands from the slow path (taps added or removed) and the stop flag wait that long:
 /// traffic wakes the poll at once.
 const IDLE_POLL_MAX_MS: i32 = 64;
+/// Loop turns with frames collected after which merged tap writes go out even though more of
+/// the burst is still in flight.
+const MERGE_ROUNDS: usize = 8;
 /// Segments one tap read may yield that the fast path takes: 64 KiB at an MSS of 1024 or more.
 /// A worker reads its tap only with twice as many UMEM frames free (two datagrams per segment);
 /// a super-frame with more segments than frames left sends the rest through the slow path.
@@ -170,7 +175,6 @@ struct Processor<'a> {
     shared: &'a Shared,
     rng: ChaCha20Rng,
     scratch: Vec<u8>,
-    sealed: Vec<u8>,
     reported: HashMap<(Address, SocketAddr, bool), StdInstant>,
     stats: &'a TapStats,
     /// The clock, read once per batch rather than per packet (`tick`).
@@ -196,7 +200,6 @@ impl NodeWorker {
             shared: &shared,
             rng: ChaCha20Rng::from_seed(seed),
             scratch: vec![0; MAX_PACKET_LEN + 64],
-            sealed: vec![0; MAX_PACKET_LEN + 64],
             reported: HashMap::new(),
             stats: &self.tap_stats,
             wall: StdInstant::now(),
@@ -205,6 +208,7 @@ impl NodeWorker {
         let mut tap_buf = vec![0u8; READ_BUF_LEN];
         let mut next_processor = self.index;
         let mut idle_spins = 0u32;
+        let mut merge_rounds = 0usize;
         let mut drain = crate::worker::Drain::default();
         loop {
             let stopping = shared.stop.load(Ordering::Relaxed);
@@ -382,9 +386,15 @@ impl NodeWorker {
                 }
             }
             work += collected;
-            // Merged super-frames go out at the end of every collected batch: no timer, no latency.
-            for port in &mut taps {
-                port.flush(&self.tap_stats);
+            // Merged super-frames go out once the burst they belong to has drained from the
+            // hand-off (nothing left in flight), or after MERGE_ROUNDS rounds under steady load:
+            // no timer, and a frame waits at most a few loop turns.
+            merge_rounds += usize::from(collected > 0);
+            if owner.in_flight() == 0 || merge_rounds >= MERGE_ROUNDS {
+                for port in &mut taps {
+                    port.flush(&self.tap_stats);
+                }
+                merge_rounds = 0;
             }
             work += crate::worker::transmit_backlog(&mut self.ports, &mut backlog, |_, sent| {
                 stats::add(&self.stats.tx, sent);
@@ -557,51 +567,55 @@ impl Processor<'_> {
             }
             TxVerdict::Send { dest, key, suite, via } => {
                 let table = self.shared.egress.load();
-                let Some(egress) = table.get(&via.1).copied() else {
+                let (Some(egress), Some(spare)) = (table.get(&via.1).copied(), item.extra.as_mut()) else {
                     punt(self, data.contents());
                     return Verdict::Free;
                 };
                 let mut id = [0u8; 8];
                 self.rng.fill_bytes(&mut id);
-                let Some(len) = seal_frame(dp.me, dest, &key, suite, id, network, data.contents(), &mut self.sealed)
-                else {
-                    return Verdict::Free;
+                let h = egress.header_len();
+                // Sealed straight into the spare frame, behind room for the headers.
+                // SAFETY: the spare frame travels with the item; same ownership as `desc`.
+                let mut head = unsafe { umem.data_mut(spare) };
+                let out = whole_frame(&mut head);
+                let plain = data.contents();
+                let sealed = out.get_mut(h..).and_then(|o| seal_frame(dp.me, dest, &key, suite, id, network, plain, o));
+                let pieces = match sealed {
+                    Some(len) if len <= DEFAULT_PHYS_MTU => 1,
+                    Some(len) if len - DEFAULT_PHYS_MTU <= DEFAULT_PHYS_MTU - FRAGMENT_HEADER_LEN => 2,
+                    // More than two datagrams (a large virtual MTU): the slow path cuts those.
+                    _ => 0,
                 };
-                let mut pieces: [(usize, usize); 2] = [(0, 0); 2];
-                let mut count = 0;
-                let mut fragments_ok = true;
-                let _ = fragment_packet(&self.sealed[..len], DEFAULT_PHYS_MTU, |d| {
-                    if count < 2 {
-                        // Pieces are written into scratch one after another.
-                        let at = count * (DEFAULT_PHYS_MTU + 16);
-                        self.scratch[at..at + d.len()].copy_from_slice(d);
-                        pieces[count] = (at, d.len());
-                    } else {
-                        fragments_ok = false;
-                    }
-                    count += 1;
-                });
-                if !fragments_ok || (count == 2 && item.extra.is_none()) {
+                let Some(len) = sealed.filter(|_| pieces > 0) else {
+                    head.cursor().set_pos(0);
                     punt(self, data.contents());
                     return Verdict::Free;
-                }
-                let (a, alen) = pieces[0];
-                if !write_datagram(&mut data, &egress, &self.scratch[a..a + alen]) {
-                    return Verdict::Free;
-                }
-                if count == 2
-                    && let Some(extra) = item.extra.as_mut()
-                {
-                    // SAFETY: the extra frame travels with the item; same ownership as `desc`.
-                    let mut second = unsafe { umem.data_mut(extra) };
-                    let (b, blen) = pieces[1];
-                    if !write_datagram(&mut second, &egress, &self.scratch[b..b + blen]) {
+                };
+                // The head stays where it was sealed; the tail moves behind a fragment header into
+                // the frame the plain frame came in, which is no longer needed (§3.1).
+                if pieces == 2 {
+                    let packet = &out[h..h + len];
+                    let tail = &packet[DEFAULT_PHYS_MTU..];
+                    let piece_len = FRAGMENT_HEADER_LEN + tail.len();
+                    let frame = whole_frame(&mut data);
+                    frame[h..h + FRAGMENT_HEADER_LEN].copy_from_slice(&fragment_header(packet, 2, 1));
+                    frame[h + FRAGMENT_HEADER_LEN..h + piece_len].copy_from_slice(tail);
+                    let n = egress.write_headers(frame, piece_len);
+                    data.cursor().set_pos(n.unwrap_or(0));
+                    if n.is_none() {
                         return Verdict::Free;
                     }
                 }
+                let n = egress.write_headers(out, len.min(DEFAULT_PHYS_MTU));
+                head.cursor().set_pos(n.unwrap_or(0));
+                if n.is_none() {
+                    return Verdict::Free;
+                }
+                // The head leaves first: it becomes the item's frame, the tail (if any) its extra.
+                std::mem::swap(&mut item.desc, spare);
                 stats::add(&self.stats.fast_tx, 1);
                 self.note(dest, via.1, via.0, false, true);
-                Verdict::Transmit { iface: egress.iface as u8, extra: count == 2 }
+                Verdict::Transmit { iface: egress.iface as u8, extra: pieces == 2 }
             }
         }
     }
@@ -668,8 +682,8 @@ fn stage_tap_frame(
         }
         return;
     };
-    // A frame longer than one datagram's worth needs a second frame to leave in.
-    let extra = if len + 24 > DEFAULT_PHYS_MTU { free.pop() } else { None };
+    // The spare frame the packet is sealed into (the plain frame then holds the tail, if any).
+    let extra = free.pop();
     let umem = &shared.umems[me];
     // SAFETY: `desc` came from our free list: userspace owns it.
     let mut data = unsafe { umem.data_mut(&mut desc) };
@@ -720,13 +734,6 @@ fn wait_readable(ports: &[Port], taps: &[TapPort], timeout_ms: i32) {
         .collect();
     // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-}
-
-/// Writes headers + `datagram` as the whole content of a UMEM frame.
-fn write_datagram(data: &mut xsk_rs::umem::frame::DataMut<'_>, egress: &Egress, datagram: &[u8]) -> bool {
-    let n = egress.write_frame(whole_frame(data), datagram);
-    data.cursor().set_pos(n.unwrap_or(0));
-    n.is_some()
 }
 
 /// The source IP and port of an Ethernet/IP/UDP frame `locate_udp` accepted.
