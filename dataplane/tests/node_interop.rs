@@ -61,10 +61,35 @@ fn tcp_transfer(
     to_ip: &str,
     bytes: usize,
 ) -> anyhow::Result<()> {
+    tcp_transfer_mss(from, to, to_ip, bytes, None)
+}
+
+/// As [`tcp_transfer`], with the receiver advertising `mss` (TCP_MAXSEG on the listener).
+fn tcp_transfer_mss(
+    from: &ztplane_testkit::Netns,
+    to: &ztplane_testkit::Netns,
+    to_ip: &str,
+    bytes: usize,
+    mss: Option<i32>,
+) -> anyhow::Result<()> {
     let data: Vec<u8> = (0..bytes).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1]).collect();
     let expected = data.clone();
     let addr = format!("{to_ip}:5201");
     let listener = to.run(move || TcpListener::bind("0.0.0.0:5201"))??;
+    if let Some(mss) = mss {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt reads one int through a pointer valid for the call.
+        let r = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_MAXSEG,
+                (&mss as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        anyhow::ensure!(r == 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
+    }
     let server = to.thread(move || -> anyhow::Result<Vec<u8>> {
         let (mut s, _) = listener.accept()?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -224,6 +249,8 @@ fn two_ztplane_members_direct_and_relayed_and_a_restart() {
     ping_settled(zq_ns, "198.19.0.21").unwrap();
     tcp_transfer(zq_ns, zp_ns, "198.19.0.21", 2 << 20).unwrap();
     tcp_transfer(zp_ns, zq_ns, "198.19.0.22", 2 << 20).unwrap();
+    // A small MSS: 64 KiB super-frames of about 130 segments, more than one hand-off batch.
+    tcp_transfer_mss(zp_ns, zq_ns, "198.19.0.22", 2 << 20, Some(500)).unwrap();
     // Tap offloads (on by default): the kernel handed over TSO super-frames and took merged ones.
     for (node, name) in [(&zp, "zp"), (&zq, "zq")] {
         let stats = node.request("GET", "/stats").unwrap();

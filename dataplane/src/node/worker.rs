@@ -57,10 +57,6 @@ const IDLE_POLL_MAX_MS: i32 = 64;
 /// Loop turns with frames collected after which merged tap writes go out even though more of
 /// the burst is still in flight.
 const MERGE_ROUNDS: usize = 8;
-/// Segments one tap read may yield that the fast path takes: 64 KiB at an MSS of 1024 or more.
-/// A worker reads its tap only with twice as many UMEM frames free (two datagrams per segment);
-/// a super-frame with more segments than frames left sends the rest through the slow path.
-const MAX_SEGMENTS_PER_READ: usize = 64;
 
 /// What an item carries.
 #[derive(Clone, Copy, Debug)]
@@ -205,7 +201,6 @@ impl NodeWorker {
             wall: StdInstant::now(),
             now: shared.now(),
         };
-        let mut tap_buf = vec![0u8; READ_BUF_LEN];
         let mut next_processor = self.index;
         let mut idle_spins = 0u32;
         let mut merge_rounds = 0usize;
@@ -227,7 +222,7 @@ impl NodeWorker {
                         taps.retain(|p| p.network != network);
                         let mut coalescer = Coalescer::new();
                         coalescer.set_enabled(merge && queue.vnet_hdr_len() > 0);
-                        taps.push(TapPort { network, queue, coalescer });
+                        taps.push(TapPort { network, queue, coalescer, read_buf: vec![0; READ_BUF_LEN], held: None });
                     }
                     WorkerCommand::RemoveTap { network } => taps.retain(|p| p.network != network),
                     WorkerCommand::Write { network, frame } => {
@@ -270,59 +265,65 @@ impl NodeWorker {
                     }
                     owner.flush();
                 }
-                for port in &taps {
-                    if !owner.ready() {
-                        break;
-                    }
+                for port in &mut taps {
                     let mut staged = 0;
-                    // Room for a whole super-frame: every segment may need two UMEM frames.
-                    while staged < BATCH && self.free.len() > 2 * MAX_SEGMENTS_PER_READ {
-                        let len = match port.queue.read(&mut tap_buf) {
-                            Ok(len) => len,
-                            Err(_) => break,
-                        };
-                        stats::add(&self.tap_stats.tap_rx, 1);
-                        if len == tap_buf.len() {
-                            // The kernel truncates silently; a full buffer means a lost tail.
-                            stats::add(&self.tap_stats.tap_dropped, 1);
-                            continue;
-                        }
-                        let mut stage = |len: usize, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>| {
-                            staged += 1;
-                            next_processor =
-                                if staged > SPREAD_MIN { (next_processor + 1) % workers } else { self.index };
-                            let to = next_processor;
-                            let network = port.network;
-                            stage_tap_frame(&shared, self.index, &mut self.free, &mut owner, network, len, fill, to)
-                        };
-                        let hdr_len = port.queue.vnet_hdr_len();
-                        if hdr_len == 0 {
-                            if len >= 14 {
-                                let frame = &tap_buf[..len];
-                                stage(len, &mut |out: &mut [u8]| copy_into(out, frame));
+                    // Room for a whole batch of segments, two UMEM frames each. Every read is
+                    // flushed before the next and stages at most one batch, so a processor's
+                    // batch never overflows; a super-frame with more segments (a small MSS) is
+                    // held and continued on the next turns, in order.
+                    while staged < BATCH && self.free.len() > 2 * BATCH && owner.ready() {
+                        let TapPort { network, queue, read_buf, held, .. } = port;
+                        let (hdr, len, first) = match held.take() {
+                            Some(h) => (h.hdr, h.len, h.next),
+                            None => {
+                                let Ok(len) = queue.read(read_buf) else { break };
+                                stats::add(&self.tap_stats.tap_rx, 1);
+                                if len == read_buf.len() {
+                                    // The kernel truncates silently; a full buffer means a lost tail.
+                                    stats::add(&self.tap_stats.tap_dropped, 1);
+                                    continue;
+                                }
+                                work += 1;
+                                if queue.vnet_hdr_len() == 0 {
+                                    if len >= 14 {
+                                        (VnetHdr::NONE, len, 0)
+                                    } else {
+                                        continue;
+                                    }
+                                } else {
+                                    let Some(hdr) = VnetHdr::parse(&read_buf[..len]) else { continue };
+                                    (hdr, len, 0)
+                                }
                             }
-                            continue;
-                        }
-                        let Some(hdr) = VnetHdr::parse(&tap_buf[..len]) else { continue };
-                        let segments = match Segments::new(hdr, &tap_buf[hdr_len..len]) {
+                        };
+                        let frame = &read_buf[queue.vnet_hdr_len()..len];
+                        let segments = match Segments::new(hdr, frame) {
                             Ok(s) => s,
                             Err(e) => {
                                 stats::add(&self.tap_stats.tap_dropped, 1);
-                                log::debug!("{}: tap frame dropped: {e}", port.network);
+                                log::debug!("{network}: tap frame dropped: {e}");
                                 continue;
                             }
                         };
-                        if segments.count() > 1 {
+                        if first == 0 && segments.count() > 1 {
                             stats::add(&self.tap_stats.tap_super_reads, 1);
                         }
-                        for i in 0..segments.count() {
+                        let end = segments.count().min(first + BATCH);
+                        if end < segments.count() {
+                            *held = Some(Held { hdr, len, next: end });
+                        }
+                        for i in first..end {
+                            staged += 1;
+                            next_processor =
+                                if staged > SPREAD_MIN { (next_processor + 1) % workers } else { self.index };
                             let len = segments.segment_len(i).unwrap_or(0);
                             // Each segment is written straight into its UMEM frame, checksums and all.
-                            stage(len, &mut |out: &mut [u8]| segments.write(i, out).ok());
+                            let mut fill = |out: &mut [u8]| segments.write(i, out).ok();
+                            let (me, to) = (self.index, next_processor);
+                            stage_tap_frame(&shared, me, &mut self.free, &mut owner, *network, len, &mut fill, to);
                         }
-                        work += 1;
+                        owner.flush();
                     }
-                    owner.flush();
                 }
             }
             owner.flush();
@@ -626,6 +627,18 @@ struct TapPort {
     network: NetworkId,
     queue: TapQueue,
     coalescer: Coalescer,
+    /// The last frame read (vnet header first, with offloads).
+    read_buf: Vec<u8>,
+    /// A super-frame in `read_buf` whose segments from `next` on are still to be staged.
+    held: Option<Held>,
+}
+
+/// Where staging of a held super-frame resumes.
+#[derive(Clone, Copy)]
+struct Held {
+    hdr: VnetHdr,
+    len: usize,
+    next: usize,
 }
 
 impl TapPort {
@@ -714,12 +727,6 @@ fn whole_frame<'a>(data: &'a mut xsk_rs::umem::frame::DataMut<'_>) -> &'a mut [u
     let cap = cursor.buf_len();
     cursor.set_pos(cap);
     data.contents_mut()
-}
-
-/// Copies `frame` to the start of `out`; `None` if it does not fit.
-fn copy_into(out: &mut [u8], frame: &[u8]) -> Option<usize> {
-    out.get_mut(..frame.len())?.copy_from_slice(frame);
-    Some(frame.len())
 }
 
 /// Sleeps until a socket or tap queue of this worker is readable, at most `timeout_ms`. Work for
