@@ -4,36 +4,21 @@
 //! `.public` files; identities of other nodes are also learned from authenticated HELLOs) and
 //! prints one JSON object per datagram, one per line, then the summary
 //! object — the record and summary schema of `conformance/zt-1.14.1/README.md`.
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 use ztplane_protocol::Identity;
 use ztplane_protocol::inspect::inspect_pcap;
 
-const USAGE: &str = "usage: ztplanectl decode --pcap FILE --identity PATH [--identity PATH ...]";
-
-struct Args {
-    pcap: String,
-    identities: Vec<String>,
-}
-
-fn parse_args(args: &[String]) -> Result<Args> {
-    let mut pcap = None;
-    let mut identities = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--pcap" => pcap = Some(it.next().context("--pcap needs a file")?.clone()),
-            "--identity" => identities.push(it.next().context("--identity needs a path")?.clone()),
-            "-h" | "--help" => bail!("{USAGE}"),
-            other => bail!("unexpected argument {other:?}; {USAGE}"),
-        }
-    }
-    let pcap = pcap.with_context(|| format!("--pcap is required; {USAGE}"))?;
-    if identities.is_empty() {
-        bail!("at least one --identity is required; {USAGE}");
-    }
-    Ok(Args { pcap, identities })
+#[derive(clap::Args, Debug)]
+#[command(args_override_self = true)]
+pub struct DecodeArgs {
+    /// classic pcap of ZeroTier 1.x traffic
+    #[arg(long, value_name = "FILE", required = true, allow_hyphen_values = true)]
+    pub pcap: String,
+    /// identity file (.secret or .public) to decrypt with; repeatable, at least one
+    #[arg(long = "identity", value_name = "PATH", required = true, allow_hyphen_values = true)]
+    pub identities: Vec<String>,
 }
 
 fn load_identity(path: &str) -> Result<Identity> {
@@ -41,8 +26,7 @@ fn load_identity(path: &str) -> Result<Identity> {
     text.trim().parse::<Identity>().map_err(|e| anyhow::anyhow!("bad identity file {path}: {e}"))
 }
 
-pub fn run(args: &[String]) -> Result<ExitCode> {
-    let args = parse_args(args)?;
+pub fn run(args: &DecodeArgs) -> Result<ExitCode> {
     let identities = args.identities.iter().map(|p| load_identity(p)).collect::<Result<Vec<_>>>()?;
     let pcap = std::fs::read(&args.pcap).with_context(|| format!("cannot read pcap file {}", args.pcap))?;
     let inspection = inspect_pcap(&pcap, identities).with_context(|| format!("bad pcap file {}", args.pcap))?;

@@ -13,45 +13,62 @@ use ztplane_bond::config::parse_local_conf;
 use ztplane_bond::config::{Policy, PolicySettings};
 use ztplane_bond::sim::{self, Scenario};
 
-const USAGE: &str = "usage: ztplanectl policy simulate --config local.conf --scenario scenario.json [--pretty]
-       ztplanectl policy check --config local.conf";
+#[derive(clap::Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// run the bonding engine on both ends of a bond over simulated links; print one JSON result
+    Simulate(SimulateArgs),
+    /// validate a local.conf before deploying it: print its warnings and the bonding settings it
+    /// resolves to (normalised JSON, defaults filled in)
+    Check(CheckArgs),
+}
+
+/// `--config` and `--scenario` are both required, checked after parsing: a missing one, or one given
+/// without a value, is this module's "--config and --scenario are required" (exit 2) as before clap.
+#[derive(clap::Args, Debug)]
+#[command(args_override_self = true)]
+pub struct SimulateArgs {
+    /// zerotier-one local.conf with the bonding policy (required)
+    #[arg(long, value_name = "local.conf", allow_hyphen_values = true)]
+    pub config: Option<Option<String>>,
+    /// the simulated links and events, JSON (required)
+    #[arg(long, value_name = "scenario.json", allow_hyphen_values = true)]
+    pub scenario: Option<Option<String>>,
+    /// indent the JSON result
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+/// `--config` is required, checked after parsing as for [`SimulateArgs`].
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// zerotier-one local.conf to check (required)
+    #[arg(long, value_name = "local.conf", allow_hyphen_values = true)]
+    pub config: Option<Option<String>>,
+}
 
 /// A problem with what the user gave us: printed, exit code 2.
 struct InputError(String);
 
-pub fn run(args: &[String]) -> Result<ExitCode> {
-    match args.first().map(String::as_str) {
-        Some("simulate") => match simulate(&args[1..]) {
-            Ok(json) => {
-                println!("{json}");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(InputError(message)) => {
-                eprintln!("ztplanectl policy simulate: {message}");
-                Ok(ExitCode::from(2))
-            }
-        },
-        Some("check") => match check(&args[1..]) {
-            Ok(json) => {
-                println!("{json}");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(InputError(message)) => {
-                eprintln!("ztplanectl policy check: {message}");
-                Ok(ExitCode::from(2))
-            }
-        },
-        _ => {
-            eprintln!("{USAGE}");
+pub fn run(cmd: &PolicyCmd) -> Result<ExitCode> {
+    let (name, result) = match cmd {
+        PolicyCmd::Simulate(args) => ("simulate", simulate(args)),
+        PolicyCmd::Check(args) => ("check", check(args)),
+    };
+    match result {
+        Ok(json) => {
+            println!("{json}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(InputError(message)) => {
+            eprintln!("ztplanectl policy {name}: {message}");
             Ok(ExitCode::from(2))
         }
     }
 }
 
-fn check(args: &[String]) -> Result<String, InputError> {
-    let config_path = match args {
-        [flag, path] if flag == "--config" => path,
-        _ => return Err(InputError(format!("--config is required\n{USAGE}"))),
+fn check(args: &CheckArgs) -> Result<String, InputError> {
+    let Some(Some(config_path)) = &args.config else {
+        return Err(InputError("--config is required (usage: ztplanectl policy check --config local.conf)".into()));
     };
     let text = std::fs::read_to_string(config_path)
         .map_err(|e| InputError(format!("cannot read config {config_path}: {e}")))?;
@@ -63,27 +80,20 @@ fn check(args: &[String]) -> Result<String, InputError> {
     serde_json::to_string_pretty(&config.to_json()).map_err(|e| InputError(format!("cannot render: {e}")))
 }
 
-fn simulate(args: &[String]) -> Result<String, InputError> {
-    let mut config_path = None;
-    let mut scenario_path = None;
-    let mut pretty = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--config" => config_path = it.next().cloned(),
-            "--scenario" => scenario_path = it.next().cloned(),
-            "--pretty" => pretty = true,
-            other => return Err(InputError(format!("unexpected argument {other:?}\n{USAGE}"))),
-        }
-    }
-    let (Some(config_path), Some(scenario_path)) = (config_path, scenario_path) else {
-        return Err(InputError(format!("--config and --scenario are required\n{USAGE}")));
+fn simulate(args: &SimulateArgs) -> Result<String, InputError> {
+    let (Some(Some(config_path)), Some(Some(scenario_path))) = (&args.config, &args.scenario) else {
+        return Err(InputError(
+            "--config and --scenario are required (usage: ztplanectl policy simulate --config local.conf --scenario \
+             scenario.json [--pretty])"
+                .into(),
+        ));
     };
+    let pretty = args.pretty;
     let read = |path: &str, what: &str| {
         std::fs::read_to_string(path).map_err(|e| InputError(format!("cannot read {what} {path}: {e}")))
     };
-    let config_text = read(&config_path, "config")?;
-    let scenario_text = read(&scenario_path, "scenario")?;
+    let config_text = read(config_path, "config")?;
+    let scenario_text = read(scenario_path, "scenario")?;
     let (config, warnings) =
         parse_local_conf(&config_text).map_err(|e| InputError(format!("invalid config {config_path}: {e}")))?;
     for w in &warnings {

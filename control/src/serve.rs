@@ -32,8 +32,6 @@ const MAX_BODY: u64 = 64 * 1024;
 /// How often the server threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
 
-pub const USAGE: &str = "usage: ztplanectl [-D DIR] serve [--listen ADDR:PORT] [--metrics ADDR:PORT|off]";
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeArgs {
     pub home: PathBuf,
@@ -43,50 +41,49 @@ pub struct ServeArgs {
     pub metrics: Option<SocketAddr>,
 }
 
-/// True if the command word (after `-D DIR`) is `serve`.
-pub fn handles(args: &[String]) -> bool {
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "-D" => {
-                it.next();
-            }
-            a if a.starts_with("-D") => {}
-            a => return a == "serve",
-        }
-    }
-    false
+/// `serve`'s options as typed (`-D DIR` also goes before `serve`: [`crate::Cli::home`]).
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+#[command(args_override_self = true)]
+pub struct ServeCli {
+    /// zerotier-one home directory: the node's control socket, local.conf, authtoken.secret (default
+    /// /var/lib/zerotier-one); also before `serve`
+    #[arg(short = 'D', value_name = "DIR", allow_hyphen_values = true)]
+    pub home: Option<PathBuf>,
+    /// zerotier-one's local HTTP API (default: loopback, port local.conf settings.primaryPort, else 9993)
+    #[arg(long, value_name = "ADDR:PORT", value_parser = addr_arg, allow_hyphen_values = true)]
+    pub listen: Option<SocketAddr>,
+    /// Prometheus metrics, or off (default 127.0.0.1:9994)
+    #[arg(long, value_name = "ADDR:PORT|off", value_parser = metrics_arg, allow_hyphen_values = true)]
+    pub metrics: Option<::std::option::Option<SocketAddr>>,
 }
 
-pub fn parse_args(args: &[String]) -> Result<ServeArgs, String> {
-    let mut home = PathBuf::from(crate::node::DEFAULT_HOME);
-    let mut listen = None;
-    let mut metrics = Some(DEFAULT_METRICS.parse().expect("default metrics address"));
-    let mut seen_serve = false;
-    let mut it = args.iter();
-    let addr = |flag: &str, value: Option<&String>| -> Result<SocketAddr, String> {
-        let value = value.ok_or(format!("{flag} needs ADDR:PORT"))?;
-        value.parse().map_err(|_| format!("{flag} {value}: not an ADDR:PORT (e.g. 127.0.0.1:9993 or [::1]:9993)"))
-    };
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "-D" => home = PathBuf::from(it.next().ok_or("-D needs a directory")?),
-            a if a.starts_with("-D") => home = PathBuf::from(&a[2..]),
-            "serve" if !seen_serve => seen_serve = true,
-            "--listen" => listen = Some(addr("--listen", it.next())?),
-            "--metrics" => {
-                metrics = match it.next().map(String::as_str) {
-                    Some("off") => None,
-                    value => Some(addr("--metrics", value.map(ToString::to_string).as_ref())?),
-                }
-            }
-            other => return Err(format!("unexpected argument {other}")),
+impl ServeCli {
+    /// The settings; `home` is `-D` given before `serve` (one given after it wins, as the last one typed).
+    pub fn into_args(self, home: Option<PathBuf>) -> ServeArgs {
+        ServeArgs {
+            home: self.home.or(home).unwrap_or_else(|| PathBuf::from(crate::node::DEFAULT_HOME)),
+            listen: self.listen,
+            metrics: self.metrics.unwrap_or_else(|| Some(DEFAULT_METRICS.parse().expect("default metrics address"))),
         }
     }
-    if !seen_serve {
-        return Err("missing command serve".into());
+}
+
+fn addr_arg(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| "not an ADDR:PORT (e.g. 127.0.0.1:9993 or [::1]:9993)".to_string())
+}
+
+fn metrics_arg(value: &str) -> Result<Option<SocketAddr>, String> {
+    if value == "off" { Ok(None) } else { addr_arg(value).map(Some) }
+}
+
+/// Parses a whole ztplanectl command line (without the program name) that must be `[-D DIR] serve ...`.
+#[cfg(test)]
+pub fn parse_args(args: &[String]) -> Result<ServeArgs, String> {
+    let cli = crate::parse(args).map_err(|e| crate::clap_error_line(&e))?;
+    match cli.command {
+        crate::Cmd::Serve(serve) => Ok(serve.into_args(cli.home)),
+        _ => Err("missing command serve".into()),
     }
-    Ok(ServeArgs { home, listen, metrics })
 }
 
 /// What serve needs from `local.conf`.
@@ -132,14 +129,7 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     })
 }
 
-pub fn run(args: &[String]) -> Result<ExitCode> {
-    let args = match parse_args(args) {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("ztplanectl: {msg}\n{USAGE}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let home = &args.home;
     std::fs::read_dir(home).with_context(|| format!("home directory {}", home.display()))?;
     let conf = read_local_conf(home)?;
@@ -286,9 +276,14 @@ mod tests {
 
     #[test]
     fn arguments() {
-        assert!(handles(&args(&["-D", "/h", "serve"])));
-        assert!(handles(&args(&["-D/h", "serve", "--listen", "127.0.0.1:1"])));
-        assert!(!handles(&args(&["-D", "serve", "info"])));
+        let a = parse_args(&args(&["-D/h", "serve", "--listen", "127.0.0.1:1"])).unwrap();
+        assert_eq!((a.home, a.listen), ("/h".into(), Some("127.0.0.1:1".parse().unwrap())));
+        assert!(parse_args(&args(&["-D", "serve", "info"])).is_err(), "-D takes the next word");
+        // -D after serve, and the last of two.
+        assert_eq!(parse_args(&args(&["serve", "-D", "/x"])).unwrap().home, PathBuf::from("/x"));
+        assert_eq!(parse_args(&args(&["-D/a", "serve", "-D/b"])).unwrap().home, PathBuf::from("/b"));
+        let a = parse_args(&args(&["serve", "--metrics", "off", "--metrics", "127.0.0.1:1"])).unwrap();
+        assert_eq!(a.metrics, Some("127.0.0.1:1".parse().unwrap()));
         let a = parse_args(&args(&["-D", "/h", "serve"])).unwrap();
         assert_eq!(a, ServeArgs { home: "/h".into(), listen: None, metrics: Some(DEFAULT_METRICS.parse().unwrap()) });
         let a = parse_args(&args(&["serve", "--listen", "[::1]:9993", "--metrics", "off"])).unwrap();
@@ -300,6 +295,9 @@ mod tests {
             &["serve", "--listen", "localhost"],
             &["serve", "--listen", "1.2.3.4"],
             &["serve", "extra"],
+            &["serve", "serve"],
+            &["-j", "serve"],
+            &["serve", "--metrics", "on"],
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
         }

@@ -9,22 +9,54 @@ use ztplane_ebpf_common::{COUNTERS_MAP, Counter, MAX_PORTS, PORTS_MAP};
 
 const DEFAULT_BPFFS: &str = "/run/ztplane/bpffs";
 
-pub fn run(args: &[String]) -> Result<ExitCode> {
-    let mut instance = "default".to_string();
-    let mut bpffs = PathBuf::from(DEFAULT_BPFFS);
-    let mut words = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--instance" => instance = it.next().context("--instance needs a value")?.clone(),
-            "--bpffs" => bpffs = PathBuf::from(it.next().context("--bpffs needs a value")?),
-            _ => words.push(arg.as_str()),
-        }
-    }
+#[derive(clap::Args, Debug)]
+#[command(args_override_self = true)]
+pub struct XdpArgs {
+    #[command(subcommand)]
+    pub command: XdpCmd,
+    /// name of the dataplane instance (default "default")
+    #[arg(long, global = true, value_name = "NAME", allow_hyphen_values = true)]
+    pub instance: Option<String>,
+    /// bpffs mount with the pinned maps (default /run/ztplane/bpffs)
+    #[arg(long, global = true, value_name = "PATH", allow_hyphen_values = true)]
+    pub bpffs: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum XdpCmd {
+    /// the steering counters of every interface, one JSON line each
+    Stats,
+    /// the steered UDP ports
+    #[command(subcommand)]
+    Ports(PortsCmd),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PortsCmd {
+    /// the steered UDP ports of every interface, one JSON line each
+    List,
+    /// steer a UDP port on every interface
+    Add {
+        /// UDP port, 1 to 65535
+        #[arg(value_name = "PORT", allow_hyphen_values = true)]
+        port: String,
+    },
+    /// stop steering a UDP port on every interface
+    Remove {
+        /// UDP port, 1 to 65535
+        #[arg(value_name = "PORT", allow_hyphen_values = true)]
+        port: String,
+    },
+}
+
+pub fn run(args: &XdpArgs) -> Result<ExitCode> {
+    let instance = args.instance.clone().unwrap_or_else(|| "default".to_string());
+    let bpffs = args.bpffs.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_BPFFS));
     let dir = bpffs.join(&instance);
     let ifaces = interfaces(&dir)?;
-    match words.as_slice() {
-        ["stats"] => {
+    // The port is checked once the instance is found (a bad one is an error, exit 1, as before clap).
+    match &args.command {
+        XdpCmd::Stats => {
             for iface in &ifaces {
                 let counters = read_counters(&dir.join(iface))?;
                 let mut record = json!({"iface": iface});
@@ -34,18 +66,19 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 println!("{record}");
             }
         }
-        ["ports", "list"] => {
+        XdpCmd::Ports(PortsCmd::List) => {
             for iface in &ifaces {
                 let mut ports = ports_map(&dir.join(iface))?.keys().collect::<Result<Vec<u16>, _>>()?;
                 ports.sort_unstable();
                 println!("{}", json!({"iface": iface, "ports": ports}));
             }
         }
-        ["ports", verb @ ("add" | "remove"), port] => {
+        XdpCmd::Ports(cmd @ (PortsCmd::Add { port } | PortsCmd::Remove { port })) => {
+            let verb = if matches!(cmd, PortsCmd::Add { .. }) { "add" } else { "remove" };
             let port: u16 = port.parse().ok().filter(|&p| p != 0).with_context(|| format!("bad port {port:?}"))?;
             for iface in &ifaces {
                 let mut map = ports_map(&dir.join(iface))?;
-                if *verb == "add" {
+                if verb == "add" {
                     let present = map.get(&port, 0).is_ok();
                     if !present && map.keys().count() >= MAX_PORTS as usize {
                         bail!("{iface}: already {MAX_PORTS} ports steered");
@@ -56,12 +89,6 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 }
             }
             eprintln!("ztplanectl: port {port} {}d on {}", verb, ifaces.join(", "));
-        }
-        _ => {
-            eprintln!(
-                "usage: ztplanectl xdp stats | xdp ports list|add PORT|remove PORT [--instance NAME] [--bpffs PATH]"
-            );
-            return Ok(ExitCode::from(2));
         }
     }
     Ok(ExitCode::SUCCESS)

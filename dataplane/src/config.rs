@@ -56,55 +56,96 @@ impl Default for FwdConfig {
     }
 }
 
-pub const FWD_USAGE: &str = "usage: ztplane fwd --iface A --iface B [options]
-  --queues LIST        RX queues to serve, e.g. 0-3 or 0,2 (default: all)
-  --cores LIST         cores for worker threads in order, one worker each; worker i serves
-                       queues i, i+W, ... (default: one worker per queue)
-  --umem-frames N      frames per worker UMEM (default 4096)
-  --frame-size N       bytes per frame: 2048 or 4096 (default 4096)
-  --ring-size N        AF_XDP ring size, power of two (default 2048)
-  --xdp-mode MODE      auto (native, else generic), native, generic (default auto)
-  --zero-copy MODE     auto, on, off (default auto)
-  --port N             UDP port to steer; repeatable (default 9993)
-  --bpffs PATH         bpffs mount for pinned maps (default /run/ztplane/bpffs)
-  --instance NAME      name of this dataplane instance (default \"default\")
-  --duration SECS      stop after SECS seconds
-  --stats-interval S   seconds between rate lines (default 1; 0 = none)
-  --stats-json PATH    also write the final statistics to PATH
-  --ready-file PATH    create PATH once forwarding has started";
+/// `ztplane fwd`'s command line as typed; [`FwdCli::into_config`] fills in the defaults of
+/// [`FwdConfig::default`] and validates the whole.
+///
+/// Every value option takes the next word as its value, even one that starts with `-` (as the
+/// hand-written parser did), and a repeated option that is not repeatable keeps its last value.
+#[derive(clap::Parser, Clone, Debug, Default)]
+#[command(args_override_self = true)]
+pub struct FwdCli {
+    /// interface to forward between; exactly two: frames steered on one leave on the other
+    #[arg(long = "iface", value_name = "IF", allow_hyphen_values = true)]
+    pub ifaces: Vec<String>,
+    /// RX queues to serve, e.g. 0-3 or 0,2 (default: all)
+    #[arg(long, value_name = "LIST", value_parser = list_arg, allow_hyphen_values = true)]
+    pub queues: Option<::std::vec::Vec<u32>>,
+    /// cores for worker threads in order, one worker each; worker i serves queues i, i+W, ...
+    /// (default: one worker per queue)
+    #[arg(long, value_name = "LIST", value_parser = cores_arg, allow_hyphen_values = true)]
+    pub cores: Option<::std::vec::Vec<usize>>,
+    /// frames per worker UMEM (default 4096)
+    #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
+    pub umem_frames: Option<u32>,
+    /// bytes per frame: 2048 or 4096 (default 4096)
+    #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
+    pub frame_size: Option<u32>,
+    /// AF_XDP ring size, power of two (default 2048)
+    #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
+    pub ring_size: Option<u32>,
+    /// auto (native, else generic), native, generic (default auto)
+    #[arg(long, value_name = "MODE", value_parser = xdp_mode_arg, allow_hyphen_values = true)]
+    pub xdp_mode: Option<AttachMode>,
+    /// auto, on, off (default auto)
+    #[arg(long, value_name = "MODE", value_parser = zero_copy_arg, allow_hyphen_values = true)]
+    pub zero_copy: Option<ZeroCopy>,
+    /// UDP port to steer; repeatable (default 9993)
+    #[arg(long = "port", value_name = "N", value_parser = number_arg::<u16>, allow_hyphen_values = true)]
+    pub ports: Vec<u16>,
+    /// bpffs mount for pinned maps (default /run/ztplane/bpffs)
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub bpffs: Option<PathBuf>,
+    /// name of this dataplane instance (default "default")
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub instance: Option<String>,
+    /// stop after SECS seconds
+    #[arg(long, value_name = "SECS", value_parser = secs_arg, allow_hyphen_values = true)]
+    pub duration: Option<Duration>,
+    /// seconds between rate lines (default 1; 0 = none)
+    #[arg(long, value_name = "S", value_parser = secs_arg, allow_hyphen_values = true)]
+    pub stats_interval: Option<Duration>,
+    /// also write the final statistics to PATH
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub stats_json: Option<PathBuf>,
+    /// create PATH once forwarding has started
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub ready_file: Option<PathBuf>,
+}
 
-impl FwdConfig {
-    pub fn from_args(args: &[String]) -> Result<Self, DataplaneError> {
-        let mut config = FwdConfig::default();
-        let mut ports = Vec::new();
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let mut value =
-                |name: &str| it.next().cloned().ok_or_else(|| DataplaneError::Config(format!("{name} needs a value")));
-            match flag.as_str() {
-                "--iface" => config.ifaces.push(value(flag)?),
-                "--queues" => config.queues = Some(parse_list(&value(flag)?, flag)?),
-                "--cores" => config.cores = Some(parse_cores(&value(flag)?, flag)?),
-                "--umem-frames" => config.umem_frames = parse_num(&value(flag)?, flag)?,
-                "--frame-size" => config.frame_size = parse_num(&value(flag)?, flag)?,
-                "--ring-size" => config.ring_size = parse_num(&value(flag)?, flag)?,
-                "--xdp-mode" => config.xdp_mode = value(flag)?.parse().map_err(DataplaneError::Config)?,
-                "--zero-copy" => config.zero_copy = value(flag)?.parse().map_err(DataplaneError::Config)?,
-                "--port" => ports.push(parse_num::<u16>(&value(flag)?, flag)?),
-                "--bpffs" => config.bpffs = PathBuf::from(value(flag)?),
-                "--instance" => config.instance = value(flag)?,
-                "--duration" => config.duration = Some(parse_secs(&value(flag)?, flag)?),
-                "--stats-interval" => config.stats_interval = parse_secs(&value(flag)?, flag)?,
-                "--stats-json" => config.stats_json = Some(PathBuf::from(value(flag)?)),
-                "--ready-file" => config.ready_file = Some(PathBuf::from(value(flag)?)),
-                other => return Err(DataplaneError::Config(format!("unknown option {other:?}\n{FWD_USAGE}"))),
-            }
-        }
-        if !ports.is_empty() {
-            config.ports = ports;
-        }
+impl FwdCli {
+    /// The settings, defaults filled in, validated as a whole.
+    pub fn into_config(self) -> Result<FwdConfig, DataplaneError> {
+        let d = FwdConfig::default();
+        let config = FwdConfig {
+            ifaces: self.ifaces,
+            queues: self.queues,
+            cores: self.cores,
+            umem_frames: self.umem_frames.unwrap_or(d.umem_frames),
+            frame_size: self.frame_size.unwrap_or(d.frame_size),
+            ring_size: self.ring_size.unwrap_or(d.ring_size),
+            xdp_mode: self.xdp_mode.unwrap_or(d.xdp_mode),
+            zero_copy: self.zero_copy.unwrap_or(d.zero_copy),
+            ports: if self.ports.is_empty() { d.ports } else { self.ports },
+            bpffs: self.bpffs.unwrap_or(d.bpffs),
+            instance: self.instance.unwrap_or(d.instance),
+            duration: self.duration,
+            stats_interval: self.stats_interval.unwrap_or(d.stats_interval),
+            stats_json: self.stats_json,
+            ready_file: self.ready_file,
+        };
         config.validate()?;
         Ok(config)
+    }
+}
+
+impl FwdConfig {
+    /// Parses the words after `ztplane fwd` (the binary parses its whole command line with clap
+    /// and calls [`FwdCli::into_config`]; this is the same for callers that hold the words).
+    pub fn from_args(args: &[String]) -> Result<Self, DataplaneError> {
+        use clap::Parser;
+        let cli = FwdCli::try_parse_from(std::iter::once("ztplane fwd").chain(args.iter().map(String::as_str)))
+            .map_err(|e| DataplaneError::Config(clap_error_line(&e)))?;
+        cli.into_config()
     }
 
     fn validate(&self) -> Result<(), DataplaneError> {
@@ -139,36 +180,42 @@ impl FwdConfig {
     }
 }
 
-pub(crate) fn parse_num<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, DataplaneError> {
-    text.parse().map_err(|_| DataplaneError::Config(format!("{flag} {text:?} is not a valid number")))
+/// A clap error as one line: its first paragraph (the problem and the flag it concerns) with its
+/// lines joined; tips and usage left out.
+pub fn clap_error_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let first = text.split("\n\n").next().unwrap_or_default();
+    first.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-pub(crate) fn parse_secs(text: &str, flag: &str) -> Result<Duration, DataplaneError> {
-    let secs: f64 = parse_num(text, flag)?;
+/// clap value parser: a number of type `T`.
+pub(crate) fn number_arg<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.parse().map_err(|_| "not a valid number".to_string())
+}
+
+/// clap value parser: seconds, fractions allowed, 0 to 10^7.
+pub(crate) fn secs_arg(text: &str) -> Result<Duration, String> {
+    let secs: f64 = number_arg(text)?;
     if !(0.0..=1e7).contains(&secs) {
-        return Err(DataplaneError::Config(format!("{flag} {text} out of range")));
+        return Err("out of range (0 to 10000000 seconds)".into());
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Parses a core list in the order given ("2-5", "1,0"): worker i runs on the i-th core and
-/// serves queues i, i+W, i+2W... of the sorted queue list, so the order places queues on cores.
-pub(crate) fn parse_cores(text: &str, flag: &str) -> Result<Vec<usize>, DataplaneError> {
-    let mut cores: Vec<usize> = Vec::new();
-    for part in text.split(',') {
-        for core in parse_list(part, flag)? {
-            if cores.contains(&(core as usize)) {
-                return Err(DataplaneError::Config(format!("{flag} {text:?}: core {core} listed twice")));
-            }
-            cores.push(core as usize);
-        }
-    }
-    Ok(cores)
+/// clap value parser: an XDP attach mode.
+pub(crate) fn xdp_mode_arg(text: &str) -> Result<AttachMode, String> {
+    text.parse()
 }
 
-/// Parses "0-3,5,7-8" into a sorted list without duplicates.
-pub fn parse_list(text: &str, flag: &str) -> Result<Vec<u32>, DataplaneError> {
-    let bad = || DataplaneError::Config(format!("{flag} {text:?}: expected a list like 0-3,5"));
+/// clap value parser: a zero-copy setting.
+pub(crate) fn zero_copy_arg(text: &str) -> Result<ZeroCopy, String> {
+    text.parse()
+}
+
+/// clap value parser: a queue list, see [`parse_list`].
+pub(crate) fn list_arg(text: &str) -> Result<Vec<u32>, String> {
+    let bad = || "expected a list like 0-3,5".to_string();
     let mut out = Vec::new();
     for part in text.split(',') {
         let part = part.trim();
@@ -186,6 +233,27 @@ pub fn parse_list(text: &str, flag: &str) -> Result<Vec<u32>, DataplaneError> {
     out.sort_unstable();
     out.dedup();
     Ok(out)
+}
+
+/// clap value parser: a core list in the order given ("2-5", "1,0"): worker i runs on the i-th
+/// core and serves queues i, i+W, i+2W... of the sorted queue list, so the order places queues on
+/// cores.
+pub(crate) fn cores_arg(text: &str) -> Result<Vec<usize>, String> {
+    let mut cores: Vec<usize> = Vec::new();
+    for part in text.split(',') {
+        for core in list_arg(part)? {
+            if cores.contains(&(core as usize)) {
+                return Err(format!("core {core} listed twice"));
+            }
+            cores.push(core as usize);
+        }
+    }
+    Ok(cores)
+}
+
+/// Parses "0-3,5,7-8" into a sorted list without duplicates.
+pub fn parse_list(text: &str, flag: &str) -> Result<Vec<u32>, DataplaneError> {
+    list_arg(text).map_err(|e| DataplaneError::Config(format!("{flag} {text:?}: {e}")))
 }
 
 #[cfg(test)]
@@ -221,9 +289,12 @@ mod tests {
             ("--iface a --iface b --umem-frames 1", "--umem-frames"),
             ("--iface a --iface b --port 0", "--port"),
             ("--iface a --iface b --xdp-mode turbo", "XDP mode"),
-            ("--iface a --iface b --bogus", "unknown option"),
+            ("--iface a --iface b --bogus", "unexpected argument '--bogus'"),
+            ("--iface a --iface b --port x", "--port"),
+            ("--iface a --iface b --duration -1", "--duration"),
+            ("--iface a --iface b --cores 1,1", "core 1 listed twice"),
             ("--iface a --iface b --instance ../x", "--instance"),
-            ("--iface a --iface b --duration", "needs a value"),
+            ("--iface a --iface b --duration", "a value is required for '--duration <SECS>'"),
         ] {
             let err = FwdConfig::from_args(&args(line)).unwrap_err().to_string();
             assert!(err.contains(needle), "{line:?} gave {err:?}");
@@ -234,7 +305,24 @@ mod tests {
     fn lists_expand_and_dedup() {
         assert_eq!(parse_list("0-2,2,5", "--q").unwrap(), [0, 1, 2, 5]);
         assert!(parse_list("a", "--q").is_err());
-        assert_eq!(parse_cores("3,1-2", "--cores").unwrap(), [3, 1, 2]);
-        assert!(parse_cores("1,1", "--cores").is_err());
+        assert_eq!(cores_arg("3,1-2").unwrap(), [3, 1, 2]);
+        assert!(cores_arg("1,1").is_err());
+    }
+
+    #[test]
+    fn defaults_and_hand_parser_habits() {
+        let c = FwdConfig::from_args(&args("--iface a --iface b")).unwrap();
+        let d = FwdConfig::default();
+        assert_eq!((c.umem_frames, c.frame_size, c.ring_size), (d.umem_frames, d.frame_size, d.ring_size));
+        assert_eq!((c.ports, c.bpffs, c.instance), (d.ports, d.bpffs, d.instance));
+        assert_eq!((c.xdp_mode, c.zero_copy, c.stats_interval), (d.xdp_mode, d.zero_copy, d.stats_interval));
+        assert_eq!((c.queues, c.cores, c.duration), (None, None, None));
+        // A repeated option keeps its last value; a value may start with '-'.
+        let c = FwdConfig::from_args(&args("--iface a --iface b --instance x --instance y --xdp-mode skb")).unwrap();
+        assert_eq!((c.instance.as_str(), c.xdp_mode), ("y", AttachMode::Generic));
+        let c = FwdConfig::from_args(&args("--iface a --iface b --instance -x")).unwrap();
+        assert_eq!(c.instance, "-x");
+        let err = FwdConfig::from_args(&args("--iface a --iface b --duration --port")).unwrap_err().to_string();
+        assert!(err.contains("'--duration <SECS>': not a valid number"), "{err}");
     }
 }

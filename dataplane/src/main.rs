@@ -1,51 +1,88 @@
 //! `ztplane`: the dataplane binary.
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use ztplane::config::{FWD_USAGE, FwdConfig};
+use ztplane::config::{FwdCli, FwdConfig};
+use ztplane::node::args::{NodeArgs, NodeCli};
 
-const USAGE: &str = "usage: ztplane <command> [options]
-commands:
-  node    run a ZeroTier node: joins networks, carries frames between taps and peers on every core
-  fwd     forward steered UDP frames between two interfaces through the workers";
+/// The ZeroTier node on XDP/AF_XDP workers.
+#[derive(Parser, Debug)]
+#[command(name = "ztplane", version, subcommand_required = true, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// run a ZeroTier node: joins networks, carries frames between taps and peers on every core
+    Node(NodeCli),
+    /// forward steered UDP frames between two interfaces through the workers
+    Fwd(FwdCli),
+    /// print a shell completion script (e.g. `ztplane completions bash > /etc/bash_completion.d/ztplane`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("fwd") if args.iter().any(|a| a == "--help" || a == "-h") => {
-            println!("{FWD_USAGE}");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_exit(&err),
+    };
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ztplane", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Some("fwd") => fwd(&args[1..]),
-        Some("node") if args.iter().any(|a| a == "--help" || a == "-h") => {
-            println!("{}", ztplane::node::args::NODE_USAGE);
-            ExitCode::SUCCESS
-        }
-        Some("node") => node(&args[1..]),
-        Some("--help" | "-h" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+        Command::Fwd(cli) => match cli.into_config() {
+            Ok(config) => fwd(&config),
+            Err(err) => usage_error(&err),
+        },
+        Command::Node(cli) => match cli.into_args() {
+            Ok(args) => node(&args),
+            Err(err) => usage_error(&err),
+        },
     }
 }
 
-fn fwd(args: &[String]) -> ExitCode {
-    let config = match FwdConfig::from_args(args) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("ztplane: {err}");
-            return ExitCode::from(2);
+/// Help and version on stdout, exit 0; a usage error as one `ztplane: ...` line naming the flag
+/// (clap's message), then clap's hints and usage line, exit 2.
+fn clap_exit(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
         }
-    };
+        _ => {
+            let text = err.render().to_string();
+            let rest = text.find("\n\n").map_or(String::new(), |i| text[i..].replace("\nUsage: ", "\nusage: "));
+            eprint!("ztplane: {}{rest}", ztplane::config::clap_error_line(err));
+            if !rest.ends_with('\n') {
+                eprintln!();
+            }
+        }
+    }
+    ExitCode::from(if err.use_stderr() { 2 } else { 0 })
+}
+
+fn usage_error(err: &ztplane::error::DataplaneError) -> ExitCode {
+    eprintln!("ztplane: {err}");
+    ExitCode::from(2)
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+}
+
+fn fwd(config: &FwdConfig) -> ExitCode {
+    init_logging();
     let Some(stop) = stop_on_signals() else { return ExitCode::from(1) };
-    match ztplane::fwd::run(&config, stop) {
+    match ztplane::fwd::run(config, stop) {
         Ok(summary) => {
             let text = serde_json::to_string(&summary).expect("summary serialises");
             println!("{text}");
@@ -65,16 +102,10 @@ fn fwd(args: &[String]) -> ExitCode {
     }
 }
 
-fn node(args: &[String]) -> ExitCode {
-    let config = match ztplane::node::args::NodeArgs::from_args(args) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("ztplane: {err}");
-            return ExitCode::from(2);
-        }
-    };
+fn node(args: &NodeArgs) -> ExitCode {
+    init_logging();
     let Some(stop) = stop_on_signals() else { return ExitCode::from(1) };
-    match ztplane::node::run(&config, stop) {
+    match ztplane::node::run(args, stop) {
         Ok(()) => {
             log::info!("stopped cleanly");
             ExitCode::SUCCESS

@@ -1,6 +1,8 @@
 //! Command line of `ztplane node`, validated up front so that a bad value is one clear line.
 
-use crate::config::{DEFAULT_BPFFS, parse_cores, parse_list, parse_num, parse_secs};
+use crate::config::{
+    DEFAULT_BPFFS, clap_error_line, cores_arg, list_arg, number_arg, secs_arg, xdp_mode_arg, zero_copy_arg,
+};
 use crate::error::DataplaneError;
 use crate::port::ZeroCopy;
 use crate::steering::AttachMode;
@@ -8,25 +10,65 @@ use std::path::PathBuf;
 use std::time::Duration;
 use ztplane_node::NetworkId;
 
-pub const NODE_USAGE: &str = "usage: ztplane node --home DIR --iface IF [--iface IF ...] [options]
-  --home DIR           zerotier-one home directory (identity, planet, moons.d, networks.d,
-                       peers.d, local.conf); default /var/lib/zerotier-one
-  --iface IF           underlay interface; ZeroTier UDP on it goes to the workers (repeatable)
-  --join NWID          join this network (16 hex digits) at start; repeatable
-  --port N             UDP port (default: local.conf settings.primaryPort, else 9993)
-  --queues LIST        RX queues to serve on every interface (default: all)
-  --cores LIST         cores for the workers in order, one worker each (default: one per queue)
-  --umem-frames N      frames per worker UMEM (default 4096)
-  --ring-size N        AF_XDP ring size, power of two (default 2048)
-  --xdp-mode MODE      auto, native, generic (default auto)
-  --zero-copy MODE     auto, on, off (default auto)
-  --bpffs PATH         bpffs mount for pinned maps (default /run/ztplane/bpffs)
-  --instance NAME      name of this dataplane instance (default \"default\")
-  --tap-offload MODE   on: the kernel hands over 64 KiB TCP segments and takes merged ones;
-                       split: segments only, frames written one by one; off: plain frames
-                       (default on)
-  --duration SECS      stop after SECS seconds
-  --ready-file PATH    create PATH once the node runs";
+/// Default of `--home`: zerotier-one's home directory.
+pub const DEFAULT_HOME: &str = "/var/lib/zerotier-one";
+
+/// `ztplane node`'s command line as typed; [`NodeCli::into_args`] fills in the defaults and
+/// validates the whole.
+///
+/// Every value option takes the next word as its value, even one that starts with `-` (as the
+/// hand-written parser did), and a repeated option that is not repeatable keeps its last value.
+#[derive(clap::Parser, Clone, Debug, Default)]
+#[command(args_override_self = true)]
+pub struct NodeCli {
+    /// zerotier-one home directory (identity, planet, moons.d, networks.d, peers.d, local.conf);
+    /// default /var/lib/zerotier-one
+    #[arg(long, value_name = "DIR", allow_hyphen_values = true)]
+    pub home: Option<PathBuf>,
+    /// underlay interface; ZeroTier UDP on it goes to the workers (repeatable, at least one)
+    #[arg(long = "iface", value_name = "IF", allow_hyphen_values = true)]
+    pub ifaces: Vec<String>,
+    /// join this network (16 hex digits) at start; repeatable
+    #[arg(long, value_name = "NWID", value_parser = network_arg, allow_hyphen_values = true)]
+    pub join: Vec<NetworkId>,
+    /// UDP port (default: local.conf settings.primaryPort, else 9993)
+    #[arg(long, value_name = "N", value_parser = number_arg::<u16>, allow_hyphen_values = true)]
+    pub port: Option<u16>,
+    /// RX queues to serve on every interface, e.g. 0-3 or 0,2 (default: all)
+    #[arg(long, value_name = "LIST", value_parser = list_arg, allow_hyphen_values = true)]
+    pub queues: Option<::std::vec::Vec<u32>>,
+    /// cores for the workers in order, one worker each (default: one per queue)
+    #[arg(long, value_name = "LIST", value_parser = cores_arg, allow_hyphen_values = true)]
+    pub cores: Option<::std::vec::Vec<usize>>,
+    /// frames per worker UMEM (default 4096)
+    #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
+    pub umem_frames: Option<u32>,
+    /// AF_XDP ring size, power of two (default 2048)
+    #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
+    pub ring_size: Option<u32>,
+    /// auto, native, generic (default auto)
+    #[arg(long, value_name = "MODE", value_parser = xdp_mode_arg, allow_hyphen_values = true)]
+    pub xdp_mode: Option<AttachMode>,
+    /// auto, on, off (default auto)
+    #[arg(long, value_name = "MODE", value_parser = zero_copy_arg, allow_hyphen_values = true)]
+    pub zero_copy: Option<ZeroCopy>,
+    /// bpffs mount for pinned maps (default /run/ztplane/bpffs)
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub bpffs: Option<PathBuf>,
+    /// name of this dataplane instance (default "default")
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub instance: Option<String>,
+    /// on: the kernel hands over 64 KiB TCP segments and takes merged ones; split: segments
+    /// only, frames written one by one; off: plain frames (default on)
+    #[arg(long, value_name = "MODE", value_enum, hide_possible_values = true, allow_hyphen_values = true)]
+    pub tap_offload: Option<TapOffload>,
+    /// stop after SECS seconds
+    #[arg(long, value_name = "SECS", value_parser = secs_arg, allow_hyphen_values = true)]
+    pub duration: Option<Duration>,
+    /// create PATH once the node runs
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub ready_file: Option<PathBuf>,
+}
 
 /// Settings of `ztplane node`.
 #[derive(Clone, Debug)]
@@ -49,7 +91,7 @@ pub struct NodeArgs {
 }
 
 /// How the taps exchange frames with the kernel (tap-offloads.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TapOffload {
     /// vnet header, TSO in, merged TCP segments out.
     On,
@@ -71,50 +113,28 @@ impl std::str::FromStr for TapOffload {
     }
 }
 
-impl NodeArgs {
-    pub fn from_args(args: &[String]) -> Result<Self, DataplaneError> {
-        let mut a = NodeArgs {
-            home: PathBuf::from("/var/lib/zerotier-one"),
-            ifaces: Vec::new(),
-            join: Vec::new(),
-            port: None,
-            queues: None,
-            cores: None,
-            umem_frames: 4096,
-            ring_size: 2048,
-            xdp_mode: AttachMode::Auto,
-            zero_copy: ZeroCopy::Auto,
-            bpffs: PathBuf::from(DEFAULT_BPFFS),
-            instance: "default".to_string(),
-            duration: None,
-            ready_file: None,
-            tap_offload: TapOffload::On,
+impl NodeCli {
+    /// The settings, defaults filled in, validated as a whole.
+    pub fn into_args(self) -> Result<NodeArgs, DataplaneError> {
+        let a = NodeArgs {
+            home: self.home.unwrap_or_else(|| PathBuf::from(DEFAULT_HOME)),
+            ifaces: self.ifaces,
+            join: self.join,
+            port: self.port.filter(|p| *p != 0),
+            queues: self.queues,
+            cores: self.cores,
+            umem_frames: self.umem_frames.unwrap_or(4096),
+            ring_size: self.ring_size.unwrap_or(2048),
+            xdp_mode: self.xdp_mode.unwrap_or(AttachMode::Auto),
+            zero_copy: self.zero_copy.unwrap_or(ZeroCopy::Auto),
+            bpffs: self.bpffs.unwrap_or_else(|| PathBuf::from(DEFAULT_BPFFS)),
+            instance: self.instance.unwrap_or_else(|| "default".to_string()),
+            duration: self.duration,
+            ready_file: self.ready_file,
+            tap_offload: self.tap_offload.unwrap_or(TapOffload::On),
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let mut value =
-                |name: &str| it.next().cloned().ok_or_else(|| DataplaneError::Config(format!("{name} needs a value")));
-            match flag.as_str() {
-                "--home" => a.home = PathBuf::from(value(flag)?),
-                "--iface" => a.ifaces.push(value(flag)?),
-                "--join" => a.join.push(parse_network(&value(flag)?)?),
-                "--port" => a.port = Some(parse_num::<u16>(&value(flag)?, flag)?).filter(|p| *p != 0),
-                "--queues" => a.queues = Some(parse_list(&value(flag)?, flag)?),
-                "--cores" => a.cores = Some(parse_cores(&value(flag)?, flag)?),
-                "--umem-frames" => a.umem_frames = parse_num(&value(flag)?, flag)?,
-                "--ring-size" => a.ring_size = parse_num(&value(flag)?, flag)?,
-                "--xdp-mode" => a.xdp_mode = value(flag)?.parse().map_err(DataplaneError::Config)?,
-                "--zero-copy" => a.zero_copy = value(flag)?.parse().map_err(DataplaneError::Config)?,
-                "--bpffs" => a.bpffs = PathBuf::from(value(flag)?),
-                "--instance" => a.instance = value(flag)?,
-                "--tap-offload" => a.tap_offload = value(flag)?.parse().map_err(DataplaneError::Config)?,
-                "--duration" => a.duration = Some(parse_secs(&value(flag)?, flag)?),
-                "--ready-file" => a.ready_file = Some(PathBuf::from(value(flag)?)),
-                other => return Err(DataplaneError::Config(format!("unknown option {other:?}\n{NODE_USAGE}"))),
-            }
-        }
         if a.ifaces.is_empty() {
-            return Err(DataplaneError::Config(format!("node needs at least one --iface\n{NODE_USAGE}")));
+            return Err(DataplaneError::Config("node needs at least one --iface (see `ztplane node --help`)".into()));
         }
         let mut seen = a.ifaces.clone();
         seen.sort();
@@ -130,6 +150,25 @@ impl NodeArgs {
         }
         Ok(a)
     }
+}
+
+impl NodeArgs {
+    /// Parses the words after `ztplane node` (the binary parses its whole command line with clap
+    /// and calls [`NodeCli::into_args`]; this is the same for callers that hold the words).
+    pub fn from_args(args: &[String]) -> Result<Self, DataplaneError> {
+        use clap::Parser;
+        let cli = NodeCli::try_parse_from(std::iter::once("ztplane node").chain(args.iter().map(String::as_str)))
+            .map_err(|e| DataplaneError::Config(clap_error_line(&e)))?;
+        cli.into_args()
+    }
+}
+
+/// clap value parser: a network ID, see [`parse_network`].
+fn network_arg(text: &str) -> Result<NetworkId, String> {
+    parse_network(text).map_err(|e| match e {
+        DataplaneError::Config(message) => message,
+        other => other.to_string(),
+    })
 }
 
 /// A network ID as zerotier-cli takes it: 16 hex digits.
@@ -168,6 +207,39 @@ mod tests {
             "--iface a --tap-offload maybe",
         ] {
             assert!(NodeArgs::from_args(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_errors_naming_the_flag() {
+        let a = NodeArgs::from_args(&args("--iface a0")).unwrap();
+        assert_eq!(a.home, PathBuf::from(DEFAULT_HOME));
+        assert_eq!((a.port, a.queues, a.cores, a.duration, a.ready_file), (None, None, None, None, None));
+        assert_eq!((a.umem_frames, a.ring_size, a.instance.as_str()), (4096, 2048, "default"));
+        assert_eq!((a.xdp_mode, a.zero_copy, a.tap_offload), (AttachMode::Auto, ZeroCopy::Auto, TapOffload::On));
+        assert_eq!(a.bpffs, PathBuf::from(DEFAULT_BPFFS));
+        // --port 0: the port from local.conf; a repeated option keeps its last value.
+        let a = NodeArgs::from_args(&args("--iface a0 --port 0 --home /a --home /b --xdp-mode drv")).unwrap();
+        assert_eq!((a.port, a.home, a.xdp_mode), (None, PathBuf::from("/b"), AttachMode::Native));
+        let a =
+            NodeArgs::from_args(&args("--iface a --iface b --join 2c80d4374849700f --join 8056c2e21c000001")).unwrap();
+        assert_eq!(a.ifaces, ["a", "b"]);
+        assert_eq!(a.join, [NetworkId(0x2c80d4374849700f), NetworkId(0x8056c2e21c000001)]);
+        for (line, needle) in [
+            ("--home /tmp", "at least one --iface"),
+            ("--iface a --ring-size 3", "--ring-size 3 (a power of two)"),
+            ("--iface a --umem-frames 8", "--umem-frames 8 (at least 64)"),
+            ("--iface a --join 12", "'--join <NWID>': network ID \"12\" must be 16 hex digits"),
+            ("--iface a --port 70000", "'--port <N>': not a valid number"),
+            ("--iface a --queues x", "'--queues <LIST>'"),
+            ("--iface a --tap-offload maybe", "'--tap-offload <MODE>'"),
+            ("--iface a --zero-copy maybe", "zero-copy"),
+            ("--iface a --duration", "'--duration <SECS>'"),
+            ("--iface a stray", "unexpected argument 'stray'"),
+        ] {
+            let err = NodeArgs::from_args(&args(line)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{line:?} gave {err:?}");
+            assert_eq!(err.lines().count(), 1, "{line:?} gave {err:?}");
         }
     }
 }
