@@ -6,7 +6,8 @@
 //! operation) for every packet; "burst 32" loads it once per 32 packets, as a worker does per receive
 //! batch. 4096 distinct flows cycle through both selectors. Options: `--ms N` time per measurement (default 60), `--reps N`
 //! best-of repetitions (default 3).
-use anyhow::{Context, Result, bail};
+use crate::plot::{BarSeries, Bars, Figure, Panel, distinct};
+use anyhow::{Context, Result, bail, ensure};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -237,7 +238,88 @@ pub fn run(args: &[String]) -> Result<()> {
     records.extend(concurrent(&flows)?);
     let path = crate::report::write("bond", &records)?;
     println!("written to {}", path.display());
+    let plot = crate::report::plot("bond", &records, figure)?;
+    println!("plot: {}", plot.display());
     Ok(())
+}
+
+/// Short policy names for chart labels.
+fn short(policy: &str) -> String {
+    policy.replace("balance-aware", "aware")
+}
+
+/// The chart of `bench bond`: ns per path decision per policy, one panel per link count (ztplane, ztplane
+/// with the table loaded once per 32 packets, the naive HashMap selector), and a panel of the concurrent
+/// senders (per thread count) against the naive selector behind a mutex. Log scale: they differ by decades.
+pub fn figure(records: &[serde_json::Value]) -> Result<Figure> {
+    let (concurrent, single): (Vec<_>, Vec<_>) = records.iter().partition(|r| r.get("threads").is_some());
+    let policies = distinct(single.iter().filter_map(|r| r["policy"].as_str()));
+    let links = distinct(single.iter().filter_map(|r| r["links"].as_u64()));
+    let mut panels = Vec::new();
+    for n in links {
+        let column = |key: &str| {
+            policies
+                .iter()
+                .map(|p| single.iter().find(|r| r["policy"] == *p && r["links"] == n).and_then(|r| r[key].as_f64()))
+                .collect::<Vec<_>>()
+        };
+        panels.push(Panel::Bars(Bars {
+            title: format!("{n} link{}: one sender, 4096 flows", if n == 1 { "" } else { "s" }),
+            x_label: "bonding policy".into(),
+            y_label: "ns per decision (log)".into(),
+            categories: policies.iter().map(|p| short(p)).collect(),
+            series: vec![
+                BarSeries { name: "ztplane".into(), baseline: false, values: column("ns_per_decision") },
+                BarSeries {
+                    name: "ztplane, table loaded per 32".into(),
+                    baseline: false,
+                    values: column("ns_per_decision_burst32"),
+                },
+                BarSeries { name: "naive HashMap selector".into(), baseline: true, values: column("baseline_ns") },
+            ],
+            log_y: true,
+            y_max: None,
+            ratio_to_baseline: false,
+        }));
+    }
+    if !concurrent.is_empty() {
+        let cases = distinct(concurrent.iter().filter_map(|r| Some((r["policy"].as_str()?, r["threads"].as_u64()?))));
+        let column = |key: &str| {
+            cases
+                .iter()
+                .map(|&(p, t)| {
+                    concurrent.iter().find(|r| r["policy"] == p && r["threads"] == t).and_then(|r| r[key].as_f64())
+                })
+                .collect::<Vec<_>>()
+        };
+        panels.push(Panel::Bars(Bars {
+            title: "concurrent senders to one peer, 8 links (wall ns per decision per thread)".into(),
+            x_label: "bonding policy, sending threads".into(),
+            y_label: "ns per decision (log)".into(),
+            categories: cases
+                .iter()
+                .map(|&(p, t)| format!("{}, {t} thread{}", short(p), if t == 1 { "" } else { "s" }))
+                .collect(),
+            series: vec![
+                BarSeries { name: "ztplane".into(), baseline: false, values: column("ns_per_decision") },
+                BarSeries {
+                    name: "naive Mutex<HashMap> selector".into(),
+                    baseline: true,
+                    values: column("baseline_ns"),
+                },
+            ],
+            log_y: true,
+            y_max: None,
+            ratio_to_baseline: true,
+        }));
+    }
+    ensure!(!panels.is_empty(), "no bond records");
+    Ok(Figure {
+        title: "bench bond: path decision cost per bonding policy vs a naive selector".into(),
+        notes: vec!["best of the repetitions, same run; ×N: ztplane ÷ naive (lower is better)".into()],
+        columns: 1,
+        panels,
+    })
 }
 
 /// Decisions per thread in the concurrent measurement.

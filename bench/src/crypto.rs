@@ -10,6 +10,7 @@
 //! it is "auto" (Salsa20/Poly1305 choices are in the header line).
 //!
 //! Options: `--ms N` time per measurement (default 120), `--reps N` best-of repetitions (default 3).
+use crate::plot::{BarSeries, Bars, Figure, Panel, distinct, number, text};
 use anyhow::{Context, Result, bail, ensure};
 use openssl::cipher::{Cipher, CipherRef};
 use openssl::cipher_ctx::CipherCtx;
@@ -268,5 +269,66 @@ pub fn run(args: &[String]) -> Result<()> {
     records.push(serde_json::json!({"op": "identity_validate", "ms": validate_ms}));
     let path = crate::report::write("crypto", &records)?;
     println!("wrote {}", path.display());
+    let plot = crate::report::plot("crypto", &records, figure)?;
+    println!("plot: {}", plot.display());
     Ok(())
+}
+
+/// The chart of `bench crypto`: one panel per suite and implementation, Gbit/s of armor and dearmor per
+/// packet size, ztplane beside its OpenSSL run; all panels on one scale.
+pub fn figure(records: &[serde_json::Value]) -> Result<Figure> {
+    let rows: Vec<&serde_json::Value> = records.iter().filter(|r| r.get("gbps").is_some()).collect();
+    ensure!(!rows.is_empty(), "no throughput records");
+    let mut cases = Vec::new();
+    for r in &rows {
+        cases.push((number(r, "suite")? as u8, text(r, "variant")?.to_string(), text(r, "reference")?.to_string()));
+    }
+    let cases = distinct(cases);
+    let y_max =
+        rows.iter().flat_map(|r| [r["gbps"].as_f64(), r["reference_gbps"].as_f64()]).flatten().fold(0f64, f64::max);
+    let mut panels = Vec::new();
+    for (suite, variant, reference) in cases {
+        let rows: Vec<_> = rows
+            .iter()
+            .filter(|r| r["suite"].as_u64() == Some(u64::from(suite)) && r["variant"] == variant.as_str())
+            .collect();
+        let ops = distinct(rows.iter().filter_map(|r| r["op"].as_str()));
+        let sizes = distinct(rows.iter().filter_map(|r| r["bytes"].as_u64()));
+        let (mut categories, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+        for op in &ops {
+            for bytes in &sizes {
+                let row = rows.iter().find(|r| r["op"] == *op && r["bytes"].as_u64() == Some(*bytes));
+                categories.push(format!("{op} {bytes}"));
+                ours.push(row.and_then(|r| r["gbps"].as_f64()));
+                theirs.push(row.and_then(|r| r["reference_gbps"].as_f64()));
+            }
+        }
+        let cipher = if suite == 1 { "Salsa20/12-Poly1305" } else { "AES-GMAC-SIV" };
+        panels.push(Panel::Bars(Bars {
+            title: format!("suite {suite}, {cipher} ({variant})"),
+            x_label: "operation, packet bytes".into(),
+            y_label: "Gbit/s, one core".into(),
+            categories,
+            series: vec![
+                BarSeries { name: format!("ztplane {variant}"), baseline: false, values: ours },
+                BarSeries { name: reference.replace("openssl", "OpenSSL"), baseline: true, values: theirs },
+            ],
+            log_y: false,
+            y_max: Some(y_max),
+            ratio_to_baseline: true,
+        }));
+    }
+    let mut notes = vec![
+        "single core, best of the repetitions, OpenSSL measured alternately in the same run; ×N: ztplane ÷ OpenSSL (higher is better)"
+            .to_string(),
+    ];
+    if let Some(ms) = records.iter().find(|r| r["op"] == "identity_validate").and_then(|r| r["ms"].as_f64()) {
+        notes.push(format!("identity validation (a HELLO from an unknown node): {ms:.2} ms"));
+    }
+    Ok(Figure {
+        title: "bench crypto: ZeroTier packet armor / dearmor throughput vs OpenSSL".into(),
+        notes,
+        columns: 2,
+        panels,
+    })
 }

@@ -6,6 +6,7 @@
 //! collects in order and checks the order. This isolates what the hand-off buys for CPU-bound
 //! packet work (the 2-core machine cannot show it through `bench io`, whose traffic generator
 //! needs one of the cores).
+use crate::plot::{BarSeries, Bars, Figure, Panel, distinct};
 use crate::report;
 use anyhow::{Result, bail, ensure};
 use serde_json::json;
@@ -82,7 +83,59 @@ pub fn run(args: &[String]) -> Result<()> {
     let path = report::write("handoff", &records)?;
     println!("(one flow; inline = one core does the work in arrival order; every handoff run checked for order)");
     println!("wrote {}", path.display());
+    let plot = report::plot("handoff", &records, figure)?;
+    println!("plot: {}", plot.display());
     Ok(())
+}
+
+/// The chart of `bench handoff`: Mpps of one flow per suite and packet size, one core inline beside the
+/// hand-off over 1, 2, ... workers.
+pub fn figure(records: &[serde_json::Value]) -> Result<Figure> {
+    let runs = distinct(records.iter().filter_map(|r| Some((r["mode"].as_str()?, r["workers"].as_u64()?))));
+    let cases = distinct(records.iter().filter_map(|r| Some((r["suite"].as_u64()?, r["bytes"].as_u64()?))));
+    ensure!(!runs.is_empty() && !cases.is_empty(), "no handoff records");
+    let series = runs
+        .iter()
+        .map(|&(mode, workers)| {
+            let values = cases
+                .iter()
+                .map(|&(suite, bytes)| {
+                    records
+                        .iter()
+                        .find(|r| {
+                            r["mode"] == mode && r["workers"] == workers && r["suite"] == suite && r["bytes"] == bytes
+                        })
+                        .and_then(|r| r["mpps"].as_f64())
+                })
+                .collect();
+            let name = match (mode, workers) {
+                ("inline", _) => "inline on one core".to_string(),
+                (_, 1) => "hand-off, 1 worker".to_string(),
+                (_, n) => format!("hand-off, {n} workers"),
+            };
+            BarSeries { name, baseline: mode == "inline", values }
+        })
+        .collect();
+    let suite_name = |suite| match suite {
+        1 => "suite 1 (Salsa20/12-Poly1305)",
+        3 => "suite 3 (AES-GMAC-SIV)",
+        _ => "suite ?",
+    };
+    Ok(Figure {
+        title: "bench handoff: one flow, dearmor + armor per packet, spread over cores vs inline".into(),
+        notes: vec!["every hand-off run checked for packet order; ×N: speed-up over inline (higher is better)".into()],
+        columns: 1,
+        panels: vec![Panel::Bars(Bars {
+            title: "packets processed per second".into(),
+            x_label: "cipher suite, packet bytes".into(),
+            y_label: "Mpps".into(),
+            categories: cases.iter().map(|&(suite, bytes)| format!("{}, {bytes} B", suite_name(suite))).collect(),
+            series,
+            log_y: false,
+            y_max: None,
+            ratio_to_baseline: true,
+        })],
+    })
 }
 
 /// Packets per second through `workers` (0 = inline on the owner, no fabric), and how many

@@ -6,6 +6,7 @@
 //! interface (its RX counter), which drops everything in nftables so no replies flow back.
 //! Frame sizes are Ethernet frames without FCS. Two cores are shared by the blaster, the kernel
 //! and the workers, so compare the ratios measured in one run rather than absolute figures.
+use crate::plot::{BarSeries, Bars, Figure, Panel, distinct};
 use crate::report;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -70,7 +71,61 @@ pub fn run(args: &[String]) -> Result<()> {
     let path = report::write("io", &records)?;
     println!("(kernel-bridge workers '-': the kernel's own softirq processing; offered = what the blaster sent)");
     println!("wrote {}", path.display());
+    let plot = report::plot("io", &records, figure)?;
+    println!("plot: {}", plot.display());
     Ok(())
+}
+
+/// The chart of `bench io`: delivered Mpps and Gbit/s per frame size, the kernel bridge beside
+/// `ztplane fwd` with 1 and 2 workers.
+pub fn figure(records: &[serde_json::Value]) -> Result<Figure> {
+    let forwarders = distinct(records.iter().filter_map(|r| Some((r["mode"].as_str()?, r["workers"].as_u64()?))));
+    let sizes = distinct(records.iter().filter_map(|r| r["bytes"].as_u64()));
+    anyhow::ensure!(!forwarders.is_empty() && !sizes.is_empty(), "no io records");
+    let panel = |key: &str, title: &str, unit: &str| {
+        let series = forwarders
+            .iter()
+            .map(|&(mode, workers)| {
+                let values = sizes
+                    .iter()
+                    .map(|bytes| {
+                        records
+                            .iter()
+                            .find(|r| r["mode"] == mode && r["workers"] == workers && r["bytes"] == *bytes)
+                            .and_then(|r| r[key].as_f64())
+                    })
+                    .collect();
+                let name = match (mode, workers) {
+                    ("kernel-bridge", _) => "Linux kernel bridge".to_string(),
+                    (mode, 1) => format!("{mode}, 1 worker"),
+                    (mode, n) => format!("{mode}, {n} workers"),
+                };
+                BarSeries { name, baseline: mode == "kernel-bridge", values }
+            })
+            .collect();
+        Panel::Bars(Bars {
+            title: title.into(),
+            x_label: "Ethernet frame size".into(),
+            y_label: unit.into(),
+            categories: sizes.iter().map(|b| format!("{b} B")).collect(),
+            series,
+            log_y: false,
+            y_max: None,
+            ratio_to_baseline: true,
+        })
+    };
+    Ok(Figure {
+        title: "bench io: forwarding between namespaces, ztplane fwd vs the kernel bridge".into(),
+        notes: vec![
+            "what reaches the sink, one blaster core offering all it can; ×N: ÷ kernel bridge; 2 shared cores: compare within the run"
+                .into(),
+        ],
+        columns: 2,
+        panels: vec![
+            panel("mpps", "packets delivered", "Mpps"),
+            panel("gbps", "bits delivered", "Gbit/s"),
+        ],
+    })
 }
 
 /// Frames over one blast: sent by the blaster, delivered to the sink, dropped at AF_XDP RX.

@@ -12,6 +12,7 @@
 //!
 //! Options: `--seconds N` per iperf3 run (default 10), `--streams 1,4`, `--node-args "ARGS"`
 //! (added to every `ztplane node`, e.g. `--tap-offload off`), `--pairs zz,tt,tz` to choose.
+use crate::plot::{BarSeries, Bars, Figure, Panel, distinct};
 use crate::report;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -98,7 +99,124 @@ pub fn run(args: &[String]) -> Result<()> {
     records.extend(idle);
     let path = report::write("overlay", &records)?;
     println!("written to {}", path.display());
+    let plot = report::plot("overlay", &records, figure)?;
+    println!("plot: {}", plot.display());
     Ok(())
+}
+
+/// The chart of `bench overlay`: TCP Gbit/s per direction and stream count and ping RTT per direction,
+/// zerotier-one ↔ zerotier-one being the baseline; idle CPU and resident memory per member.
+pub fn figure(records: &[Value]) -> Result<Figure> {
+    let (transfers, idle): (Vec<&Value>, Vec<&Value>) = records.iter().partition(|r| r.get("pair").is_some());
+    // Which system each member runs: from the idle records, else from a pair of one system ("ztplane-ztplane").
+    let system = |member: &str, pair: &str| {
+        idle.iter()
+            .find(|r| r["member"] == member)
+            .and_then(|r| r["system"].as_str())
+            .map(|s| s.replace("zerotier-one", "zerotier"))
+            .or_else(|| pair.split_once('-').filter(|(a, b)| a == b).map(|(a, _)| a.to_string()))
+    };
+    let directions =
+        distinct(transfers.iter().filter_map(|r| Some((r["pair"].as_str()?, r["from"].as_str()?, r["to"].as_str()?))));
+    let streams = distinct(transfers.iter().filter_map(|r| r["streams"].as_u64()));
+    let find = |&(pair, from, to): &(&str, &str, &str)| {
+        transfers
+            .iter()
+            .copied()
+            .filter(|r| r["pair"] == pair && r["from"] == from && r["to"] == to)
+            .collect::<Vec<_>>()
+    };
+    let name = |&(pair, from, to): &(&str, &str, &str)| match (system(from, pair), system(to, pair)) {
+        (Some(a), Some(b)) => format!("{a} {from} → {b} {to}"),
+        _ => format!("{pair} {from} → {to}"),
+    };
+    let is_baseline = |&(pair, ..): &(&str, &str, &str)| pair == "zerotier-zerotier";
+    let mut panels = Vec::new();
+    if !directions.is_empty() {
+        panels.push(Panel::Bars(Bars {
+            title: "TCP throughput through the overlay (iperf3, received)".into(),
+            x_label: "parallel TCP streams".into(),
+            y_label: "Gbit/s".into(),
+            categories: streams.iter().map(|n| format!("{n} stream{}", if *n == 1 { "" } else { "s" })).collect(),
+            series: directions
+                .iter()
+                .map(|d| BarSeries {
+                    name: name(d),
+                    baseline: is_baseline(d),
+                    values: streams
+                        .iter()
+                        .map(|n| find(d).into_iter().find(|r| r["streams"] == *n).and_then(|r| r["gbps"].as_f64()))
+                        .collect(),
+                })
+                .collect(),
+            log_y: false,
+            y_max: None,
+            ratio_to_baseline: true,
+        }));
+        panels.push(Panel::Bars(Bars {
+            title: "ping round trip through the overlay (lower is better)".into(),
+            x_label: "20 pings per direction".into(),
+            y_label: "RTT, ms".into(),
+            categories: vec!["ping RTT".into()],
+            series: directions
+                .iter()
+                .map(|d| BarSeries {
+                    name: name(d),
+                    baseline: is_baseline(d),
+                    values: vec![find(d).into_iter().find_map(|r| r["rtt_ms"].as_f64())],
+                })
+                .collect(),
+            log_y: false,
+            y_max: None,
+            ratio_to_baseline: true,
+        }));
+    }
+    if !idle.is_empty() {
+        let members = distinct(idle.iter().filter_map(|r| r["member"].as_str()));
+        let systems = distinct(idle.iter().filter_map(|r| r["system"].as_str()));
+        let panel = |key: &str, title: &str, unit: &str| {
+            Panel::Bars(Bars {
+                title: title.into(),
+                x_label: "member".into(),
+                y_label: unit.into(),
+                categories: members.iter().map(|m| m.to_string()).collect(),
+                series: systems
+                    .iter()
+                    .map(|s| BarSeries {
+                        name: s.to_string(),
+                        baseline: *s == "zerotier-one",
+                        values: members
+                            .iter()
+                            .map(|m| {
+                                idle.iter()
+                                    .find(|r| r["member"] == *m && r["system"] == *s)
+                                    .and_then(|r| r[key].as_f64())
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                log_y: false,
+                y_max: None,
+                ratio_to_baseline: false,
+            })
+        };
+        panels.push(panel("idle_cpu_pct", "CPU while idle (5 s, before any traffic)", "% of one core"));
+        panels.push(panel("rss_mib", "resident memory while idle", "MiB"));
+    }
+    anyhow::ensure!(!panels.is_empty(), "no overlay records");
+    let mut notes = vec![
+        "all members, iperf3 and the kernel share 2 cores: the ratio to zerotier → zerotier in the same run (×N) carries over"
+            .to_string(),
+    ];
+    if !directions.is_empty() && !directions.iter().any(is_baseline) {
+        notes.push("this run measured no zerotier-one pair (--pairs): no baseline".into());
+    }
+    Ok(Figure {
+        title: "bench overlay: ztplane and zerotier-one 1.14.1 on one ZeroTier network".into(),
+        notes,
+        columns: 2,
+        panels,
+    })
 }
 
 /// TCP goodput in Gbit/s from `from` to `to` (what the receiver got), iperf3 with `streams`.

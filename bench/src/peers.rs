@@ -37,6 +37,7 @@
 //!
 //! Options: `--peers 1000,10000,100000` (the counts; the first is the baseline), `--sim-s N`
 //! simulated seconds of the timer window (default 120).
+use crate::plot::{Figure, LineSeries, Lines, Panel, format_tick, number};
 use anyhow::{Context, Result, bail, ensure};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -651,5 +652,71 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let path = crate::report::write("peers", &records)?;
     println!("written to {}", path.display());
+    let plot = crate::report::plot("peers", &records, figure)?;
+    println!("plot: {}", plot.display());
     Ok(())
+}
+
+/// The chart of `bench peers`: against the peer count (log scale, the first count being the baseline),
+/// ns per lookup with random members among all N (cold) and among 1,000 active ones (hot), heap bytes
+/// per peer, and timer CPU per peer.
+pub fn figure(records: &[serde_json::Value]) -> Result<Figure> {
+    ensure!(!records.is_empty(), "no peers records");
+    let series = |name: &str, key: &str| -> Result<LineSeries> {
+        let points = records.iter().map(|r| Ok((number(r, "peers")?, number(r, key)?))).collect::<Result<_>>()?;
+        Ok(LineSeries { name: name.into(), baseline: false, points })
+    };
+    let base = number(&records[0], "baseline_peers").or_else(|_| number(&records[0], "peers"))?;
+    let hot = records[0]["hot_peers"].as_u64().unwrap_or(HOT_PEERS as u64);
+    let lines = |title: String, y_label: &str, log_y: bool, series: Vec<LineSeries>| {
+        Panel::Lines(Lines {
+            title,
+            x_label: "peers in the node (log)".into(),
+            y_label: y_label.into(),
+            log_x: true,
+            log_y,
+            series,
+            baseline_x: Some((base, format!(" baseline: {} peers", format_tick(base)))),
+            ratio_to_first: true,
+        })
+    };
+    Ok(Figure {
+        title: "bench peers: how the node scales with its peer count".into(),
+        notes: vec!["one member MAC per peer; labels: value (× the baseline count's value); lower is better".into()],
+        columns: 2,
+        panels: vec![
+            lines(
+                "lookups, random member among all N (cold)".into(),
+                "ns per lookup (log)",
+                true,
+                vec![
+                    series("route_frame", "route_frame_ns")?,
+                    series("receive", "receive_ns")?,
+                    series("receive minus crypto", "receive_lookup_ns")?,
+                    series("peer table get", "peer_get_ns")?,
+                ],
+            ),
+            lines(
+                format!("lookups, random member among {} active (hot)", format_tick(hot as f64)),
+                "ns per lookup (log)",
+                true,
+                vec![series("route_frame", "hot_route_frame_ns")?, series("receive", "hot_receive_ns")?],
+            ),
+            lines(
+                "heap memory per peer".into(),
+                "bytes per peer",
+                false,
+                vec![
+                    series("node (without snapshot)", "bytes_per_peer")?,
+                    series("data path snapshot", "snapshot_bytes_per_peer")?,
+                ],
+            ),
+            lines(
+                "timers: keepalives and housekeeping".into(),
+                "CPU µs per peer per simulated s",
+                false,
+                vec![series("handle_timeout", "timer_us_per_peer_per_sim_s")?],
+            ),
+        ],
+    })
 }
