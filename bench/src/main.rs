@@ -1,12 +1,15 @@
 //! Benchmarks: `cargo xtask bench NAME` runs `ztplane-bench NAME` in release mode.
 //! Each prints a table with an in-run baseline and writes `target/bench/NAME.json` and a chart of the same
 //! records, `target/bench/NAME.svg`; `ztplane-bench plot NAME...` redraws the charts from the JSON alone.
+//! `ztplane-bench pktgen ...` is a tool rather than a benchmark: an AF_XDP traffic generator with a
+//! latency histogram, run by hand between two interfaces (see `pktgen.rs`).
 mod bond;
 mod crypto;
 mod handoff;
 mod io;
 mod overlay;
 mod peers;
+mod pktgen;
 mod plot;
 mod report;
 
@@ -15,7 +18,10 @@ use anyhow::{Result, bail};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
-        bail!("usage: ztplane-bench <io|handoff|crypto|bond|peers|overlay> [options] | ztplane-bench plot NAME...");
+        bail!(
+            "usage: ztplane-bench <io|handoff|crypto|bond|peers|overlay> [options] | ztplane-bench plot NAME... \
+             | ztplane-bench pktgen --tx-iface IF --rx-iface IF [options]"
+        );
     };
     match name.as_str() {
         "crypto" => crypto::run(&args[1..]),
@@ -25,7 +31,12 @@ fn main() -> Result<()> {
         "peers" => peers::run(&args[1..]),
         "overlay" => overlay::run(&args[1..]),
         "plot" => report::replot(&args[1..], figure_for),
-        other => bail!("unknown benchmark {other:?} (known: io, handoff, crypto, bond, peers, overlay; or plot NAME)"),
+        "pktgen" => pktgen::run(&args[1..]),
+        other => {
+            bail!(
+                "unknown benchmark {other:?} (known: io, handoff, crypto, bond, peers, overlay; or plot NAME, pktgen)"
+            )
+        }
     }
 }
 

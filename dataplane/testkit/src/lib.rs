@@ -7,6 +7,7 @@
 //! networks with this kit, so traffic never leaves namespaces the run created itself.
 pub mod bed;
 pub mod overlay;
+pub mod pktgen;
 pub mod traffic;
 pub mod zerotier;
 pub mod ztplane;
