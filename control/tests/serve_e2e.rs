@@ -155,6 +155,12 @@ fn zerotier_cli_against_ztplanectl_serve() {
     assert_eq!(info_json["address"], address.as_str());
     assert_eq!(info_json["publicIdentity"], status["publicIdentity"]);
     assert_eq!(info_json["online"], true);
+    // The config object zerotier-one adds: ports, home, the underlay address the node listens on.
+    let settings = &info_json["config"]["settings"];
+    assert_eq!(settings["primaryPort"], 9993, "{info_json}");
+    let listening = format!("{}/9993", lan.host("zp").unwrap().ip);
+    assert!(settings["listeningOn"].as_array().unwrap().iter().any(|a| a == listening.as_str()), "{settings}");
+    assert_eq!(settings["homeDir"], home.display().to_string().as_str(), "{settings}");
 
     // join: the node joins, gets its address from the controller, zerotier-cli lists it.
     let joined = cli(&ns, &link, &home, &["join", &nwid_hex]);

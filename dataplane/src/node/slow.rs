@@ -555,6 +555,35 @@ impl SlowPath {
         self.ports.get(&network).map_or(String::new(), |p| p.tap.name().to_string())
     }
 
+    /// `/status` `config`: local.conf as read, with the settings zerotier-one fills in (its
+    /// OneService status handler): ports, home directory, the addresses the node listens on.
+    /// ztplane has no TCP relay, secondary ports, UPnP or software update.
+    fn status_config(&mut self) -> Value {
+        let mut config = self.s.home.local_conf().unwrap_or_else(|_| json!({}));
+        if !config.is_object() {
+            config = json!({});
+        }
+        let listening: Vec<String> =
+            self.local_addresses().iter().map(|(_, a)| format!("{}/{}", a.ip(), a.port())).collect();
+        let settings = &mut config["settings"];
+        if !settings.is_object() {
+            *settings = json!({});
+        }
+        let mut put = |key: &str, value: Value| settings[key] = value;
+        put("allowTcpFallbackRelay", json!(false));
+        put("forceTcpRelay", json!(false));
+        put("primaryPort", json!(self.s.port));
+        put("secondaryPort", json!(0));
+        put("tertiaryPort", json!(0));
+        put("homeDir", json!(self.s.home.dir.display().to_string()));
+        put("listeningOn", json!(listening));
+        put("surfaceAddresses", json!([]));
+        put("portMappingEnabled", json!(false));
+        put("softwareUpdate", json!("disable"));
+        put("softwareUpdateChannel", json!("release"));
+        config
+    }
+
     /// Requests of the control socket, shaped like zerotier-one's local API.
     fn control(&mut self, request: &Request) -> Response {
         let now = self.now();
@@ -562,7 +591,9 @@ impl SlowPath {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (request.method.as_str(), parts.as_slice()) {
             ("GET", ["status"]) => {
-                Response::new(200, ztplane_node::status::node_status(&self.s.node, now, self.unix_origin))
+                let mut status = ztplane_node::status::node_status(&self.s.node, now, self.unix_origin);
+                status["config"] = self.status_config();
+                Response::new(200, status)
             }
             ("GET", ["network"]) => {
                 let body = ztplane_node::status::networks(&self.s.node, &|n| self.device_of(n));
