@@ -67,19 +67,35 @@ pub struct FwdCli {
     /// interface to forward between; exactly two: frames steered on one leave on the other
     #[arg(long = "iface", value_name = "IF", allow_hyphen_values = true)]
     pub ifaces: Vec<String>,
-    /// RX queues to serve, e.g. 0-3 or 0,2 (default: all)
+    #[command(flatten)]
+    pub workers: WorkerOptions,
+    /// bytes per frame: 2048 or 4096 (default 4096)
+    #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
+    pub frame_size: Option<u32>,
+    /// UDP port to steer; repeatable (default 9993)
+    #[arg(long = "port", value_name = "N", value_parser = number_arg::<u16>, allow_hyphen_values = true)]
+    pub ports: Vec<u16>,
+    /// seconds between rate lines (default 1; 0 = none)
+    #[arg(long, value_name = "S", value_parser = secs_arg, allow_hyphen_values = true)]
+    pub stats_interval: Option<Duration>,
+    /// also write the final statistics to PATH
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub stats_json: Option<PathBuf>,
+}
+
+/// The AF_XDP worker options `ztplane fwd` and `ztplane node` share (flattened into both).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct WorkerOptions {
+    /// RX queues to serve on every interface, e.g. 0-3 or 0,2 (default: all)
     #[arg(long, value_name = "LIST", value_parser = list_arg, allow_hyphen_values = true)]
     pub queues: Option<::std::vec::Vec<u32>>,
-    /// cores for worker threads in order, one worker each; worker i serves queues i, i+W, ...
+    /// cores for the workers in order, one worker each; worker i serves queues i, i+W, ...
     /// (default: one worker per queue)
     #[arg(long, value_name = "LIST", value_parser = cores_arg, allow_hyphen_values = true)]
     pub cores: Option<::std::vec::Vec<usize>>,
     /// frames per worker UMEM (default 4096)
     #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
     pub umem_frames: Option<u32>,
-    /// bytes per frame: 2048 or 4096 (default 4096)
-    #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
-    pub frame_size: Option<u32>,
     /// AF_XDP ring size, power of two (default 2048)
     #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
     pub ring_size: Option<u32>,
@@ -89,9 +105,6 @@ pub struct FwdCli {
     /// auto, on, off (default auto)
     #[arg(long, value_name = "MODE", value_parser = zero_copy_arg, allow_hyphen_values = true)]
     pub zero_copy: Option<ZeroCopy>,
-    /// UDP port to steer; repeatable (default 9993)
-    #[arg(long = "port", value_name = "N", value_parser = number_arg::<u16>, allow_hyphen_values = true)]
-    pub ports: Vec<u16>,
     /// bpffs mount for pinned maps (default /run/ztplane/bpffs)
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub bpffs: Option<PathBuf>,
@@ -101,13 +114,7 @@ pub struct FwdCli {
     /// stop after SECS seconds
     #[arg(long, value_name = "SECS", value_parser = secs_arg, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
-    /// seconds between rate lines (default 1; 0 = none)
-    #[arg(long, value_name = "S", value_parser = secs_arg, allow_hyphen_values = true)]
-    pub stats_interval: Option<Duration>,
-    /// also write the final statistics to PATH
-    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
-    pub stats_json: Option<PathBuf>,
-    /// create PATH once forwarding has started
+    /// create PATH once running
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub ready_file: Option<PathBuf>,
 }
@@ -116,22 +123,23 @@ impl FwdCli {
     /// The settings, defaults filled in, validated as a whole.
     pub fn into_config(self) -> Result<FwdConfig, DataplaneError> {
         let d = FwdConfig::default();
+        let w = self.workers;
         let config = FwdConfig {
             ifaces: self.ifaces,
-            queues: self.queues,
-            cores: self.cores,
-            umem_frames: self.umem_frames.unwrap_or(d.umem_frames),
+            queues: w.queues,
+            cores: w.cores,
+            umem_frames: w.umem_frames.unwrap_or(d.umem_frames),
             frame_size: self.frame_size.unwrap_or(d.frame_size),
-            ring_size: self.ring_size.unwrap_or(d.ring_size),
-            xdp_mode: self.xdp_mode.unwrap_or(d.xdp_mode),
-            zero_copy: self.zero_copy.unwrap_or(d.zero_copy),
+            ring_size: w.ring_size.unwrap_or(d.ring_size),
+            xdp_mode: w.xdp_mode.unwrap_or(d.xdp_mode),
+            zero_copy: w.zero_copy.unwrap_or(d.zero_copy),
             ports: if self.ports.is_empty() { d.ports } else { self.ports },
-            bpffs: self.bpffs.unwrap_or(d.bpffs),
-            instance: self.instance.unwrap_or(d.instance),
-            duration: self.duration,
+            bpffs: w.bpffs.unwrap_or(d.bpffs),
+            instance: w.instance.unwrap_or(d.instance),
+            duration: w.duration,
             stats_interval: self.stats_interval.unwrap_or(d.stats_interval),
             stats_json: self.stats_json,
-            ready_file: self.ready_file,
+            ready_file: w.ready_file,
         };
         config.validate()?;
         Ok(config)

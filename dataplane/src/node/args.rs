@@ -1,8 +1,6 @@
 //! Command line of `ztplane node`, validated up front so that a bad value is one clear line.
 
-use crate::config::{
-    DEFAULT_BPFFS, clap_error_line, cores_arg, list_arg, number_arg, secs_arg, xdp_mode_arg, zero_copy_arg,
-};
+use crate::config::{DEFAULT_BPFFS, WorkerOptions, clap_error_line, number_arg};
 use crate::error::DataplaneError;
 use crate::port::ZeroCopy;
 use crate::steering::AttachMode;
@@ -34,40 +32,12 @@ pub struct NodeCli {
     /// UDP port (default: local.conf settings.primaryPort, else 9993)
     #[arg(long, value_name = "N", value_parser = number_arg::<u16>, allow_hyphen_values = true)]
     pub port: Option<u16>,
-    /// RX queues to serve on every interface, e.g. 0-3 or 0,2 (default: all)
-    #[arg(long, value_name = "LIST", value_parser = list_arg, allow_hyphen_values = true)]
-    pub queues: Option<::std::vec::Vec<u32>>,
-    /// cores for the workers in order, one worker each (default: one per queue)
-    #[arg(long, value_name = "LIST", value_parser = cores_arg, allow_hyphen_values = true)]
-    pub cores: Option<::std::vec::Vec<usize>>,
-    /// frames per worker UMEM (default 4096)
-    #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
-    pub umem_frames: Option<u32>,
-    /// AF_XDP ring size, power of two (default 2048)
-    #[arg(long, value_name = "N", value_parser = number_arg::<u32>, allow_hyphen_values = true)]
-    pub ring_size: Option<u32>,
-    /// auto, native, generic (default auto)
-    #[arg(long, value_name = "MODE", value_parser = xdp_mode_arg, allow_hyphen_values = true)]
-    pub xdp_mode: Option<AttachMode>,
-    /// auto, on, off (default auto)
-    #[arg(long, value_name = "MODE", value_parser = zero_copy_arg, allow_hyphen_values = true)]
-    pub zero_copy: Option<ZeroCopy>,
-    /// bpffs mount for pinned maps (default /run/ztplane/bpffs)
-    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
-    pub bpffs: Option<PathBuf>,
-    /// name of this dataplane instance (default "default")
-    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
-    pub instance: Option<String>,
+    #[command(flatten)]
+    pub workers: WorkerOptions,
     /// on: the kernel hands over 64 KiB TCP segments and takes merged ones; split: segments
     /// only, frames written one by one; off: plain frames (default on)
     #[arg(long, value_name = "MODE", value_enum, hide_possible_values = true, allow_hyphen_values = true)]
     pub tap_offload: Option<TapOffload>,
-    /// stop after SECS seconds
-    #[arg(long, value_name = "SECS", value_parser = secs_arg, allow_hyphen_values = true)]
-    pub duration: Option<Duration>,
-    /// create PATH once the node runs
-    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
-    pub ready_file: Option<PathBuf>,
 }
 
 /// Settings of `ztplane node`.
@@ -101,36 +71,25 @@ pub enum TapOffload {
     Off,
 }
 
-impl std::str::FromStr for TapOffload {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "on" => Ok(TapOffload::On),
-            "split" => Ok(TapOffload::Split),
-            "off" => Ok(TapOffload::Off),
-            other => Err(format!("--tap-offload {other:?}: expected on, split or off")),
-        }
-    }
-}
-
 impl NodeCli {
     /// The settings, defaults filled in, validated as a whole.
     pub fn into_args(self) -> Result<NodeArgs, DataplaneError> {
+        let w = self.workers;
         let a = NodeArgs {
             home: self.home.unwrap_or_else(|| PathBuf::from(DEFAULT_HOME)),
             ifaces: self.ifaces,
             join: self.join,
             port: self.port.filter(|p| *p != 0),
-            queues: self.queues,
-            cores: self.cores,
-            umem_frames: self.umem_frames.unwrap_or(4096),
-            ring_size: self.ring_size.unwrap_or(2048),
-            xdp_mode: self.xdp_mode.unwrap_or(AttachMode::Auto),
-            zero_copy: self.zero_copy.unwrap_or(ZeroCopy::Auto),
-            bpffs: self.bpffs.unwrap_or_else(|| PathBuf::from(DEFAULT_BPFFS)),
-            instance: self.instance.unwrap_or_else(|| "default".to_string()),
-            duration: self.duration,
-            ready_file: self.ready_file,
+            queues: w.queues,
+            cores: w.cores,
+            umem_frames: w.umem_frames.unwrap_or(4096),
+            ring_size: w.ring_size.unwrap_or(2048),
+            xdp_mode: w.xdp_mode.unwrap_or(AttachMode::Auto),
+            zero_copy: w.zero_copy.unwrap_or(ZeroCopy::Auto),
+            bpffs: w.bpffs.unwrap_or_else(|| PathBuf::from(DEFAULT_BPFFS)),
+            instance: w.instance.unwrap_or_else(|| "default".to_string()),
+            duration: w.duration,
+            ready_file: w.ready_file,
             tap_offload: self.tap_offload.unwrap_or(TapOffload::On),
         };
         if a.ifaces.is_empty() {
