@@ -199,15 +199,7 @@ fn network_ids(me: Address) -> Vec<NetworkId> {
 
 /// A planet without roots: the node has no upstream to keep alive or relay through.
 fn empty_planet() -> World {
-    World {
-        world_type: WORLD_TYPE_PLANET,
-        id: 7,
-        timestamp: 1,
-        updates_must_be_signed_by: [0; 64],
-        signature: [0; 96],
-        roots: Vec::new(),
-        moon_extension: Vec::new(),
-    }
+    World::unsigned(WORLD_TYPE_PLANET, 7, Vec::new())
 }
 
 /// Peer i's underlay address: one per peer, 10.0.0.0/8 port 9993.

@@ -457,15 +457,7 @@ mod tests {
         let path =
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/conformance/zt-1.14.1/nodes/a.identity.secret");
         let identity: Identity = std::fs::read_to_string(path).unwrap().trim().parse().unwrap();
-        let planet = World {
-            world_type: WORLD_TYPE_PLANET,
-            id: 1,
-            timestamp: 1,
-            updates_must_be_signed_by: [0; 64],
-            signature: [0; 96],
-            roots: Vec::new(),
-            moon_extension: Vec::new(),
-        };
+        let planet = World::unsigned(WORLD_TYPE_PLANET, 1, Vec::new());
         let config = NodeConfig {
             identity,
             planet,

@@ -44,6 +44,21 @@ pub struct World {
 }
 
 impl World {
+    /// A world nobody signed (zero update key and signature), with `roots`: moons given to a
+    /// node at start and test planets, which are taken without a signature check (§1.1). A
+    /// planet with no roots keeps a node off the Internet's roots.
+    pub fn unsigned(world_type: u8, id: u64, roots: Vec<Root>) -> World {
+        World {
+            world_type,
+            id,
+            timestamp: 1,
+            updates_must_be_signed_by: [0; 64],
+            signature: [0; 96],
+            roots,
+            moon_extension: Vec::new(),
+        }
+    }
+
     /// Parse one world from the start of `bytes`; returns it and the bytes consumed.
     pub fn read(bytes: &[u8]) -> Result<(World, usize)> {
         if bytes.len() > MAX_WORLD_LEN {

@@ -60,15 +60,7 @@ pub fn moon(root: &Identity, endpoint: SocketAddr) -> World {
 
 /// A planet without roots: the sim never tries to reach the real Earth.
 pub fn empty_planet() -> World {
-    World {
-        world_type: WORLD_TYPE_PLANET,
-        id: 7,
-        timestamp: 1,
-        updates_must_be_signed_by: [0; 64],
-        signature: [0; 96],
-        roots: Vec::new(),
-        moon_extension: Vec::new(),
-    }
+    World::unsigned(WORLD_TYPE_PLANET, 7, Vec::new())
 }
 
 /// What the test controller gives each member.

@@ -65,15 +65,11 @@ fn fixture() -> &'static Fixture {
         let moon: Identity = MOON.parse().expect("moon identity");
         let nwid = NetworkId((moon.address().as_u64() << 24) | 0x01);
         // Moons given at start are orbited without a signature check (zerotier-vl2.md §1.1).
-        let moon_world = World {
-            world_type: WORLD_TYPE_MOON,
-            id: moon.address().as_u64(),
-            timestamp: 1,
-            updates_must_be_signed_by: [0; 64],
-            signature: [0; 96],
-            roots: vec![Root { identity: moon.clone(), stable_endpoints: vec![MOON_ENDPOINT.into()] }],
-            moon_extension: Vec::new(),
-        };
+        let moon_world = World::unsigned(
+            WORLD_TYPE_MOON,
+            moon.address().as_u64(),
+            vec![Root { identity: moon.clone(), stable_endpoints: vec![MOON_ENDPOINT.into()] }],
+        );
         // peers.d entry (§1.5): 02 ‖ identity ‖ proto ‖ major ‖ minor ‖ revision ‖ n ‖ addresses.
         let mut peer_cache = vec![2u8];
         peer.write_bytes(&mut peer_cache, false);
@@ -104,15 +100,7 @@ fn fixture() -> &'static Fixture {
 }
 
 fn new_node(f: &Fixture) -> Node {
-    let planet = World {
-        world_type: WORLD_TYPE_PLANET,
-        id: 7,
-        timestamp: 1,
-        updates_must_be_signed_by: [0; 64],
-        signature: [0; 96],
-        roots: Vec::new(),
-        moon_extension: Vec::new(),
-    };
+    let planet = World::unsigned(WORLD_TYPE_PLANET, 7, Vec::new());
     let config = NodeConfig {
         identity: f.node.clone(),
         planet,
