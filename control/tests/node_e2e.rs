@@ -3,7 +3,10 @@
 //!
 //! The node binary is the workspace's `ztplane`, next to `ztplanectl` in the same target
 //! directory (`cargo xtask test` builds both).
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{TempDir, text, ztplane, ztplanectl};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 use ztplane_testkit::Topology;
@@ -13,30 +16,8 @@ use ztplane_testkit::ztplane::ZtplaneNode;
 const NETWORK: &str = "8056c2e21c000001";
 const OTHER: &str = "2c80d4374849700f";
 
-fn ztplanectl() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_ztplanectl"))
-}
-
-fn ztplane() -> PathBuf {
-    let path = ztplanectl().with_file_name("ztplane");
-    assert!(path.exists(), "{} is missing: build the workspace (cargo xtask test does)", path.display());
-    path
-}
-
-struct Home(PathBuf);
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn ctl(home: &Path, args: &[&str]) -> Output {
     std::process::Command::new(ztplanectl()).arg("-D").arg(home).args(args).output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 #[test]
@@ -46,7 +27,7 @@ fn zerotier_cli_commands_against_a_running_node() {
     let peer = topo.netns("ctlpeer").unwrap();
     topo.veth(&ns, "v0", &peer, "v1", 1).unwrap();
     ns.addr("v0", "198.18.7.1/24").unwrap();
-    let home = Home(std::env::temp_dir().join(format!("ztplanectl-e2e-{}", std::process::id())));
+    let home = TempDir(std::env::temp_dir().join(format!("ztplanectl-e2e-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&home.0);
     std::fs::create_dir_all(&home.0).unwrap();
     let node = ZtplaneNode::start(&ztplane(), &ns, &home.0, &["v0"], &["--join", NETWORK]).unwrap();

@@ -5,10 +5,13 @@
 //! leaves the node running.
 //!
 //! Needs root and the reference binary; without root it prints why and passes.
+mod common;
+
+use common::{TempDir, text, ztplane, ztplanectl};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 use ztplane_testkit::zerotier::{Lan, Moon, NodeConfig, ZeroTierBinary, ZeroTierNode, wait_until};
@@ -20,25 +23,6 @@ const MEMBER_IP: &str = "198.19.0.21";
 const OTHER: &str = "2c80d4374849700f";
 /// The metrics listener's default address.
 const METRICS: &str = "127.0.0.1:9994";
-
-fn ztplanectl() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_ztplanectl"))
-}
-
-fn ztplane() -> PathBuf {
-    let path = ztplanectl().with_file_name("ztplane");
-    assert!(path.exists(), "{} is missing: build the workspace (cargo xtask test does)", path.display());
-    path
-}
-
-/// A directory removed on drop.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `ztplanectl -D HOME serve` in a namespace; killed on drop if the test did not stop it.
 struct Serve(Option<Child>);
@@ -79,10 +63,6 @@ fn cli(ns: &Netns, link: &Path, home: &Path, args: &[&str]) -> Output {
     ns.command(link.to_str().unwrap()).arg(format!("-D{}", home.display())).args(args).output().unwrap()
 }
 
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
 /// One raw HTTP/1.1 request inside `ns`: (status, body).
 fn http(ns: &Netns, addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
@@ -115,7 +95,7 @@ fn zerotier_cli_against_ztplanectl_serve() {
     let binary = ZeroTierBinary::locate().expect("zerotier-one from ../shared/ref");
     let mut topo = Topology::new().unwrap();
     let lan = Lan::new(&mut topo, &["moon", "zp"]).unwrap();
-    let tmp = Dir(std::env::temp_dir().join(format!("ztplane-serve-e2e-{}", std::process::id())));
+    let tmp = TempDir(std::env::temp_dir().join(format!("ztplane-serve-e2e-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&tmp.0);
     let home = tmp.0.join("home");
     std::fs::create_dir_all(home.join("moons.d")).unwrap();
