@@ -60,10 +60,6 @@ pub enum WorkerCommand {
     RemoveTap {
         network: NetworkId,
     },
-    Write {
-        network: NetworkId,
-        frame: Vec<u8>,
-    },
 }
 
 /// Bound of the punt channel: a flood from the network fills it and is dropped there, never

@@ -225,15 +225,6 @@ impl NodeWorker {
                         taps.push(TapPort { network, queue, coalescer, read_buf: vec![0; READ_BUF_LEN], held: None });
                     }
                     WorkerCommand::RemoveTap { network } => taps.retain(|p| p.network != network),
-                    WorkerCommand::Write { network, frame } => {
-                        if let Some(port) = taps.iter_mut().find(|p| p.network == network) {
-                            // After this tap's pending merges, so a flow keeps its order.
-                            port.flush(&self.tap_stats);
-                            if port.queue.write(&frame).is_ok() {
-                                stats::add(&self.tap_stats.tap_tx, 1);
-                            }
-                        }
-                    }
                 }
             }
             // Ingress: AF_XDP datagrams, then tap frames.
