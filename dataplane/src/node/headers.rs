@@ -33,17 +33,9 @@ impl Egress {
         ETH_LEN + if self.dst.is_ipv4() { IPV4_LEN } else { IPV6_LEN } + UDP_LEN
     }
 
-    /// Writes a whole frame: headers, then `payload`, into `out`. Returns the frame length, or
-    /// `None` if `out` is too small or the families of source and destination differ.
-    pub fn write_frame(&self, out: &mut [u8], payload: &[u8]) -> Option<usize> {
-        let header = self.header_len();
-        out.get_mut(header..header + payload.len())?.copy_from_slice(payload);
-        self.write_headers(out, payload.len())
-    }
-
     /// Writes the headers in front of a `payload_len`-byte datagram already at
-    /// `out[header_len()..]` (sealed there in place). Returns the frame length, or `None` as
-    /// [`Egress::write_frame`].
+    /// `out[header_len()..]` (sealed there in place). Returns the frame length, or `None` if
+    /// `out` is too small or the families of source and destination differ.
     pub fn write_headers(&self, out: &mut [u8], payload_len: usize) -> Option<usize> {
         let header = self.header_len();
         let total = header + payload_len;
@@ -162,13 +154,14 @@ mod tests {
             for len in [0usize, 1, 28, 1431, 1432] {
                 let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
                 let mut out = vec![0u8; 2000];
-                let n = e.write_frame(&mut out, &payload).unwrap();
+                out[e.header_len()..e.header_len() + len].copy_from_slice(&payload);
+                let n = e.write_headers(&mut out, len).unwrap();
                 verify(&out[..n]);
                 let at = locate_udp(&out[..n]).unwrap();
                 assert_eq!(&out[at.l4_offset + 8..n], &payload[..]);
                 assert_eq!(at.dst_port, e.dst.port());
             }
-            assert!(e.write_frame(&mut [0u8; 10], b"x").is_none());
+            assert!(e.write_headers(&mut [0u8; 10], 1).is_none());
         }
     }
 }
