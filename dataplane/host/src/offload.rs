@@ -681,8 +681,6 @@ pub struct CoalescerStats {
     pub merged_segments: u64,
     /// TCP candidates with a bad IPv4 or TCP checksum, passed through unmerged.
     pub bad_checksum: u64,
-    /// Frames longer than any tap frame, dropped by [`Coalescer::push`] (it has no buffer for them).
-    pub oversize: u64,
 }
 
 /// GRO direction (tap-offloads.md §3): merges consecutive TCP segments of one flow into one
@@ -698,8 +696,6 @@ pub struct CoalescerStats {
 /// headers are never merged.
 pub struct Coalescer {
     items: Vec<Item>,
-    /// Zero header + frame, for pass-through frames in [`Coalescer::push`].
-    pass: Box<[u8]>,
     enabled: bool,
     clock: u64,
     stats: CoalescerStats,
@@ -712,7 +708,7 @@ impl Default for Coalescer {
 }
 
 impl Coalescer {
-    /// Allocates all buffers now: 8 flows and one pass-through frame, 64 KiB each.
+    /// Allocates all buffers now: 8 flows, 64 KiB each.
     pub fn new() -> Coalescer {
         let item = || Item {
             buf: vec![0; VNET_HDR_LEN + FRAME_CAP].into_boxed_slice(),
@@ -728,7 +724,6 @@ impl Coalescer {
         };
         Coalescer {
             items: (0..FLOWS).map(|_| item()).collect(),
-            pass: vec![0; VNET_HDR_LEN + FRAME_CAP].into_boxed_slice(),
             enabled: true,
             clock: 0,
             stats: CoalescerStats::default(),
@@ -755,44 +750,16 @@ impl Coalescer {
     }
 
     /// Offers one Ethernet frame (no vnet header) to be written to the tap. `write` receives
-    /// complete tap writes (10-byte vnet header, then the frame) for whatever must go out now to
-    /// keep order; mergeable frames are copied into their flow's buffer. Pass-through frames are
-    /// copied behind a zero header; [`Coalescer::push_with`] avoids that copy.
-    pub fn push(&mut self, frame: &[u8], write: &mut impl FnMut(&[u8])) {
-        let mut pass = std::mem::take(&mut self.pass);
-        let mut oversize = 0;
-        self.push_out(frame, &mut |o: Out<'_>| match o {
-            Out::Whole(b) => write(b),
-            Out::Plain(f) => match pass.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + f.len()) {
-                Some(dst) => {
-                    dst.copy_from_slice(f);
-                    VnetHdr::NONE.write(&mut pass);
-                    write(&pass[..VNET_HDR_LEN + f.len()]);
-                }
-                None => oversize += 1,
-            },
-        });
-        self.pass = pass;
-        self.stats.oversize += oversize;
-    }
-
-    /// Like [`Coalescer::push`], but `write` gets the vnet header and the frame as two slices
-    /// (for `writev`), so pass-through frames are not copied.
-    pub fn push_with(&mut self, frame: &[u8], write: &mut impl FnMut(&[u8], &[u8])) {
+    /// complete tap writes for whatever must go out now to keep order, as the 10-byte vnet header
+    /// and the frame in two slices (for `writev`: pass-through frames are not copied); mergeable
+    /// frames are copied into their flow's buffer.
+    pub fn push(&mut self, frame: &[u8], write: &mut impl FnMut(&[u8], &[u8])) {
         self.push_out(frame, &mut |o: Out<'_>| split_out(o, write));
     }
 
-    /// Writes out every pending item, oldest first. Call it at the end of every batch.
-    pub fn flush(&mut self, write: &mut impl FnMut(&[u8])) {
-        self.flush_out(&mut |o: Out<'_>| {
-            if let Out::Whole(b) = o {
-                write(b)
-            }
-        });
-    }
-
-    /// [`Coalescer::flush`] with the header and the frame as two slices.
-    pub fn flush_with(&mut self, write: &mut impl FnMut(&[u8], &[u8])) {
+    /// Writes out every pending item, oldest first, as [`Coalescer::push`] writes. Call it at the
+    /// end of every batch.
+    pub fn flush(&mut self, write: &mut impl FnMut(&[u8], &[u8])) {
         self.flush_out(&mut |o: Out<'_>| split_out(o, write));
     }
 
@@ -1108,21 +1075,13 @@ mod tests {
             .collect()
     }
 
-    /// Everything `push`/`flush` write for `frames`, checked against `push_with`/`flush_with`.
+    /// Everything `push`/`flush` write for `frames`, each write as header ‖ frame.
     fn coalesce(c: &mut Coalescer, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let mut w = Vec::new();
         for f in frames {
-            c.push(f, &mut |b: &[u8]| w.push(b.to_vec()));
+            c.push(f, &mut |h: &[u8], b: &[u8]| w.push([h, b].concat()));
         }
-        c.flush(&mut |b: &[u8]| w.push(b.to_vec()));
-        let mut c2 = Coalescer::new();
-        c2.set_enabled(c.enabled());
-        let mut w2 = Vec::new();
-        for f in frames {
-            c2.push_with(f, &mut |h: &[u8], b: &[u8]| w2.push([h, b].concat()));
-        }
-        c2.flush_with(&mut |h: &[u8], b: &[u8]| w2.push([h, b].concat()));
-        assert_eq!(w, w2, "push and push_with disagree");
+        c.flush(&mut |h: &[u8], b: &[u8]| w.push([h, b].concat()));
         assert!(!c.pending());
         w
     }
@@ -1610,10 +1569,10 @@ mod tests {
         let mut co = Coalescer::new();
         let mut w = Vec::new();
         for f in &flows {
-            co.push(f, &mut |b: &[u8]| w.push(b.to_vec()));
+            co.push(f, &mut |h: &[u8], b: &[u8]| w.push([h, b].concat()));
         }
         assert_eq!(w, [plain(&flows[0])]);
-        co.flush(&mut |b: &[u8]| w.push(b.to_vec()));
+        co.flush(&mut |h: &[u8], b: &[u8]| w.push([h, b].concat()));
         assert_eq!(w, flows.iter().map(|f| plain(f)).collect::<Vec<_>>());
     }
 
@@ -1627,10 +1586,10 @@ mod tests {
         // Switched off mid-batch: the pending item goes out before the next frame.
         let mut co = Coalescer::new();
         let mut w = Vec::new();
-        co.push(&f[0], &mut |b: &[u8]| w.push(b.to_vec()));
-        co.push(&f[1], &mut |b: &[u8]| w.push(b.to_vec()));
+        co.push(&f[0], &mut |h: &[u8], b: &[u8]| w.push([h, b].concat()));
+        co.push(&f[1], &mut |h: &[u8], b: &[u8]| w.push([h, b].concat()));
         co.set_enabled(false);
-        co.push(&f[2], &mut |b: &[u8]| w.push(b.to_vec()));
+        co.push(&f[2], &mut |h: &[u8], b: &[u8]| w.push([h, b].concat()));
         assert_eq!(w.len(), 2);
         assert_eq!(resplit(&w[0]), f[..2]);
         assert_eq!(w[1], plain(&f[2]));
@@ -1689,10 +1648,9 @@ mod tests {
             // The coalescer: random frames mixed with a valid stream, some of it damaged. Every
             // write it makes must be splittable again, and merged writes must verify.
             let frame = if rng.below(2) == 0 { stream_frames[round % 6].clone() } else { f };
-            let mut check = |w: &[u8]| {
-                let h = VnetHdr::parse(w).unwrap();
-                if h != VnetHdr::NONE {
-                    nsegs(w);
+            let mut check = |h: &[u8], b: &[u8]| {
+                if VnetHdr::parse(h).unwrap() != VnetHdr::NONE {
+                    nsegs(&[h, b].concat());
                 }
             };
             co.push(&frame, &mut check);

@@ -643,13 +643,13 @@ impl TapPort {
             return;
         }
         let queue = &self.queue;
-        self.coalescer.push_with(frame, &mut |header: &[u8], frame: &[u8]| write_counted(queue, stats, header, frame));
+        self.coalescer.push(frame, &mut |header: &[u8], frame: &[u8]| write_counted(queue, stats, header, frame));
     }
 
     /// Writes every pending merged frame.
     fn flush(&mut self, stats: &TapStats) {
         let queue = &self.queue;
-        self.coalescer.flush_with(&mut |header: &[u8], frame: &[u8]| write_counted(queue, stats, header, frame));
+        self.coalescer.flush(&mut |header: &[u8], frame: &[u8]| write_counted(queue, stats, header, frame));
     }
 }
 
