@@ -136,7 +136,7 @@ fn main() -> ExitCode {
     }
     let cli = match parse(&args) {
         Ok(cli) => cli,
-        Err(err) => return clap_exit(&err),
+        Err(err) => return ExitCode::from(ztplane_host::cli::clap_exit("ztplanectl", &err)),
     };
     let result: Result<ExitCode> = match cli.command {
         Cmd::Info(_) | Cmd::Status(_) | Cmd::Listnetworks(_) | Cmd::Listpeers(_) | Cmd::Join(_) | Cmd::Leave(_) => {
@@ -162,34 +162,6 @@ fn finish(result: Result<ExitCode>) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// A clap error as one line: its first paragraph (the problem and the flag it concerns) with its
-/// lines joined.
-pub fn clap_error_line(err: &clap::Error) -> String {
-    let text = err.render().to_string();
-    let text = text.strip_prefix("error: ").unwrap_or(&text);
-    let first = text.split("\n\n").next().unwrap_or_default();
-    first.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
-}
-
-/// Help and version on stdout, exit 0; a usage error as one `ztplanectl: ...` line naming the flag
-/// (clap's message), then clap's hints and usage line, exit 2.
-fn clap_exit(err: &clap::Error) -> ExitCode {
-    match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = err.print();
-        }
-        _ => {
-            let text = err.render().to_string();
-            let rest = text.find("\n\n").map_or(String::new(), |i| text[i..].replace("\nUsage: ", "\nusage: "));
-            eprint!("ztplanectl: {}{rest}", clap_error_line(err));
-            if !rest.ends_with('\n') {
-                eprintln!();
-            }
-        }
-    }
-    ExitCode::from(if err.use_stderr() { 2 } else { 0 })
 }
 
 #[cfg(test)]

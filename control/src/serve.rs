@@ -79,7 +79,7 @@ fn metrics_arg(value: &str) -> Result<Option<SocketAddr>, String> {
 /// Parses a whole ztplanectl command line (without the program name) that must be `[-D DIR] serve ...`.
 #[cfg(test)]
 pub fn parse_args(args: &[String]) -> Result<ServeArgs, String> {
-    let cli = crate::parse(args).map_err(|e| crate::clap_error_line(&e))?;
+    let cli = crate::parse(args).map_err(|e| ztplane_host::cli::clap_error_line(&e))?;
     match cli.command {
         crate::Cmd::Serve(serve) => Ok(serve.into_args(cli.home)),
         _ => Err("missing command serve".into()),

@@ -152,7 +152,7 @@ impl FwdConfig {
     pub fn from_args(args: &[String]) -> Result<Self, DataplaneError> {
         use clap::Parser;
         let cli = FwdCli::try_parse_from(std::iter::once("ztplane fwd").chain(args.iter().map(String::as_str)))
-            .map_err(|e| DataplaneError::Config(clap_error_line(&e)))?;
+            .map_err(|e| DataplaneError::Config(ztplane_host::cli::clap_error_line(&e)))?;
         cli.into_config()
     }
 
@@ -186,15 +186,6 @@ impl FwdConfig {
         }
         Ok(())
     }
-}
-
-/// A clap error as one line: its first paragraph (the problem and the flag it concerns) with its
-/// lines joined; tips and usage left out.
-pub fn clap_error_line(err: &clap::Error) -> String {
-    let text = err.render().to_string();
-    let text = text.strip_prefix("error: ").unwrap_or(&text);
-    let first = text.split("\n\n").next().unwrap_or_default();
-    first.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// clap value parser: a number of type `T`.

@@ -30,7 +30,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return clap_exit(&err),
+        Err(err) => return ExitCode::from(ztplane_host::cli::clap_exit("ztplane", &err)),
     };
     match cli.command {
         Command::Completions { shell } => {
@@ -46,26 +46,6 @@ fn main() -> ExitCode {
             Err(err) => usage_error(&err),
         },
     }
-}
-
-/// Help and version on stdout, exit 0; a usage error as one `ztplane: ...` line naming the flag
-/// (clap's message), then clap's hints and usage line, exit 2.
-fn clap_exit(err: &clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = err.print();
-        }
-        _ => {
-            let text = err.render().to_string();
-            let rest = text.find("\n\n").map_or(String::new(), |i| text[i..].replace("\nUsage: ", "\nusage: "));
-            eprint!("ztplane: {}{rest}", ztplane::config::clap_error_line(err));
-            if !rest.ends_with('\n') {
-                eprintln!();
-            }
-        }
-    }
-    ExitCode::from(if err.use_stderr() { 2 } else { 0 })
 }
 
 fn usage_error(err: &ztplane::error::DataplaneError) -> ExitCode {

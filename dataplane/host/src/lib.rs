@@ -6,6 +6,7 @@
 //! Everything here is a thin, synchronous shell over the kernel; the protocol state machine lives
 //! in other crates. Root (CAP_NET_ADMIN) is needed to create taps and change addresses and routes;
 //! lookups work unprivileged.
+pub mod cli;
 pub mod control_socket;
 pub mod egress;
 pub mod error;

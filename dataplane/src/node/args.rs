@@ -1,11 +1,12 @@
 //! Command line of `ztplane node`, validated up front so that a bad value is one clear line.
 
-use crate::config::{DEFAULT_BPFFS, WorkerOptions, clap_error_line, number_arg};
+use crate::config::{DEFAULT_BPFFS, WorkerOptions, number_arg};
 use crate::error::DataplaneError;
 use crate::port::ZeroCopy;
 use crate::steering::AttachMode;
 use std::path::PathBuf;
 use std::time::Duration;
+use ztplane_host::cli::clap_error_line;
 use ztplane_node::NetworkId;
 
 /// Default of `--home`: zerotier-one's home directory.
