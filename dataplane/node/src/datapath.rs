@@ -488,23 +488,23 @@ mod tests {
     fn rebuilds_are_spaced_with_many_peers() {
         let mut small = node_with_peers(10);
         small.data_path_dirty = true;
-        small.handle_timeout(Instant(1));
+        small.handle_timeout(Instant::from_millis(1));
         assert!(small.data_path.peers.len() == 10 && !small.data_path_dirty);
 
         let mut big = node_with_peers(3000);
         big.data_path_dirty = true;
-        big.handle_timeout(Instant(10));
+        big.handle_timeout(Instant::from_millis(10));
         assert_eq!(big.data_path.peers.len(), 3000, "the first rebuild is not delayed");
         // A change 1 ms later waits for the spacing…
         big.peers.remove(&Address::from_bytes(&[0, 0, 0, 0, 1]));
         big.data_path_dirty = true;
-        big.handle_timeout(Instant(11));
+        big.handle_timeout(Instant::from_millis(11));
         assert_eq!(big.data_path.peers.len(), 3000, "rebuilt again within 2 ms");
-        assert_eq!(big.poll_timeout(), Instant(12), "the pending rebuild's deadline");
+        assert_eq!(big.poll_timeout(), Instant::from_millis(12), "the pending rebuild's deadline");
         // …and goes out when it is due.
-        big.handle_timeout(Instant(12));
+        big.handle_timeout(Instant::from_millis(12));
         assert_eq!(big.data_path.peers.len(), 2999);
         assert!(!big.data_path_dirty);
-        assert!(big.poll_timeout() > Instant(12));
+        assert!(big.poll_timeout() > Instant::from_millis(12));
     }
 }

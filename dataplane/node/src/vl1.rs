@@ -436,7 +436,7 @@ impl crate::Node {
         match ok.payload {
             OkPayload::Hello(h) => {
                 if rx.hops == 0 {
-                    let rtt = since(now, Instant(h.timestamp_echo)).min(u64::from(u32::MAX)) as u32;
+                    let rtt = since(now, Instant::from_millis(h.timestamp_echo)).min(u64::from(u32::MAX)) as u32;
                     if let Some(peer) = self.peers.get_mut(&rx.source) {
                         peer.note_latency(rx.local, rx.remote, rtt);
                     }

@@ -492,7 +492,7 @@ fn hello_floods_create_no_peers_and_validation_is_rate_limited() {
     let (node_id, base) = (&ids[1], &ids[3]);
     let known: Vec<Address> = ids.iter().map(Identity::address).collect();
     let me = node_id.address();
-    let mut now = Instant(1_000_000);
+    let mut now = Instant::from_millis(1_000_000);
     let mut node = lone_node(node_id, now);
     let key = base.agree(node_id).unwrap();
     let bad_key = ztplane_crypto::PeerKey::from_bytes([0x42; 48]);
@@ -570,7 +570,7 @@ fn incomplete_fragment_sets_stay_bounded_and_expire() {
     let ids = identities();
     let me = ids[1].address();
     let known: Vec<Address> = ids.iter().map(Identity::address).collect();
-    let mut now = Instant(1_000_000);
+    let mut now = Instant::from_millis(1_000_000);
     let mut node = lone_node(&ids[1], now);
     let mut rng = Rng(0x5eed_0004);
     for round in 0..2 {
@@ -643,7 +643,7 @@ fn unsolicited_ok_teaches_no_path() {
         cache.extend_from_slice(&v.to_be_bytes());
     }
     write_inet(&mut cache, Some(&real));
-    let now = Instant(1_000_000);
+    let now = Instant::from_millis(1_000_000);
     let config = NodeConfig {
         identity: node_id.clone(),
         planet: empty_planet(),

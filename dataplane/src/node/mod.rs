@@ -172,7 +172,7 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
     getrandom::getrandom(&mut seed).map_err(|e| DataplaneError::Internal(format!("random seed: {e}")))?;
     let node_config =
         ztplane_node::NodeConfig { identity, planet, moons, cached_peers: home.load_peers(), networks, seed };
-    let mut node = ztplane_node::Node::new(node_config, ztplane_node::Instant(0))
+    let mut node = ztplane_node::Node::new(node_config, ztplane_node::Instant::ZERO)
         .map_err(|e| DataplaneError::Config(e.to_string()))?;
     let shared = Arc::new(Shared {
         fabric: Fabric::new(cores.len(), HANDOFF_DEPTH),
@@ -187,7 +187,7 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         epoch,
     });
     for &network in &args.join {
-        match node.join(network, ztplane_node::Instant(0)) {
+        match node.join(network, ztplane_node::Instant::ZERO) {
             Ok(()) => log::info!("joining {network}"),
             Err(e) => log::info!("{e}"),
         }

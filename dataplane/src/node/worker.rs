@@ -112,7 +112,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn now(&self) -> Instant {
-        Instant(self.epoch.elapsed().as_millis() as u64)
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
 
     pub fn new_reassembly() -> Vec<Mutex<Reassembly<Piece>>> {
@@ -423,7 +423,7 @@ impl Processor<'_> {
     /// Reads the clock for the batch about to be processed.
     fn tick(&mut self) {
         self.wall = StdInstant::now();
-        self.now = Instant(self.wall.duration_since(self.shared.epoch).as_millis() as u64);
+        self.now = Instant::from_micros(self.wall.duration_since(self.shared.epoch).as_micros() as u64);
     }
 
     fn process(&mut self, umem: &Umem, _owner: usize, item: &mut Item) {

@@ -178,7 +178,7 @@ pub fn underlay(i: usize) -> SocketAddr {
 impl Sim {
     pub fn new() -> Self {
         Sim {
-            now: Instant(1_000_000),
+            now: Instant::from_millis(1_000_000),
             nodes: Vec::new(),
             cut: HashSet::new(),
             latency_ms: 1,

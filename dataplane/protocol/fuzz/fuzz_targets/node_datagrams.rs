@@ -43,7 +43,7 @@ const MOON: &str = "2c80d43748:0:a3e7be15bf4f822544935796d5f168cbcf4af4eaf0a7cb1
 
 const MOON_ENDPOINT: ([u8; 4], u16) = ([198, 18, 1, 1], 9993);
 const PEER_ENDPOINT: ([u8; 4], u16) = ([198, 18, 0, 3], 9993);
-const START: Instant = Instant(1_000_000);
+const START: Instant = Instant::from_millis(1_000_000);
 
 struct Fixture {
     node: Identity,
