@@ -44,6 +44,8 @@ pub const AVOID_HOLD_MAX_US: u64 = 120_000_000;
 pub const MAX_QUEUED_EVENTS: usize = 1024;
 /// Flow table size for balance-xor and balance-aware (entries; zerotier-one keeps up to 65 536 flows).
 pub const FLOW_TABLE_ENTRIES: usize = 16_384;
+/// Acks offered to a peer not yet known to answer them (see [`Bond::set_announce_acks`]).
+pub const ANNOUNCE_ACK_INTERVAL_US: u64 = 1_000_000;
 
 /// Something to send on a path on the bond's behalf.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +118,7 @@ type PublishKey = (u64, Option<PathId>, Vec<u64>, Option<PathId>);
 pub struct Bond {
     settings: PolicySettings,
     peer_acks: bool,
+    announce_acks: bool,
     paths: Vec<PathState>,
     active: Option<PathId>,
     last_active_change_us: u64,
@@ -145,6 +148,7 @@ impl Bond {
         Bond {
             settings,
             peer_acks: false,
+            announce_acks: false,
             paths: Vec::new(),
             active: None,
             last_active_change_us: now_us,
@@ -170,6 +174,28 @@ impl Bond {
     /// The peer is a ztplane node: exchange path acks (exact loss, fast failure detection).
     pub fn set_peer_acks(&mut self, enabled: bool) {
         self.peer_acks = enabled;
+    }
+
+    /// Offer path acks (one a second while data arrives) to a peer that has not acked yet, so that
+    /// a ztplane peer can tell we are one; a zerotier-one peer ignores them (bonding spec §4.3).
+    pub fn set_announce_acks(&mut self, enabled: bool) {
+        self.announce_acks = enabled;
+    }
+
+    /// Whether path acks are exchanged with this peer.
+    pub fn peer_acks(&self) -> bool {
+        self.peer_acks
+    }
+
+    /// How often acks go out, if at all.
+    fn ack_interval_us(&self) -> Option<u64> {
+        if self.peer_acks {
+            Some(ACK_INTERVAL_US)
+        } else if self.announce_acks {
+            Some(ANNOUNCE_ACK_INTERVAL_US)
+        } else {
+            None
+        }
     }
 
     /// Nominate a path on local interface `link` (§1.1). Refused if the policy lists its links and this
@@ -442,12 +468,13 @@ impl Bond {
     /// The next time [`Bond::handle_timeout`] must run.
     pub fn poll_timeout(&self, now_us: u64) -> u64 {
         let mut next = self.next_estimate_us;
+        let ack_interval = self.ack_interval_us();
         for p in &self.paths {
             let ctx = self.context(p, now_us);
             let mut probe = p.liveness.clone();
             next = next.min(probe.evaluate(now_us, &ctx));
-            if self.peer_acks
-                && let Some(at) = p.received.ack_due_at(ACK_INTERVAL_US)
+            if let Some(interval) = ack_interval
+                && let Some(at) = p.received.ack_due_at(interval)
             {
                 next = next.min(at);
             }
@@ -461,6 +488,7 @@ impl Bond {
     /// Run timers: failure detection, probes, acks, QoS records, estimation, rebalancing.
     pub fn handle_timeout(&mut self, now_us: u64) {
         let mut changed = false;
+        let ack_interval = self.ack_interval_us();
         for i in 0..self.paths.len() {
             let ctx = self.context(&self.paths[i], now_us);
             let p = &mut self.paths[i];
@@ -470,8 +498,8 @@ impl Bond {
                 p.liveness.begin_probe(now_us);
                 self.transmits.push_back(Transmit::Echo { path: p.id });
             }
-            if self.peer_acks
-                && p.received.ack_due_at(ACK_INTERVAL_US).is_some_and(|at| now_us >= at)
+            if let Some(interval) = ack_interval
+                && p.received.ack_due_at(interval).is_some_and(|at| now_us >= at)
                 && let Some(ack) = p.received.make_ack(now_us)
             {
                 self.transmits.push_back(Transmit::Ack { path: p.id, ack });

@@ -290,3 +290,39 @@ fn unpolled_events_are_capped_and_counted() {
     // The newest are kept.
     assert!(matches!(last, Some(BondEvent::ActiveChanged { at_us, .. }) if at_us == 1_000 + rotations - 1));
 }
+
+#[test]
+fn acks_are_announced_slowly_until_the_peer_acks_back() {
+    let acks = |bond: &mut Bond| {
+        let mut n = 0;
+        while let Some(t) = bond.poll_transmit() {
+            n += usize::from(matches!(t, Transmit::Ack { .. }));
+        }
+        n
+    };
+    // Two seconds of data, 2 ms apart.
+    let received = |bond: &mut Bond, from_us: u64| {
+        for i in 0..1000u64 {
+            let at = from_us + i * 2_000;
+            bond.on_packet_received(PathId(0), 2 * i + at, 1400, PacketKind::Data, at).unwrap();
+            if bond.poll_timeout(at) <= at {
+                bond.handle_timeout(at);
+            }
+        }
+    };
+    // A zerotier-one-like peer: no acks at all unless announcing.
+    let mut quiet = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    received(&mut quiet, 0);
+    assert_eq!(acks(&mut quiet), 0);
+    // Announcing: about one a second while data arrives.
+    let mut announcing = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    announcing.set_announce_acks(true);
+    received(&mut announcing, 0);
+    let first = acks(&mut announcing);
+    assert!((1..=2).contains(&first), "{first} acks announced in two seconds");
+    // Once the peer acks (a ztplane node), one every ACK_INTERVAL (2 ms).
+    announcing.set_peer_acks(true);
+    received(&mut announcing, 3_000_000);
+    let fast = acks(&mut announcing);
+    assert!((900..=1000).contains(&fast), "{fast} acks in two seconds");
+}

@@ -17,7 +17,7 @@ pub use multicast::{
 };
 pub use netconf::{ChunkSignature, ConfigAssembler, ConfigChunk, NetworkConfigRequest};
 pub use ok::{OkMessage, OkPayload};
-pub use small::{DirectPath, ErrorCode, ErrorMessage, QosRecord, Rendezvous, UserMessage};
+pub use small::{DirectPath, ErrorCode, ErrorMessage, PathAck, QosRecord, Rendezvous, UserMessage};
 
 use crate::PeerKey;
 use crate::credentials::NetworkCredentials;

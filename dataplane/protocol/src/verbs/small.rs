@@ -272,6 +272,50 @@ pub fn encode_qos(records: &[QosRecord], out: &mut Vec<u8>) {
     }
 }
 
+/// A ztplane path acknowledgement, carried in the payload of ACK (0x12).
+///
+/// zerotier-one 1.14.1 accepts ACK and ignores its payload (`_doACK` has its body commented
+/// out; bonding spec §4.3), so these reach a zerotier-one peer harmlessly and two ztplane nodes
+/// find each other by receiving one. Layout, big-endian: magic `ZTPA` ‖ version 1 ‖ data packets
+/// received on the path (u64) ‖ their bytes (u64) ‖ wire ID of the newest (8) ‖ microseconds it
+/// was held before this ack (u32) = 33 bytes. The 4-byte ACK of zerotier-one 1.6 can never match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathAck {
+    pub received_count: u64,
+    pub received_bytes: u64,
+    pub newest_packet_id: [u8; 8],
+    pub holding_us: u32,
+}
+
+impl PathAck {
+    pub const MAGIC: [u8; 4] = *b"ZTPA";
+    pub const VERSION: u8 = 1;
+    pub const LEN: usize = 33;
+
+    /// `None` for any other ACK payload (zerotier-one's, or a later version of ours).
+    pub fn decode(payload: &[u8]) -> Option<Self> {
+        if payload.len() != Self::LEN || payload[..4] != Self::MAGIC || payload[4] != Self::VERSION {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(payload[i..i + 8].try_into().unwrap_or([0; 8]));
+        Some(PathAck {
+            received_count: u64_at(5),
+            received_bytes: u64_at(13),
+            newest_packet_id: payload[21..29].try_into().unwrap_or([0; 8]),
+            holding_us: u32::from_be_bytes(payload[29..33].try_into().unwrap_or([0; 4])),
+        })
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.put_slice(&Self::MAGIC);
+        out.put_u8(Self::VERSION);
+        out.put_u64(self.received_count);
+        out.put_u64(self.received_bytes);
+        out.put_slice(&self.newest_packet_id);
+        out.put_u32(self.holding_us);
+    }
+}
+
 /// USER_MESSAGE: application type ID and payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserMessage {
