@@ -373,14 +373,15 @@ fn lookups(s: &mut Setup, active: usize) -> Result<Lookups> {
         move || r.next() as u32
     };
     let now = s.now;
+    let mut cursor = ztplane_bond::WorkerCursor::new(0);
     let (n0, f0) = &frames[0];
-    let verdict = data_path.route_frame(now, *n0, f0, &mut random);
+    let verdict = data_path.route_frame(now, *n0, f0, &mut random, &mut cursor);
     ensure!(matches!(verdict, TxVerdict::Send { .. }), "route_frame did not send: {verdict:?}");
     let mut i = 0usize;
     let route_frame_ns = measure(64, || {
         for _ in 0..64 {
             let (n, frame) = &frames[i % ROUTE_POOL];
-            black_box(data_path.route_frame(now, *n, frame, &mut random));
+            black_box(data_path.route_frame(now, *n, frame, &mut random, &mut cursor));
             i += 1;
         }
     });
@@ -416,9 +417,10 @@ fn lookups(s: &mut Setup, active: usize) -> Result<Lookups> {
         packets.push((out[..len].to_vec(), key));
     }
     let mut buf = vec![0u8; MAX_PACKET_LEN];
+    let arrived = (1, std::net::SocketAddr::from(([198, 18, 0, 2], 9993)));
     let first = &packets[0].0;
     buf[..first.len()].copy_from_slice(first);
-    let verdict = data_path.receive(&mut buf[..first.len()], &mut random);
+    let verdict = data_path.receive(&mut buf[..first.len()], arrived, &mut random);
     ensure!(matches!(verdict, RxVerdict::Deliver { .. }), "receive did not deliver: {verdict:?}");
     let mut j = 0usize;
     let receive_ns = measure(16, || {
@@ -426,7 +428,7 @@ fn lookups(s: &mut Setup, active: usize) -> Result<Lookups> {
             let (packet, _) = &packets[j % RECEIVE_POOL];
             let b = &mut buf[..packet.len()];
             b.copy_from_slice(packet);
-            black_box(data_path.receive(b, &mut random));
+            black_box(data_path.receive(b, arrived, &mut random));
             j += 1;
         }
     });

@@ -13,6 +13,7 @@
 //!
 //! The filters here are the same functions the node uses itself, so both paths decide alike.
 
+use crate::bonding::{BondChoice, BondRoute};
 use crate::config::{FLAG_UNKNOWN_MATCH_TRUE, NetworkConfig};
 use crate::network::Membership;
 use crate::time::Instant;
@@ -20,6 +21,7 @@ use crate::{Address, LocalSocket, Mac, NetworkId};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use ztplane_bond::{PathId, WorkerCursor, frame_flow_hash};
 use ztplane_crypto::{CipherSuite, PeerKey};
 use ztplane_protocol::credentials::{CertificateOfOwnership, OwnedThing};
 use ztplane_protocol::header::{PAYLOAD_OFFSET, Verb};
@@ -37,6 +39,8 @@ pub struct PeerRoute {
     pub via: Option<(LocalSocket, SocketAddr)>,
     /// `via` is the peer itself (not a relay).
     pub direct: bool,
+    /// The peer's bond, when bonding is configured and it has nominated paths.
+    pub bond: Option<Arc<BondRoute>>,
 }
 
 /// One joined, configured network as the data path sees it.
@@ -67,7 +71,7 @@ pub struct DataPath {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxVerdict {
     /// `packet[start..start + len]` is now an Ethernet frame for the port of `network`.
-    Deliver { network: NetworkId, start: usize, len: usize, source: Address },
+    Deliver { network: NetworkId, start: usize, len: usize, source: Address, bonded: Option<BondedArrival> },
     /// Hand the packet to the node as it was (not dearmored: unknown sender, HELLO, ...).
     Punt,
     /// Hand it to the node already opened with this suite ([`crate::Node::handle_opened`]).
@@ -76,15 +80,26 @@ pub enum RxVerdict {
     Drop,
 }
 
+/// A frame delivered from a bonded peer on one of its bond's paths, for the bond's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BondedArrival {
+    pub path: PathId,
+    /// The wire packet ID, big-endian.
+    pub packet_id: u64,
+    /// The frame's flow when the bond pins received flows (balance-aware), else 0.
+    pub flow: u64,
+}
+
 /// What to do with a frame from a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxVerdict {
-    /// Seal as FRAME for `dest` and send to `via`.
+    /// Seal as FRAME for `dest` and send to `via` (path `path` of its bond, if bonded).
     Send {
         dest: Address,
         key: Arc<PeerKey>,
         suite: CipherSuite,
         via: (LocalSocket, SocketAddr),
+        path: Option<PathId>,
     },
     /// Addressed to our own MAC: write it back to the port.
     Loopback,
@@ -102,8 +117,14 @@ impl DataPath {
         self.networks.get(&id)
     }
 
-    /// A whole (reassembled) packet for us, received at `now` (see the module doc).
-    pub fn receive(&self, packet: &mut [u8], random: &mut dyn FnMut() -> u32) -> RxVerdict {
+    /// A whole (reassembled) packet for us that arrived on `arrived` (the path of its head; see
+    /// the module doc).
+    pub fn receive(
+        &self,
+        packet: &mut [u8],
+        arrived: (LocalSocket, SocketAddr),
+        random: &mut dyn FnMut() -> u32,
+    ) -> RxVerdict {
         if packet.len() < PAYLOAD_OFFSET || packet[8..13] != self.me.to_bytes() {
             return RxVerdict::Punt;
         }
@@ -113,6 +134,7 @@ impl DataPath {
         if (packet[18] >> 3) & 7 == 0 {
             return RxVerdict::Punt;
         }
+        let packet_id = u64::from_be_bytes(packet[..8].try_into().unwrap_or([0; 8]));
         let suite = match ztplane_crypto::dearmor(&peer.key, packet) {
             Ok(d) => d.suite,
             Err(_) => return RxVerdict::Drop,
@@ -152,14 +174,27 @@ impl DataPath {
         if outcome.inbound_code() == 0 {
             return RxVerdict::Drop;
         }
+        let bonded = peer.bond.as_ref().and_then(|b| {
+            let path = b.path_of(arrived.0, arrived.1)?;
+            let flow = if b.pin_received_flows { frame_flow_hash(ethertype, payload).0 } else { 0 };
+            Some(BondedArrival { path, packet_id, flow })
+        });
         // Ethernet header in place: destination ‖ source over bytes 24..36, ethertype stays.
         packet[24..30].copy_from_slice(&network.mac.octets());
         packet[30..36].copy_from_slice(&src.octets());
-        RxVerdict::Deliver { network: id, start: 24, len: packet.len() - 24, source }
+        RxVerdict::Deliver { network: id, start: 24, len: packet.len() - 24, source, bonded }
     }
 
-    /// A frame read from the port of `network` at `now` (see the module doc).
-    pub fn route_frame(&self, now: Instant, id: NetworkId, frame: &[u8], random: &mut dyn FnMut() -> u32) -> TxVerdict {
+    /// A frame read from the port of `network` at `now` (see the module doc). A bonded peer's
+    /// path is chosen per packet with the worker's own `cursor`.
+    pub fn route_frame(
+        &self,
+        now: Instant,
+        id: NetworkId,
+        frame: &[u8],
+        random: &mut dyn FnMut() -> u32,
+        cursor: &mut WorkerCursor,
+    ) -> TxVerdict {
         if frame.len() < 14 {
             return TxVerdict::Drop;
         }
@@ -198,7 +233,18 @@ impl DataPath {
         );
         match outcome.disposition {
             Disposition::Accept | Disposition::SuperAccept if outcome.copies.iter().all(Option::is_none) => {
-                TxVerdict::Send { dest, key: peer.key.clone(), suite: peer.suite, via }
+                let (via, path) = match &peer.bond {
+                    Some(bond) if peer.direct => {
+                        match bond.choose(frame_flow_hash(info.ethertype, info.payload), now, cursor) {
+                            BondChoice::One(path, via) => (via, Some(path)),
+                            // Broadcast sends one packet on every path: the node does that.
+                            BondChoice::All => return TxVerdict::Punt,
+                            BondChoice::Unbonded => (via, None),
+                        }
+                    }
+                    _ => (via, None),
+                };
+                TxVerdict::Send { dest, key: peer.key.clone(), suite: peer.suite, via, path }
             }
             Disposition::Drop => TxVerdict::Drop,
             _ => TxVerdict::Punt,
@@ -407,8 +453,15 @@ impl crate::Node {
             .values()
             .map(|p| {
                 let direct = p.best_path(now).map(|path| (path.local, path.remote));
-                let route =
-                    PeerRoute { key: p.key.clone(), suite: p.suite(), via: direct.or(relay), direct: direct.is_some() };
+                let bond =
+                    self.bonding.bonds.get(&p.address()).filter(|b| !b.paths.is_empty()).map(|b| Arc::new(b.route()));
+                let route = PeerRoute {
+                    key: p.key.clone(),
+                    suite: p.suite(),
+                    via: direct.or(relay),
+                    direct: direct.is_some(),
+                    bond,
+                };
                 (p.address(), route)
             })
             .collect();

@@ -23,6 +23,7 @@
 
 #[cfg(feature = "bench")]
 mod bench;
+pub mod bonding;
 pub mod config;
 pub mod controller;
 pub mod datapath;
@@ -85,4 +86,6 @@ pub enum Event {
     IdentityCollision,
     /// The data path snapshot changed: workers should pick up [`Node::data_path`].
     DataPathChanged,
+    /// Something happened to the bond with `peer` (failover, path up or down): for the logs.
+    Bond { peer: Address, event: ztplane_bond::BondEvent },
 }

@@ -223,6 +223,7 @@ pub struct Node {
     /// Arrival time of the parked packet being retried (so re-parking does not extend it).
     pub(crate) parking_since: Option<Instant>,
     pub(crate) controller: Option<Box<dyn crate::controller::Controller>>,
+    pub(crate) bonding: crate::bonding::Bonding,
 }
 
 impl Node {
@@ -268,6 +269,7 @@ impl Node {
             scratch: vec![0; MAX_PACKET_LEN],
             parking_since: None,
             controller: None,
+            bonding: Default::default(),
             identity: config.identity,
         };
         node.memoize_upstreams(now);
@@ -339,6 +341,9 @@ impl Node {
         if let Some(due) = self.publish_deadline() {
             next = next.min(due);
         }
+        if let Some(due) = self.bond_deadline() {
+            next = next.min(due);
+        }
         next.min(self.last_housekeeping.add_ms(HOUSEKEEPING_MS))
     }
 
@@ -362,6 +367,7 @@ impl Node {
             self.last_housekeeping = now;
             self.housekeeping(now);
         }
+        self.bond_timers(now);
         self.publish();
     }
 
@@ -614,8 +620,15 @@ impl Node {
             self.request_whois(now, dest);
             return;
         };
-        if let Some(path) = peer.best_path(now) {
-            let (local, remote) = (path.local, path.remote);
+        let best = peer.best_path(now).map(|p| (p.local, p.remote));
+        // A bonded peer: the bond picks the path(s) (zerotier-bonding.md §6).
+        if best.is_some()
+            && let Some(paths) = self.bond_paths(now, dest, frame_flow(&msg))
+        {
+            self.emit_bonded(now, dest, &paths, msg);
+            return;
+        }
+        if let Some((local, remote)) = best {
             self.send_via(now, dest, Some(local), remote, msg);
             return;
         }
@@ -668,7 +681,36 @@ impl Node {
         if msg.expect_reply {
             self.expecting.register(u64::from_be_bytes(wire_id));
         }
-        self.emit_datagrams(local, remote, &packet);
+        self.emitted(now, dest, local, remote, &packet, msg.verb);
+        wire_id
+    }
+
+    /// Sends one packet on each of a bond's chosen paths (several with broadcast: the same
+    /// packet ID everywhere, so the receiver can drop the copies).
+    fn emit_bonded(&mut self, now: Instant, dest: Address, paths: &[(LocalSocket, SocketAddr)], msg: Outgoing) {
+        let Some(peer) = self.peers.get(&dest) else { return };
+        let (key, suite) = (peer.key.clone(), peer.suite());
+        let id = self.packet_id();
+        let Some(packet) = seal(&key, id, dest, self.me, &msg, suite) else { return };
+        if msg.expect_reply {
+            self.expecting.register(u64::from_be_bytes(packet[..8].try_into().unwrap_or(id)));
+        }
+        for &(local, remote) in paths {
+            self.emitted(now, dest, Some(local), remote, &packet, msg.verb);
+        }
+    }
+
+    /// Queues a sealed packet's datagrams and notes the send on the path and the bond.
+    fn emitted(
+        &mut self,
+        now: Instant,
+        dest: Address,
+        local: Option<LocalSocket>,
+        remote: SocketAddr,
+        packet: &[u8],
+        verb: Verb,
+    ) {
+        self.emit_datagrams(local, remote, packet);
         if let Some(peer) = self.peers.get_mut(&dest) {
             if let Some(local) = local
                 && let Some(path) = peer.path_mut(local, remote)
@@ -676,13 +718,16 @@ impl Node {
                 path.last_send = now;
             }
             if matches!(
-                msg.verb,
+                verb,
                 Verb::Frame | Verb::ExtFrame | Verb::NetworkConfigRequest | Verb::NetworkConfig | Verb::MulticastFrame
             ) {
                 peer.last_activity = now;
             }
         }
-        wire_id
+        if let Some(local) = local {
+            let id: [u8; 8] = packet[..8].try_into().unwrap_or([0; 8]);
+            self.bond_sent(now, dest, (local, remote), id, packet.len(), verb);
+        }
     }
 
     pub(crate) fn emit_datagrams(&mut self, local: Option<LocalSocket>, remote: SocketAddr, packet: &[u8]) {
@@ -841,4 +886,14 @@ pub(crate) fn seal(
     packet[PAYLOAD_OFFSET..].copy_from_slice(body);
     ztplane_crypto::armor(key, &mut packet, suite).ok()?;
     Some(packet)
+}
+
+/// The flow a message belongs to, for a bond's choice: a FRAME's inner flow; `None` for
+/// everything else (control messages take the bond's first path).
+fn frame_flow(msg: &Outgoing) -> Option<ztplane_bond::FlowHash> {
+    if msg.verb != Verb::Frame || msg.payload.len() < 10 {
+        return None;
+    }
+    let ethertype = u16::from_be_bytes([msg.payload[8], msg.payload[9]]);
+    Some(ztplane_bond::frame_flow_hash(ethertype, &msg.payload[10..]))
 }

@@ -90,6 +90,9 @@ pub fn peer_status(node: &Node, peer: &Peer, now: Instant, unix_origin: u64) -> 
     } else {
         format!("{}.{}.{}", peer.version.0, peer.version.1, peer.version.2)
     };
+    if let Some((bond, bond_paths)) = node.bond(peer.address()) {
+        return bonded_peer_status(peer, bond, bond_paths, role, &version, now, unix_origin);
+    }
     json!({
         "address": peer.address().to_string(),
         "isBonded": false,
@@ -111,6 +114,52 @@ pub fn peer_status(node: &Node, peer: &Peer, now: Instant, unix_origin: u64) -> 
             "trustedPathId": 0,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// A bonded peer's `/peer` entry (zerotier-bonding.md §9): the bond's fields, and per
+/// nominated path the bond's figures beside the usual path fields.
+fn bonded_peer_status(
+    peer: &Peer,
+    bond: &ztplane_bond::Bond,
+    bond_paths: &[(crate::LocalSocket, std::net::SocketAddr)],
+    role: &str,
+    version: &str,
+    now: Instant,
+    unix_origin: u64,
+) -> Value {
+    let wall = |t: Instant| if t == Instant::ZERO { 0 } else { t.as_millis() + unix_origin };
+    let report = ztplane_bond::BondReport::new(bond, now.as_micros());
+    let mut out = serde_json::to_value(&report).unwrap_or_else(|_| json!({}));
+    let best = peer.best_path(now).map(|p| (p.local, p.remote));
+    let paths: Vec<Value> = report
+        .paths
+        .iter()
+        .zip(bond_paths)
+        .map(|(r, &(local, remote))| {
+            let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
+            let known = peer.paths.iter().find(|p| p.local == local && p.remote == remote);
+            v["address"] = json!(format!("{}/{}", remote.ip(), remote.port()));
+            v["active"] = json!(known.is_some_and(|p| p.alive(now)));
+            v["expired"] = json!(known.is_none_or(|p| !p.usable(now)));
+            v["preferred"] = json!(best == Some((local, remote)));
+            v["lastSend"] = json!(known.map_or(0, |p| wall(p.last_send)));
+            v["lastReceive"] = json!(known.map_or(0, |p| wall(p.last_receive)));
+            v["localSocket"] = json!(local);
+            v["trustedPathId"] = json!(0);
+            v
+        })
+        .collect();
+    out["address"] = json!(peer.address().to_string());
+    out["latency"] = json!(peer.latency.map_or(-1, i64::from));
+    out["role"] = json!(role);
+    out["version"] = json!(version);
+    out["versionMajor"] = json!(if peer.protocol_version == 0 { -1 } else { i64::from(peer.version.0) });
+    out["versionMinor"] = json!(if peer.protocol_version == 0 { -1 } else { i64::from(peer.version.1) });
+    out["versionRev"] = json!(if peer.protocol_version == 0 { -1 } else { i64::from(peer.version.2) });
+    out["tunneled"] = json!(false);
+    out["paths"] = Value::Array(paths);
+    out["ztplane"] = json!({"peerAcks": bond.peer_acks(), "stats": bond.stats()});
+    out
 }
 
 /// `/peer`.

@@ -113,6 +113,7 @@ impl crate::Node {
         if let Some(v) = victim
             && let Some(p) = self.peers.remove(&v)
         {
+            self.drop_bond(v);
             self.events.push_back(Event::SavePeer { address: v, cache: p.to_cache() });
         }
     }
@@ -165,6 +166,11 @@ impl crate::Node {
         }
         if let Some(path) = peer.path_mut(rx.local, rx.remote) {
             path.last_receive = now;
+            if !upstream {
+                self.nominate(now, rx.source, rx.local, rx.remote);
+                let bytes = rx.packet.len();
+                self.bond_received(now, rx.source, (rx.local, rx.remote), rx.packet_id, bytes, rx.verb);
+            }
             return;
         }
         // A root with stable endpoints only gets paths at those IPs (§1.2).
@@ -177,6 +183,9 @@ impl crate::Node {
         if rx.verb == Verb::Ok {
             peer.learn_path(rx.local, rx.remote, now);
             self.data_path_dirty = true;
+            if !upstream {
+                self.nominate(now, rx.source, rx.local, rx.remote);
+            }
         } else {
             let recently = peer.hello_attempts.iter().any(|(a, t)| *a == rx.remote && since(now, *t) < PATH_HELLO_MS);
             if !recently {
@@ -217,8 +226,10 @@ impl crate::Node {
             Verb::MulticastGather => self.on_gather(now, rx),
             Verb::MulticastFrame => self.on_multicast_frame(now, rx),
             Verb::PushDirectPaths => self.on_push_direct_paths(now, rx),
-            // Bonding verbs (QoS, ACK, path negotiation), user messages and traces: accepted and
-            // ignored here; the bonding engine consumes them on the data path.
+            // Bonding measurements (zerotier-bonding.md §4), only from the peer itself.
+            Verb::QosMeasurement if rx.hops == 0 => self.bond_qos(now, rx.source, rx.local, rx.remote, rx.payload),
+            Verb::Ack if rx.hops == 0 => self.bond_ack(now, rx.source, rx.local, rx.remote, rx.payload),
+            // Path negotiation (inert in 1.14), user messages and traces: accepted and ignored.
             _ => {}
         }
     }
@@ -433,6 +444,9 @@ impl crate::Node {
     // ---- OK ----
 
     fn on_ok(&mut self, now: Instant, rx: &Received<'_>, ok: OkMessage) {
+        if ok.in_re_verb == Verb::Echo && rx.hops == 0 {
+            self.bond_echo_reply(now, rx.source, rx.local, rx.remote, ok.in_re_packet_id);
+        }
         match ok.payload {
             OkPayload::Hello(h) => {
                 if rx.hops == 0 {
@@ -911,6 +925,7 @@ impl crate::Node {
             .collect();
         for address in silent {
             if let Some(p) = self.peers.remove(&address) {
+                self.drop_bond(address);
                 if !p.paths.is_empty() {
                     self.events.push_back(Event::SavePeer { address, cache: p.to_cache() });
                 }

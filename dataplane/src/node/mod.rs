@@ -47,6 +47,8 @@ pub enum Punt {
     Deliver { network: NetworkId, frame: Vec<u8> },
     /// Frames moved between us and `peer` on a path (throttled per worker).
     Activity { peer: Address, local: u32, remote: SocketAddr, received: bool, direct: bool },
+    /// Data packets moved on bonded paths (one processed batch's worth).
+    PathRecords(Vec<ztplane_node::bonding::PathRecord>),
 }
 
 /// What the slow path tells a worker.
@@ -81,6 +83,12 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
     let moons = home.load_moons().map_err(|e| DataplaneError::Config(e.to_string()))?;
     let networks = home.load_networks().map_err(|e| DataplaneError::Config(e.to_string()))?;
     let local_conf = home.local_conf().map_err(|e| DataplaneError::Config(e.to_string()))?;
+    // Bonding policies (zerotier-bonding.md §2): a bad policy stops the node before it attaches.
+    let (bonding, warnings) = ztplane_bond::config::from_json(&local_conf)
+        .map_err(|e| DataplaneError::Config(format!("{}: {e}", args.home.join("local.conf").display())))?;
+    for w in warnings {
+        log::warn!("local.conf: {w}");
+    }
     let port = match args.port {
         Some(p) => p,
         None => home.primary_port(&local_conf).map_err(|e| DataplaneError::Config(e.to_string()))?,
@@ -174,6 +182,17 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         ztplane_node::NodeConfig { identity, planet, moons, cached_peers: home.load_peers(), networks, seed };
     let mut node = ztplane_node::Node::new(node_config, ztplane_node::Instant::ZERO)
         .map_err(|e| DataplaneError::Config(e.to_string()))?;
+    // Each underlay interface is a bonding link named by the interface (§1).
+    node.set_links(ifindexes.iter().copied().zip(args.ifaces.iter().cloned()).collect());
+    if bonding.bonding_in_use() {
+        let default = match &bonding.default_policy {
+            Some(ztplane_bond::config::PolicyRef::Standard(p)) => p.name().to_string(),
+            Some(ztplane_bond::config::PolicyRef::Custom(name)) => name.clone(),
+            None => "none".to_string(),
+        };
+        log::info!("bonding over {:?}: default policy {default}", args.ifaces);
+    }
+    node.set_bonding(bonding, ztplane_node::Instant::ZERO);
     let shared = Arc::new(Shared {
         fabric: Fabric::new(cores.len(), HANDOFF_DEPTH),
         umems,

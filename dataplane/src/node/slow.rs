@@ -292,6 +292,7 @@ impl SlowPath {
             Punt::Datagram { local, remote, data } => self.s.node.handle_datagram(now, local, remote, &data),
             Punt::TapFrame { network, frame } => self.s.node.handle_tap_frame(now, network, &frame),
             Punt::Deliver { network, frame } => self.write_tap(network, &frame),
+            Punt::PathRecords(records) => self.s.node.bond_records(now, &records),
             Punt::Activity { peer, local, remote, received, direct } => {
                 if received {
                     self.s.node.note_frames(now, peer, local, remote, direct);
@@ -355,6 +356,9 @@ impl SlowPath {
                     );
                 }
                 Event::DataPathChanged => self.publish(),
+                Event::Bond { peer, event } => {
+                    log::info!("bond {peer}: {}", serde_json::to_string(&event).unwrap_or_default())
+                }
             }
         }
     }
@@ -607,6 +611,25 @@ impl SlowPath {
                 None => Response::new(404, json!({})),
             },
             ("GET", ["stats"]) => Response::new(200, self.stats_json()),
+            // zerotier-one answers a peer without a bond with 400 and an empty object.
+            ("GET", ["bond", "show", address]) => {
+                match self.s.node.peers().find(|p| p.address().to_string() == *address) {
+                    Some(p) if self.s.node.bond(p.address()).is_some() => {
+                        Response::new(200, ztplane_node::status::peer_status(&self.s.node, p, now, self.unix_origin))
+                    }
+                    _ => Response::new(400, json!({})),
+                }
+            }
+            ("POST" | "PUT", ["bond", "rotate", address]) => {
+                let peer = self.s.node.peers().find(|p| p.address().to_string() == *address).map(|p| p.address());
+                match peer {
+                    Some(peer) if self.s.node.rotate_bond(peer, now) => {
+                        self.events();
+                        Response::new(200, json!({}))
+                    }
+                    _ => Response::new(400, json!({})),
+                }
+            }
             (method, ["network", id]) => {
                 // zerotier-one answers what it cannot route with an empty 404 (zerotier-cli
                 // prints nothing after the code).

@@ -32,8 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 use xsk_rs::umem::Umem;
 use xsk_rs::umem::frame::FrameDesc;
+use ztplane_bond::{PathId, WorkerCursor};
 use ztplane_host::offload::{Coalescer, NEEDS_CSUM, Segments, VnetHdr};
 use ztplane_host::tap::{READ_BUF_LEN, TapQueue};
+use ztplane_node::bonding::PathRecord;
 use ztplane_node::datapath::{DataPath, RxVerdict, TxVerdict, seal_frame};
 use ztplane_node::{Address, Instant, NetworkId};
 use ztplane_protocol::fragment::fragment_header;
@@ -173,6 +175,10 @@ struct Processor<'a> {
     scratch: Vec<u8>,
     reported: HashMap<(Address, SocketAddr, bool), StdInstant>,
     stats: &'a TapStats,
+    /// This worker's own position in bonds' path sequences.
+    cursor: WorkerCursor,
+    /// Packets moved on bonded paths in the current batch, for the bonds (sent per batch).
+    records: Vec<PathRecord>,
     /// The clock, read once per batch rather than per packet (`tick`).
     wall: StdInstant,
     now: Instant,
@@ -198,6 +204,8 @@ impl NodeWorker {
             scratch: vec![0; MAX_PACKET_LEN + 64],
             reported: HashMap::new(),
             stats: &self.tap_stats,
+            cursor: WorkerCursor::new(self.index as u64),
+            records: Vec::with_capacity(2 * BATCH),
             wall: StdInstant::now(),
             now: shared.now(),
         };
@@ -325,6 +333,7 @@ impl NodeWorker {
                 for item in items.iter_mut() {
                     processor.process(umem, from, item);
                 }
+                processor.send_records();
             });
             stats::add(&self.stats.processed, processed);
             work += processed;
@@ -371,6 +380,7 @@ impl NodeWorker {
                     for item in items.iter_mut() {
                         processor.process(umem, index, item);
                     }
+                    processor.send_records();
                 });
                 stats::add(&self.stats.stolen, stolen);
                 if stolen > 0 {
@@ -433,6 +443,20 @@ impl Processor<'_> {
         };
     }
 
+    /// Hands the batch's bond records to the slow path (one message per batch).
+    fn send_records(&mut self) {
+        if self.records.is_empty() {
+            return;
+        }
+        let records = std::mem::replace(&mut self.records, Vec::with_capacity(2 * BATCH));
+        let _ = self.shared.punts.try_send(Punt::PathRecords(records));
+    }
+
+    fn bond_record(&mut self, peer: Address, path: PathId, packet_id: u64, bytes: usize, received: bool, flow: u64) {
+        let (at, bytes) = (self.now, bytes as u32);
+        self.records.push(PathRecord { peer, path, packet_id, bytes, at, received, flow });
+    }
+
     fn report(&mut self, punt: Punt) {
         if self.shared.punts.try_send(punt).is_ok() {
             stats::add(&self.stats.punted, 1);
@@ -478,9 +502,13 @@ impl Processor<'_> {
         };
         if kind == DatagramKind::Head && datagram[18] & FLAG_FRAGMENTED == 0 {
             let mut random = || self.rng.next_u32();
-            return match dp.receive(datagram, &mut random) {
-                RxVerdict::Deliver { network, start: s, len, source } => {
+            let bytes = datagram.len();
+            return match dp.receive(datagram, (local, remote), &mut random) {
+                RxVerdict::Deliver { network, start: s, len, source, bonded } => {
                     stats::add(&self.stats.fast_rx, 1);
+                    if let Some(b) = bonded {
+                        self.bond_record(source, b.path, b.packet_id, bytes, true, b.flow);
+                    }
                     self.note(source, remote, local, true, hops == 0);
                     Verdict::TapWrite { network: network.0, start: (start + s) as u16, len: len as u16 }
                 }
@@ -512,8 +540,11 @@ impl Processor<'_> {
         };
         let mut random = || self.rng.next_u32();
         let packet = &mut self.scratch[..len];
-        match dp.receive(packet, &mut random) {
-            RxVerdict::Deliver { network, start: s, len: l, source } => {
+        match dp.receive(packet, (local, remote), &mut random) {
+            RxVerdict::Deliver { network, start: s, len: l, source, bonded } => {
+                if let Some(b) = bonded {
+                    self.bond_record(source, b.path, b.packet_id, len, true, b.flow);
+                }
                 self.note(source, remote, local, true, hops == 0);
                 stats::add(&self.stats.fast_rx, 1);
                 // The frame goes back into this UMEM frame, from its start.
@@ -548,7 +579,7 @@ impl Processor<'_> {
         let mut data = unsafe { umem.data_mut(&mut item.desc) };
         let frame_len = data.contents().len();
         let mut random = || self.rng.next_u32();
-        let verdict = dp.route_frame(now, network, data.contents(), &mut random);
+        let verdict = dp.route_frame(now, network, data.contents(), &mut random, &mut self.cursor);
         let punt = |p: &mut Processor<'_>, bytes: &[u8]| p.report(Punt::TapFrame { network, frame: bytes.to_vec() });
         match verdict {
             TxVerdict::Loopback => Verdict::TapWrite { network: network.0, start: 0, len: frame_len as u16 },
@@ -557,7 +588,7 @@ impl Processor<'_> {
                 punt(self, data.contents());
                 Verdict::Free
             }
-            TxVerdict::Send { dest, key, suite, via } => {
+            TxVerdict::Send { dest, key, suite, via, path } => {
                 let table = self.shared.egress.load();
                 let (Some(egress), Some(spare)) = (table.get(&via.1).copied(), item.extra.as_mut()) else {
                     punt(self, data.contents());
@@ -583,6 +614,7 @@ impl Processor<'_> {
                     punt(self, data.contents());
                     return Verdict::Free;
                 };
+                let wire_id = u64::from_be_bytes(out[h..h + 8].try_into().unwrap_or([0; 8]));
                 // The head stays where it was sealed; the tail moves behind a fragment header into
                 // the frame the plain frame came in, which is no longer needed (§3.1).
                 if pieces == 2 {
@@ -602,6 +634,9 @@ impl Processor<'_> {
                 head.cursor().set_pos(n.unwrap_or(0));
                 if n.is_none() {
                     return Verdict::Free;
+                }
+                if let Some(path) = path {
+                    self.bond_record(dest, path, wire_id, len, false, 0);
                 }
                 // The head leaves first: it becomes the item's frame, the tail (if any) its extra.
                 std::mem::swap(&mut item.desc, spare);

@@ -1,5 +1,6 @@
 //! A virtual network for node tests: nodes on one virtual clock, datagrams delivered after a
-//! fixed latency between underlay addresses 198.18.0.N:9993, with links that can be cut.
+//! fixed latency between underlay addresses 198.18.0.N:9993, with links that can be cut. A node
+//! can have a second link ([`Sim::add_link`]: local socket 2, 198.18.1.N:9993), cut on its own.
 //!
 //! Each node is driven the way ztplane's shell drives it: received packets go through the
 //! data path snapshot first (as the workers do) and reach the node only when punted; frames
@@ -9,7 +10,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use ztplane_bond::WorkerCursor;
 use ztplane_crypto::Identity;
+use ztplane_node::bonding::PathRecord;
 use ztplane_node::config::NetworkConfig;
 use ztplane_node::datapath::{RxVerdict, TxVerdict, seal_frame};
 use ztplane_node::{Controller, Event, Instant, NetworkId, Node, NodeConfig};
@@ -137,6 +140,10 @@ impl Controller for TestController {
 pub struct SimNode {
     pub node: Node,
     pub addr: SocketAddr,
+    /// Every (local socket, address) of the node: `addr` on socket 1 first.
+    pub links: Vec<(u32, SocketAddr)>,
+    /// The node's position in bonds' path sequences (a worker's own).
+    cursor: WorkerCursor,
     pub identity: Identity,
     /// Frames written to the node's ports.
     pub delivered: Vec<(NetworkId, Vec<u8>)>,
@@ -155,8 +162,11 @@ pub struct Sim {
     pub nodes: Vec<SimNode>,
     /// Underlay pairs (by node index, both ways) whose datagrams are dropped.
     pub cut: HashSet<(usize, usize)>,
+    /// Address pairs (one link between two nodes, both ways) whose datagrams are dropped.
+    pub cut_links: HashSet<(SocketAddr, SocketAddr)>,
     pub latency_ms: u64,
-    in_flight: VecDeque<(Instant, usize, SocketAddr, Vec<u8>)>,
+    /// (arrival, sender, source address, destination address, datagram).
+    in_flight: VecDeque<(Instant, usize, SocketAddr, SocketAddr, Vec<u8>)>,
     /// Datagrams sent to addresses no node has (e.g. unreachable roots).
     pub unroutable: u64,
     /// Per node, the wire ID of the last packet head it sent.
@@ -181,6 +191,7 @@ impl Sim {
             now: Instant::from_millis(1_000_000),
             nodes: Vec::new(),
             cut: HashSet::new(),
+            cut_links: HashSet::new(),
             latency_ms: 1,
             in_flight: VecDeque::new(),
             unroutable: 0,
@@ -214,6 +225,8 @@ impl Sim {
         self.nodes.push(SimNode {
             node,
             addr,
+            links: vec![(1, addr)],
+            cursor: WorkerCursor::new(index as u64),
             identity,
             delivered: Vec::new(),
             events: Vec::new(),
@@ -274,15 +287,56 @@ impl Sim {
         let node = Node::new(config, self.now).expect("node");
         let n = &mut self.nodes[i];
         n.node = node;
-        n.node.set_local_addresses(vec![(1, n.addr)]);
+        n.node.set_local_addresses(n.links.clone());
         n.delivered.clear();
         n.events.clear();
         n.node.handle_timeout(self.now);
         self.drain(i);
     }
 
-    fn index_of(&self, addr: SocketAddr) -> Option<usize> {
-        self.nodes.iter().position(|n| n.addr == addr)
+    /// Gives node `i` a second link: local socket 2 at 198.18.1.(i + 1):9993 (IPv4 only).
+    pub fn add_link(&mut self, i: usize) -> SocketAddr {
+        let addr: SocketAddr = format!("198.18.1.{}:9993", i + 1).parse().unwrap();
+        let n = &mut self.nodes[i];
+        n.links.push((2, addr));
+        n.node.set_local_addresses(n.links.clone());
+        addr
+    }
+
+    /// Drops datagrams between `a`'s and `b`'s addresses on link `socket` (1 or 2), both ways.
+    pub fn cut_link(&mut self, a: usize, b: usize, socket: u32) {
+        let (x, y) = (self.link_addr(a, socket), self.link_addr(b, socket));
+        self.cut_links.insert((x, y));
+        self.cut_links.insert((y, x));
+    }
+
+    pub fn restore_link(&mut self, a: usize, b: usize, socket: u32) {
+        let (x, y) = (self.link_addr(a, socket), self.link_addr(b, socket));
+        self.cut_links.remove(&(x, y));
+        self.cut_links.remove(&(y, x));
+    }
+
+    fn link_addr(&self, i: usize, socket: u32) -> SocketAddr {
+        self.nodes[i].links.iter().find(|(l, _)| *l == socket).map(|(_, a)| *a).expect("no such link")
+    }
+
+    /// The node and local socket an address belongs to.
+    fn index_of(&self, addr: SocketAddr) -> Option<(usize, u32)> {
+        self.nodes.iter().enumerate().find_map(|(i, n)| n.links.iter().find(|(_, a)| *a == addr).map(|(l, _)| (i, *l)))
+    }
+
+    /// The address node `i` sends from: that of `local`, else (the kernel's choice) the one on
+    /// the destination's subnet, else its first.
+    fn source_for(&self, i: usize, local: Option<u32>, to: SocketAddr) -> SocketAddr {
+        let links = &self.nodes[i].links;
+        let same_subnet = |a: &SocketAddr| match (a.ip(), to.ip()) {
+            (std::net::IpAddr::V4(x), std::net::IpAddr::V4(y)) => x.octets()[..3] == y.octets()[..3],
+            _ => false,
+        };
+        local
+            .and_then(|l| links.iter().find(|(s, _)| *s == l))
+            .or_else(|| links.iter().find(|(_, a)| same_subnet(a)))
+            .map_or(self.nodes[i].addr, |(_, a)| *a)
     }
 
     /// Moves node `i`'s transmits into flight and its events into its log.
@@ -291,7 +345,8 @@ impl Sim {
             if t.data.len() >= 28 && t.data[13] != 0xff {
                 self.last_head.insert(i, t.data[..8].try_into().unwrap());
             }
-            self.in_flight.push_back((self.now.add_ms(self.latency_ms), i, t.remote, t.data));
+            let from = self.source_for(i, t.local, t.remote);
+            self.in_flight.push_back((self.now.add_ms(self.latency_ms), i, from, t.remote, t.data));
         }
         while let Some(e) = self.nodes[i].node.poll_event() {
             if let Event::Deliver { network, frame } = &e {
@@ -301,13 +356,13 @@ impl Sim {
         }
     }
 
-    /// A datagram arriving at node `to`, handled as a worker would.
-    fn arrive(&mut self, to: usize, from: SocketAddr, data: &[u8]) {
+    /// A datagram arriving at node `to` on `local`, handled as a worker would.
+    fn arrive(&mut self, to: usize, local: u32, from: SocketAddr, data: &[u8]) {
         let now = self.now;
         let n = &mut self.nodes[to];
         let me = n.node.address().to_bytes();
         if data.len() < 13 || data[8..13] != me {
-            n.node.handle_datagram(now, 1, from, data);
+            n.node.handle_datagram(now, local, from, data);
             return;
         }
         let mut buf = vec![0u8; MAX_PACKET_LEN];
@@ -328,19 +383,32 @@ impl Sim {
             rng ^= rng << 17;
             rng as u32
         };
-        match dp.receive(&mut packet, &mut random) {
-            RxVerdict::Deliver { network, start, len, source } => {
+        let bytes = packet.len() as u32;
+        match dp.receive(&mut packet, (local, from), &mut random) {
+            RxVerdict::Deliver { network, start, len, source, bonded } => {
                 n.fast_rx += 1;
                 n.delivered.push((network, packet[start..start + len].to_vec()));
-                n.node.note_frames(now, source, 1, from, original[18] & 7 == 0);
+                n.node.note_frames(now, source, local, from, original[18] & 7 == 0);
+                if let Some(b) = bonded {
+                    let r = PathRecord {
+                        peer: source,
+                        path: b.path,
+                        packet_id: b.packet_id,
+                        bytes,
+                        at: now,
+                        received: true,
+                        flow: b.flow,
+                    };
+                    n.node.bond_records(now, &[r]);
+                }
             }
             RxVerdict::PuntOpened(suite) => {
                 n.punted_rx += 1;
-                n.node.handle_opened(now, 1, from, &packet, suite);
+                n.node.handle_opened(now, local, from, &packet, suite);
             }
             RxVerdict::Punt => {
                 n.punted_rx += 1;
-                n.node.handle_packet(now, 1, from, &mut packet);
+                n.node.handle_packet(now, local, from, &mut packet);
             }
             RxVerdict::Drop => {}
         }
@@ -352,8 +420,8 @@ impl Sim {
         let n = &mut self.nodes[i];
         let dp = n.node.data_path();
         let mut random = || 4u32;
-        match dp.route_frame(now, network, frame, &mut random) {
-            TxVerdict::Send { dest, key, suite, via } => {
+        match dp.route_frame(now, network, frame, &mut random, &mut n.cursor) {
+            TxVerdict::Send { dest, key, suite, via, path } => {
                 n.fast_tx += 1;
                 n.rng = n.rng.wrapping_mul(6364136223846793005).wrapping_add(1);
                 let mut out = vec![0u8; MAX_PACKET_LEN];
@@ -363,8 +431,22 @@ impl Sim {
                 let mut pieces = Vec::new();
                 fragment_packet(&out[..len], DEFAULT_PHYS_MTU, |d| pieces.push(d.to_vec())).unwrap();
                 n.node.note_sent(now, dest, via.0, via.1);
+                if let Some(path) = path {
+                    let packet_id = u64::from_be_bytes(out[..8].try_into().unwrap());
+                    let r = PathRecord {
+                        peer: dest,
+                        path,
+                        packet_id,
+                        bytes: len as u32,
+                        at: now,
+                        received: false,
+                        flow: 0,
+                    };
+                    n.node.bond_records(now, &[r]);
+                }
+                let from = self.source_for(i, Some(via.0), via.1);
                 for p in pieces {
-                    self.in_flight.push_back((now.add_ms(self.latency_ms), i, via.1, p));
+                    self.in_flight.push_back((now.add_ms(self.latency_ms), i, from, via.1, p));
                 }
             }
             TxVerdict::Loopback => n.delivered.push((network, frame.to_vec())),
@@ -382,15 +464,14 @@ impl Sim {
         let end = self.now.add_ms(ms);
         while self.now < end {
             self.now = self.now.add_ms(1);
-            while let Some((at, _, _, _)) = self.in_flight.front() {
+            while let Some((at, _, _, _, _)) = self.in_flight.front() {
                 if *at > self.now {
                     break;
                 }
-                let (_, from, to, data) = self.in_flight.pop_front().unwrap();
+                let (_, from, src, to, data) = self.in_flight.pop_front().unwrap();
                 match self.index_of(to) {
-                    Some(t) if !self.cut.contains(&(from, t)) => {
-                        let src = self.nodes[from].addr;
-                        self.arrive(t, src, &data);
+                    Some((t, local)) if !self.cut.contains(&(from, t)) && !self.cut_links.contains(&(src, to)) => {
+                        self.arrive(t, local, src, &data);
                         self.drain(t);
                     }
                     Some(_) => {}
@@ -480,6 +561,6 @@ impl Sim {
     /// Datagrams in flight: (sender index, destination, bytes). With the default 1 ms latency,
     /// right after [`Sim::run`]`(1)` these are exactly the datagrams sent during that millisecond.
     pub fn in_flight(&self) -> impl Iterator<Item = (usize, SocketAddr, &[u8])> + '_ {
-        self.in_flight.iter().map(|(_, from, to, data)| (*from, *to, data.as_slice()))
+        self.in_flight.iter().map(|(_, from, _, to, data)| (*from, *to, data.as_slice()))
     }
 }

@@ -222,7 +222,7 @@ fuzz_target!(|data: &[u8]| {
                         continue;
                     }
                     let mut packet = datagram.clone();
-                    match node.data_path().receive(&mut packet, &mut next_random) {
+                    match node.data_path().receive(&mut packet, (local, remote), &mut next_random) {
                         RxVerdict::Punt => node.handle_packet(now, local, remote, &mut packet),
                         RxVerdict::PuntOpened(suite) => node.handle_opened(now, local, remote, &packet, suite),
                         RxVerdict::Deliver { start, len, .. } => assert!(start + len <= packet.len()),
@@ -232,7 +232,7 @@ fuzz_target!(|data: &[u8]| {
                 drain(&mut node);
             }
             _ => {
-                match node.data_path().route_frame(now, f.nwid, body, &mut next_random) {
+                match node.data_path().route_frame(now, f.nwid, body, &mut next_random, &mut ztplane_bond::WorkerCursor::new(0)) {
                     TxVerdict::Send { dest, key, suite, .. } => {
                         let mut out = vec![0u8; MAX_PACKET_LEN];
                         let me = f.node.address();
