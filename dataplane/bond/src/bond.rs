@@ -119,6 +119,7 @@ pub struct Bond {
     settings: PolicySettings,
     peer_acks: bool,
     announce_acks: bool,
+    fast_acks: bool,
     paths: Vec<PathState>,
     active: Option<PathId>,
     last_active_change_us: u64,
@@ -149,6 +150,7 @@ impl Bond {
             settings,
             peer_acks: false,
             announce_acks: false,
+            fast_acks: false,
             paths: Vec::new(),
             active: None,
             last_active_change_us: now_us,
@@ -182,14 +184,25 @@ impl Bond {
         self.announce_acks = enabled;
     }
 
-    /// Whether path acks are exchanged with this peer.
+    /// The peer is known to be a ztplane node (it acked): send acks at the short interval even
+    /// before it is known to send them that fast to us.
+    pub fn set_fast_acks(&mut self, enabled: bool) {
+        self.fast_acks = enabled;
+    }
+
+    /// Whether acks go out at the short interval.
+    pub fn fast_acks(&self) -> bool {
+        self.fast_acks || self.peer_acks
+    }
+
+    /// Whether the peer acks every path at the short interval (overdue acks mean failure).
     pub fn peer_acks(&self) -> bool {
         self.peer_acks
     }
 
     /// How often acks go out, if at all.
     fn ack_interval_us(&self) -> Option<u64> {
-        if self.peer_acks {
+        if self.peer_acks || self.fast_acks {
             Some(ACK_INTERVAL_US)
         } else if self.announce_acks {
             Some(ANNOUNCE_ACK_INTERVAL_US)
@@ -473,6 +486,11 @@ impl Bond {
             let ctx = self.context(p, now_us);
             let mut probe = p.liveness.clone();
             next = next.min(probe.evaluate(now_us, &ctx));
+            // A state change found on the copy (a failure detected now) is due now: its own
+            // follow-up time (`now + 1`) would be found again on every later poll.
+            if probe.state != p.liveness.state {
+                return now_us;
+            }
             if let Some(interval) = ack_interval
                 && let Some(at) = p.received.ack_due_at(interval)
             {

@@ -271,6 +271,11 @@ impl Node {
     }
 
     /// ACK from a bonded peer: a ztplane path ack, or zerotier-one's (ignored, as it does).
+    ///
+    /// Discovery: any path ack shows the peer is a ztplane node, so we ack at the short interval
+    /// from then on; one flagged [`PathAck::FAST`] shows it does so too, so its acks become
+    /// failure evidence. A first ack without the flag gets an immediate reply, so that a peer we
+    /// send no data to (it owes us no acks) still learns what we are.
     pub(crate) fn bond_ack(
         &mut self,
         now: Instant,
@@ -282,19 +287,44 @@ impl Node {
         let Some(ack) = PathAck::decode(payload) else { return };
         let Some(pb) = self.bonding.bonds.get_mut(&peer) else { return };
         let Some(path) = pb.path_of(local, remote) else { return };
-        if !pb.bond.peer_acks() {
+        let mut reply = false;
+        if !pb.bond.fast_acks() {
+            pb.bond.set_fast_acks(true);
+            reply = ack.flags & PathAck::FAST == 0;
+        }
+        if ack.flags & PathAck::FAST != 0 && !pb.bond.peer_acks() {
             log::info!("bond {peer}: the peer acks its paths (a ztplane node): exact loss and fast failover");
             pb.bond.set_peer_acks(true);
         }
-        let ack = ztplane_bond::PathAck {
-            received_count: ack.received_count,
-            received_bytes: ack.received_bytes,
-            newest_packet_id: u64::from_be_bytes(ack.newest_packet_id),
-            holding_us: ack.holding_us,
-        };
-        let _ = pb.bond.on_path_ack(path, ack, now.as_micros());
+        if ack.received_count > 0 {
+            let ack = ztplane_bond::PathAck {
+                received_count: ack.received_count,
+                received_bytes: ack.received_bytes,
+                newest_packet_id: u64::from_be_bytes(ack.newest_packet_id),
+                holding_us: ack.holding_us,
+            };
+            let _ = pb.bond.on_path_ack(path, ack, now.as_micros());
+        }
+        if reply {
+            let hello = PathAck {
+                flags: PathAck::FAST,
+                received_count: 0,
+                received_bytes: 0,
+                newest_packet_id: [0; 8],
+                holding_us: 0,
+            };
+            self.send_path_ack(now, peer, (local, remote), hello);
+        }
         self.bond_events(peer);
         self.bonding.recompute_deadline(now);
+    }
+
+    fn send_path_ack(&mut self, now: Instant, peer: Address, (local, remote): (LocalSocket, SocketAddr), ack: PathAck) {
+        let Some(key) = self.peers.get(&peer).map(|p| p.key.clone()) else { return };
+        let mut payload = Vec::with_capacity(PathAck::LEN);
+        ack.encode(&mut payload);
+        let msg = Outgoing::new(Verb::Ack, payload);
+        self.emit_packet(now, &key, peer, Some(local), remote, msg, CipherSuite::Poly1305);
     }
 
     /// OK(ECHO) from a bonded peer: a probe answered (§4.1).
@@ -409,23 +439,15 @@ impl Node {
                 self.emit_packet(now, &key, peer, Some(local), remote, msg, CipherSuite::Poly1305);
             }
             ztplane_bond::Transmit::Ack { ack, .. } => {
+                let fast = self.bonding.bonds.get(&peer).is_some_and(|b| b.bond.fast_acks());
                 let ack = PathAck {
+                    flags: if fast { PathAck::FAST } else { 0 },
                     received_count: ack.received_count,
                     received_bytes: ack.received_bytes,
                     newest_packet_id: ack.newest_packet_id.to_be_bytes(),
                     holding_us: ack.holding_us,
                 };
-                let mut payload = Vec::with_capacity(PathAck::LEN);
-                ack.encode(&mut payload);
-                self.emit_packet(
-                    now,
-                    &key,
-                    peer,
-                    Some(local),
-                    remote,
-                    Outgoing::new(Verb::Ack, payload),
-                    CipherSuite::Poly1305,
-                );
+                self.send_path_ack(now, peer, (local, remote), ack);
             }
         }
     }

@@ -276,6 +276,7 @@ fn every_verb_round_trips() {
 #[test]
 fn path_acks_round_trip_and_other_acks_are_not_path_acks() {
     let ack = PathAck {
+        flags: PathAck::FAST,
         received_count: 0x0102_0304_0506_0708,
         received_bytes: 9_000_000_001,
         newest_packet_id: [9, 8, 7, 6, 5, 4, 3, 2],
@@ -284,12 +285,12 @@ fn path_acks_round_trip_and_other_acks_are_not_path_acks() {
     let mut wire = Vec::new();
     ack.encode(&mut wire);
     assert_eq!(wire.len(), PathAck::LEN);
-    assert_eq!(&wire[..5], b"ZTPA\x01");
-    assert_eq!(&wire[5..13], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(&wire[..6], b"ZTPA\x01\x01");
+    assert_eq!(&wire[6..14], &[1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(PathAck::decode(&wire), Some(ack));
     // zerotier-one 1.6's 4-byte ACK, a truncated or longer ack, another version: not ours.
     assert_eq!(PathAck::decode(&1234u32.to_be_bytes()), None);
-    assert_eq!(PathAck::decode(&wire[..32]), None);
+    assert_eq!(PathAck::decode(&wire[..33]), None);
     let mut longer = wire.clone();
     longer.push(0);
     assert_eq!(PathAck::decode(&longer), None);

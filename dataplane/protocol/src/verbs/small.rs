@@ -276,11 +276,14 @@ pub fn encode_qos(records: &[QosRecord], out: &mut Vec<u8>) {
 ///
 /// zerotier-one 1.14.1 accepts ACK and ignores its payload (`_doACK` has its body commented
 /// out; bonding spec §4.3), so these reach a zerotier-one peer harmlessly and two ztplane nodes
-/// find each other by receiving one. Layout, big-endian: magic `ZTPA` ‖ version 1 ‖ data packets
-/// received on the path (u64) ‖ their bytes (u64) ‖ wire ID of the newest (8) ‖ microseconds it
-/// was held before this ack (u32) = 33 bytes. The 4-byte ACK of zerotier-one 1.6 can never match.
+/// find each other by receiving one. Layout, big-endian: magic `ZTPA` ‖ version 1 ‖ flags ‖ data
+/// packets received on the path (u64) ‖ their bytes (u64) ‖ wire ID of the newest (8) ‖
+/// microseconds it was held before this ack (u32) = 34 bytes. The 4-byte ACK of zerotier-one 1.6
+/// can never match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathAck {
+    /// [`PathAck::FAST`] and future bits.
+    pub flags: u8,
     pub received_count: u64,
     pub received_bytes: u64,
     pub newest_packet_id: [u8; 8],
@@ -290,7 +293,10 @@ pub struct PathAck {
 impl PathAck {
     pub const MAGIC: [u8; 4] = *b"ZTPA";
     pub const VERSION: u8 = 1;
-    pub const LEN: usize = 33;
+    pub const LEN: usize = 34;
+    /// The sender knows the receiver acks too and acks every path at the short interval: the
+    /// receiver may treat a late ack as evidence of a dead path.
+    pub const FAST: u8 = 0x01;
 
     /// `None` for any other ACK payload (zerotier-one's, or a later version of ours).
     pub fn decode(payload: &[u8]) -> Option<Self> {
@@ -299,16 +305,18 @@ impl PathAck {
         }
         let u64_at = |i: usize| u64::from_be_bytes(payload[i..i + 8].try_into().unwrap_or([0; 8]));
         Some(PathAck {
-            received_count: u64_at(5),
-            received_bytes: u64_at(13),
-            newest_packet_id: payload[21..29].try_into().unwrap_or([0; 8]),
-            holding_us: u32::from_be_bytes(payload[29..33].try_into().unwrap_or([0; 4])),
+            flags: payload[5],
+            received_count: u64_at(6),
+            received_bytes: u64_at(14),
+            newest_packet_id: payload[22..30].try_into().unwrap_or([0; 8]),
+            holding_us: u32::from_be_bytes(payload[30..34].try_into().unwrap_or([0; 4])),
         })
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.put_slice(&Self::MAGIC);
         out.put_u8(Self::VERSION);
+        out.put_u8(self.flags);
         out.put_u64(self.received_count);
         out.put_u64(self.received_bytes);
         out.put_slice(&self.newest_packet_id);
