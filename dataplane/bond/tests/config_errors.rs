@@ -519,3 +519,36 @@ fn warnings_carry_the_text_position_of_the_key() {
     assert_eq!(warnings[0].path, "settings.policies.p.packetsPerSlave");
     assert_eq!(warnings[0].position, Some(TextPosition { line: 3, column: 3 }));
 }
+
+// ---- hostile but valid JSON ----
+
+#[test]
+fn hostile_sizes_are_refused_with_a_clear_error() {
+    let links: Vec<String> = (0..5000).map(|i| format!(r#""eth{i}": {{}}"#)).collect();
+    let e = assert_error(
+        &with_policy(&format!(r#""links": {{{}}}"#, links.join(", "))),
+        ConfigErrorKind::OutOfRange,
+        "settings.policies.p.links",
+    );
+    assert!(e.reason.contains("5000 links"), "{e}");
+    let policies: Vec<String> = (0..300).map(|i| format!(r#""p{i}": {{"basePolicy": "active-backup"}}"#)).collect();
+    assert_error(
+        &format!(r#"{{"settings": {{"policies": {{{}}}}}}}"#, policies.join(", ")),
+        ConfigErrorKind::OutOfRange,
+        "settings.policies",
+    );
+    // Huge numbers are out of range, not wrapped.
+    assert_error(
+        &with_policy(r#""failoverInterval": 18446744073709551616"#),
+        ConfigErrorKind::OutOfRange,
+        "settings.policies.p.failoverInterval",
+    );
+    assert_error(
+        &with_policy(r#""failoverInterval": 99999999999"#),
+        ConfigErrorKind::OutOfRange,
+        "settings.policies.p.failoverInterval",
+    );
+    // Deep nesting is a syntax error (the parser's recursion limit), not a stack overflow.
+    let deep = format!(r#"{{"settings": {{"x": {}{}}}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(parse_local_conf(&deep).unwrap_err().kind, ConfigErrorKind::Syntax);
+}

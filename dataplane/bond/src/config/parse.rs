@@ -14,6 +14,7 @@ use super::error::{ConfigError, ConfigErrorKind as Kind};
 use super::json;
 use super::path::child;
 use super::settings::*;
+use super::settings::{MAX_PEER_SPECIFIC_BONDS, MAX_POLICIES};
 
 /// Parse `local.conf` text. Duplicate keys in any object are rejected (with their path).
 pub fn parse_local_conf(text: &str) -> Result<(BondingConfig, Vec<ConfigWarning>), ConfigError> {
@@ -177,6 +178,7 @@ impl Parser {
                 }
                 "policies" => {
                     let policies = expect_object(&key_path, value, "policies must be an object (name → policy)")?;
+                    expect_at_most(&key_path, policies.len(), MAX_POLICIES, "custom policies")?;
                     for (name, policy) in policies {
                         let policy_path = child(&key_path, name);
                         if name.is_empty() {
@@ -200,6 +202,7 @@ impl Parser {
                 "peerSpecificBonds" => {
                     let bonds =
                         expect_object(&key_path, value, "peerSpecificBonds must be an object (address → policy)")?;
+                    expect_at_most(&key_path, bonds.len(), MAX_PEER_SPECIFIC_BONDS, "peer-specific bonds")?;
                     for (address, policy) in bonds {
                         let entry_path = child(&key_path, address);
                         let peer = parse_address(&entry_path, address)?;
@@ -368,6 +371,7 @@ impl Parser {
                 }
                 "links" | "slaves" => {
                     let links = expect_object(&key_path, value, "links must be an object (interface name → link)")?;
+                    expect_at_most(&key_path, links.len(), crate::path::MAX_PATHS, "links (a bond holds 64 paths)")?;
                     if key == "slaves" {
                         self.warn(key_path.clone(), renamed(key, "links"));
                     }
@@ -945,6 +949,13 @@ fn check_sum(path: &str, what: &str, total: f64) -> Result<(), ConfigError> {
             path,
             format!("{what} sum to {total:.4}; they must sum to 1 (±{WEIGHT_SUM_TOLERANCE})"),
         ));
+    }
+    Ok(())
+}
+
+fn expect_at_most(path: &str, n: usize, max: usize, what: &str) -> Result<(), ConfigError> {
+    if n > max {
+        return Err(ConfigError::new(Kind::OutOfRange, path, format!("{n} {what}; at most {max} are accepted")));
     }
     Ok(())
 }

@@ -32,6 +32,10 @@ pub const WEIGHT_SUM_TOLERANCE: f64 = 0.01;
 pub const MIN_LINK_MTU: u16 = 68;
 /// Largest link `capacity`: zerotier-one stores it as uint32 (§2).
 pub const MAX_LINK_CAPACITY: u64 = u32::MAX as u64;
+/// Bounds on what one configuration may hold, so that a valid but hostile file is refused with a
+/// clear error instead of costing memory and time on every bond created from it.
+pub const MAX_POLICIES: usize = 256;
+pub const MAX_PEER_SPECIFIC_BONDS: usize = 65_536;
 
 /// A standard bonding policy (§6); custom policies are built on one of these (`basePolicy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
