@@ -120,3 +120,26 @@ fn zerotier_cli_switches_as_zerotier_cli_takes_them() {
         assert!(text(&out.stderr).contains("usage: ztplanectl [-D DIR] [-j]"), "{args:?}");
     }
 }
+
+#[test]
+fn policy_load_checks_the_file_before_it_reaches_a_node() {
+    let dir = std::env::temp_dir().join(format!("ztplanectl-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.conf");
+    std::fs::write(&bad, r#"{"settings": {"defaultBondingPolicy": "active-backup", "policies": {"p": {"basePolicy": "balance-rr", "packetsPerLink": -1}}}}"#).unwrap();
+    let good = dir.join("good.conf");
+    std::fs::write(&good, r#"{"settings": {"defaultBondingPolicy": "balance-xor"}}"#).unwrap();
+    let home = dir.to_str().unwrap();
+    // Missing --config, and an invalid file: exit 2 with the JSON path; nothing is sent.
+    let out = ztplanectl(&["policy", "load", "--home", home]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--config is required"), "{}", text(&out.stderr));
+    let out = ztplanectl(&["policy", "load", "--config", bad.to_str().unwrap(), "--home", home]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("settings.policies.p.packetsPerLink"), "{}", text(&out.stderr));
+    // A valid file and no node at --home: exit 1, naming the socket.
+    let out = ztplanectl(&["policy", "load", "--config", good.to_str().unwrap(), "--home", home]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("ztplane.sock"), "{}", text(&out.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -620,6 +620,8 @@ impl SlowPath {
                     _ => Response::new(400, json!({})),
                 }
             }
+            // `ztplanectl policy load`: a whole local.conf document; invalid, nothing changes.
+            ("POST" | "PUT", ["bond", "policy"]) => self.load_policy(request.body.as_ref(), now),
             ("POST" | "PUT", ["bond", "rotate", address]) => {
                 let peer = self.s.node.peers().find(|p| p.address().to_string() == *address).map(|p| p.address());
                 match peer {
@@ -669,6 +671,25 @@ impl SlowPath {
                 }
             }
             _ => Response::new(404, Value::Null),
+        }
+    }
+
+    /// Swaps the bonding configuration (zerotier-bonding.md §2) into the running node. Bonds whose
+    /// policy is unchanged keep running; the others are rebuilt with their paths.
+    fn load_policy(&mut self, body: Option<&Value>, now: Instant) -> Response {
+        let Some(document) = body else { return Response::new(400, json!({"error": "no local.conf document"})) };
+        match ztplane_bond::config::from_json(document) {
+            Err(e) => Response::new(400, json!({"error": e.to_string(), "path": e.path})),
+            Ok((config, warnings)) => {
+                let normalised = config.to_json();
+                let in_use = config.bonding_in_use();
+                self.s.node.set_bonding(config, now);
+                self.events();
+                let bonds = self.s.node.bonded_peers().count();
+                log::info!("bonding policy loaded (control request): {bonds} bond(s), bonding in use: {in_use}");
+                let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+                Response::new(200, json!({"bonding": normalised, "bonds": bonds, "warnings": warnings}))
+            }
         }
     }
 
