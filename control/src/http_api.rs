@@ -9,10 +9,10 @@
 //!   including a known path with another method, is a 404 with an empty body.
 //! - An empty handler result is sent as `{}` (its `setContent`): e.g. `GET /network/<not joined>` is `404 {}`.
 //! - `GET /peer/<unknown>` is `200 {}`; `DELETE /network/<not joined>` is `200 {}`.
-//! - Bonds: with no bonding policy active (always the case for ztplane today: bonding is not on its data path yet),
-//!   `GET /bond/show/<peer>` and `POST /bond/rotate/<peer>` are `400 {}` and `POST /bond/setmtu/...` is
-//!   `400 Bonding layer isn't active yet`. `zerotier-cli bond list` reads `GET /peer` (every peer has
-//!   `isBonded: false`), so it prints its "NONE" line.
+//! - Bonds: `GET /bond/show/<peer>` is the bonded peer's JSON, or `400` with an empty body when the peer has no
+//!   bond; `POST /bond/rotate/<peer>` is `200 {}` or `400 {}` (active-backup only). `zerotier-cli bond list` reads
+//!   `GET /peer` (bonded peers carry `isBonded: true` and the bond's fields). Per-link MTUs are not supported:
+//!   `POST /bond/setmtu/...` is `400 Bonding layer isn't active yet`, as zerotier-one without bonding.
 //!
 //! Not provided (404): `/moon`, `/config`, `/controller/...`, `/sso`, `/app`, the `jsonp` parameter.
 use crate::auth::Presented;
@@ -77,8 +77,8 @@ pub enum Route {
     Leave(String),
     Peers,
     Peer(String),
-    BondShow,
-    BondRotate,
+    BondShow(String),
+    BondRotate(String),
     BondSetMtu,
     Metrics,
     NotFound,
@@ -99,8 +99,10 @@ pub fn route(method: &str, path: &str) -> Route {
         ("DELETE", ["network", id]) if hex(id, 16) => Route::Leave(id.to_ascii_lowercase()),
         ("GET", ["peer"]) => Route::Peers,
         ("GET", ["peer", address]) if hex(address, 10) => Route::Peer(address.to_ascii_lowercase()),
-        ("GET", ["bond", "show", address]) if hex(address, 10) => Route::BondShow,
-        (_, ["bond", "rotate", address]) if write && hex(address, 10) => Route::BondRotate,
+        ("GET", ["bond", "show", address]) if hex(address, 10) => Route::BondShow(address.to_ascii_lowercase()),
+        (_, ["bond", "rotate", address]) if write && hex(address, 10) => {
+            Route::BondRotate(address.to_ascii_lowercase())
+        }
         (_, ["bond", "setmtu", mtu, iface, ip]) if write && is_setmtu(mtu, iface, ip) => Route::BondSetMtu,
         _ => Route::NotFound,
     }
@@ -246,7 +248,17 @@ impl Api {
                 }
                 HttpResponse::content(resp.status, &dump(&Value::Object(health), None))
             }
-            Route::BondShow | Route::BondRotate => HttpResponse::content(400, ""),
+            Route::BondShow(address) => {
+                let resp = self.ask("GET", &format!("/bond/show/{address}"), None)?;
+                match resp.status {
+                    200 => HttpResponse::content(200, &dump(&resp.body, None)),
+                    status => HttpResponse::content(status, ""),
+                }
+            }
+            Route::BondRotate(address) => {
+                let resp = self.ask("POST", &format!("/bond/rotate/{address}"), None)?;
+                HttpResponse::content(resp.status, "{}")
+            }
             Route::BondSetMtu => HttpResponse::content(400, "Bonding layer isn't active yet"),
             Route::Metrics => self.metrics(),
             Route::NotFound => HttpResponse::not_found(),
@@ -286,6 +298,10 @@ mod tests {
             ("GET", "/peer/aaaaaaaaaa") => Response::new(200, json!({"address": "aaaaaaaaaa"})),
             ("GET", "/peer/" | "/peer/bbbbbbbbbb") => Response::new(404, json!({})),
             ("GET", "/network/8056c2e21c000001") => Response::new(404, Value::Null),
+            ("GET", "/bond/show/cccccccccc") => Response::new(200, json!({"address": "cccccccccc", "isBonded": true})),
+            ("GET", p) if p.starts_with("/bond/show/") => Response::new(400, json!({})),
+            ("POST", "/bond/rotate/cccccccccc") => Response::new(200, json!({})),
+            ("POST", p) if p.starts_with("/bond/rotate/") => Response::new(400, json!({})),
             ("POST", p) if p.starts_with("/network/") => Response::new(200, json!({"nwid": &p[9..], "b": 1, "a": 2})),
             _ => Response::new(200, json!([])),
         }
@@ -309,8 +325,8 @@ mod tests {
         assert_eq!(route("PUT", "/network/8056c2e21c000001"), Route::Join("8056c2e21c000001".into()));
         assert_eq!(route("DELETE", "/network/8056c2e21c000001"), Route::Leave("8056c2e21c000001".into()));
         assert_eq!(route("GET", "/peer/0123456789"), Route::Peer("0123456789".into()));
-        assert_eq!(route("GET", "/bond/show/0123456789"), Route::BondShow);
-        assert_eq!(route("POST", "/bond/rotate/0123456789"), Route::BondRotate);
+        assert_eq!(route("GET", "/bond/show/0123456789"), Route::BondShow("0123456789".into()));
+        assert_eq!(route("POST", "/bond/rotate/0123456789"), Route::BondRotate("0123456789".into()));
         assert_eq!(route("POST", "/bond/setmtu/1400/eth0/198.18.0.1"), Route::BondSetMtu);
         for (method, path) in [
             ("GET", "/network/8056c2e21c00001"),
@@ -403,7 +419,17 @@ mod tests {
         assert_eq!(api.handle(&get("/peer/bbbbbbbbbb", Some(TOKEN))), HttpResponse::json(200, "{}".into()));
         assert_eq!(api.handle(&get("/peer/aaaaaaaaaa", Some(TOKEN))).body, r#"{"address":"aaaaaaaaaa"}"#);
         assert_eq!(api.handle(&get("/network/xyz", Some(TOKEN))), HttpResponse::json(404, String::new()));
+        // A peer without a bond: 400 with zerotier-one's empty content; a bonded one: its JSON.
         assert_eq!(api.handle(&get("/bond/show/aaaaaaaaaa", Some(TOKEN))), HttpResponse::json(400, "{}".into()));
+        let bonded = api.handle(&get("/bond/show/CCCCCCCCCC", Some(TOKEN)));
+        assert_eq!((bonded.status, bonded.body.as_str()), (200, r#"{"address":"cccccccccc","isBonded":true}"#));
+        let rotate = |peer: &str| {
+            let url = format!("/bond/rotate/{peer}");
+            let r = api.handle(&HttpRequest { method: "POST", ..get(&url, Some(TOKEN)) });
+            (r.status, r.body)
+        };
+        assert_eq!(rotate("cccccccccc"), (200, "{}".to_string()));
+        assert_eq!(rotate("aaaaaaaaaa"), (400, "{}".to_string()));
         let mtu = HttpRequest { method: "POST", ..get("/bond/setmtu/1400/eth0/198.18.0.1", Some(TOKEN)) };
         assert_eq!(api.handle(&mtu).body, "Bonding layer isn't active yet");
     }
