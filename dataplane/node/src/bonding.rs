@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use ztplane_bond::config::{BondingConfig, Policy, PolicySettings};
+use ztplane_bond::dedup::SharedDuplicateFilter;
 use ztplane_bond::{Bond, FlowHash, PacketKind, PathId, Selection, SelectionHandle, WorkerCursor};
 use ztplane_crypto::CipherSuite;
 use ztplane_protocol::header::Verb;
@@ -38,6 +39,8 @@ pub struct BondRoute {
     /// balance-aware in a flow mode: report the flow of received frames (return traffic follows
     /// the ingress path, §6.5).
     pub pin_received_flows: bool,
+    /// Broadcast: the copies of a frame that arrive on the other paths are dropped here.
+    pub duplicates: Option<Arc<SharedDuplicateFilter>>,
 }
 
 /// Where one packet to a bonded peer goes.
@@ -86,10 +89,16 @@ pub struct PathRecord {
     pub flow: u64,
 }
 
+/// Packet IDs a broadcast bond's duplicate filter remembers (512 KiB): a copy that arrives later
+/// than this many frames after the first one is delivered too.
+const DUPLICATE_SLOTS: usize = 1 << 16;
+
 /// The bond with one peer and the paths its IDs name.
 pub(crate) struct PeerBond {
     pub bond: Bond,
     pub paths: Vec<(LocalSocket, SocketAddr)>,
+    /// Kept across snapshots, so that a rebuild does not forget the IDs seen.
+    pub duplicates: Option<Arc<SharedDuplicateFilter>>,
 }
 
 impl PeerBond {
@@ -104,6 +113,7 @@ impl PeerBond {
             paths: self.paths.clone().into_boxed_slice(),
             pin_received_flows: s.base == Policy::BalanceAware
                 && s.balance != ztplane_bond::config::BalanceMode::Packet,
+            duplicates: self.duplicates.clone(),
         }
     }
 }
@@ -215,9 +225,11 @@ impl Node {
         let Some(settings) = self.policy_for(peer) else { return };
         let now_us = now.as_micros();
         let pb = self.bonding.bonds.entry(peer).or_insert_with(|| {
+            let duplicates =
+                (settings.base == Policy::Broadcast).then(|| Arc::new(SharedDuplicateFilter::new(DUPLICATE_SLOTS)));
             let mut bond = Bond::new(settings, now_us);
             bond.set_announce_acks(true);
-            PeerBond { bond, paths: Vec::new() }
+            PeerBond { bond, paths: Vec::new(), duplicates }
         });
         match pb.bond.add_path(&link, &remote.to_string(), remote.is_ipv6(), now_us) {
             Ok(id) => {

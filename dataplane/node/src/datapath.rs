@@ -78,6 +78,9 @@ pub enum RxVerdict {
     PuntOpened(CipherSuite),
     /// Authentication failed, or a frame the rules drop: nothing to do.
     Drop,
+    /// A broadcast bond's later copy of a frame already delivered: not delivered again, but it
+    /// did arrive on its path (the bond counts it, so the path keeps being acknowledged).
+    Duplicate { source: Address, bonded: BondedArrival },
 }
 
 /// A frame delivered from a bonded peer on one of its bond's paths, for the bond's records.
@@ -145,6 +148,16 @@ impl DataPath {
             || packet.len() < PAYLOAD_OFFSET + 10
         {
             return RxVerdict::PuntOpened(suite);
+        }
+        // Broadcast bonds send every frame on every path: the later copies stop here.
+        if let Some(bond) = peer.bond.as_ref()
+            && let Some(filter) = &bond.duplicates
+            && !filter.first_sighting(packet_id)
+        {
+            return match bond.path_of(arrived.0, arrived.1) {
+                Some(path) => RxVerdict::Duplicate { source, bonded: BondedArrival { path, packet_id, flow: 0 } },
+                None => RxVerdict::Drop,
+            };
         }
         let id = NetworkId(u64::from_be_bytes(packet[28..36].try_into().unwrap_or([0; 8])));
         // Not configured (or not joined): the node parks or ignores it (§2.1, §3.5).

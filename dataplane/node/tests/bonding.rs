@@ -180,3 +180,21 @@ fn bonds_follow_a_policy_reload_and_drop_without_a_policy() {
     assert!(sim.nodes[1].node.bond(b).is_none(), "no policy, no bond");
     assert_eq!(exchange_ping(&mut sim, nwid, 100), 100, "unbonded traffic flows");
 }
+
+#[test]
+fn broadcast_sends_every_frame_on_both_links_and_delivers_it_once() {
+    let (mut sim, nwid) = bonded_pair(r#"{"settings": {"defaultBondingPolicy": "broadcast"}}"#);
+    assert_eq!(exchange_ping(&mut sim, nwid, 300), 300);
+    let per_link = spread(&mut sim, nwid, 200);
+    assert!(per_link[0] >= 200 && per_link[1] >= 200, "broadcast spread {per_link:?}");
+    // Exactly one copy of each frame reaches b's port, in order.
+    let (ma, mb) = (mac(&sim, 1, nwid), mac(&sim, 2, nwid));
+    let before = sim.nodes[2].delivered.len();
+    for seq in 0..100u32 {
+        sim.tap_send(1, nwid, &udp(mb, ma, seq));
+        sim.run(1);
+    }
+    sim.run(100);
+    let got = sequence_of(&sim.nodes[2].delivered[before..]);
+    assert_eq!(got, (0..100u8).collect::<Vec<_>>(), "duplicates or gaps");
+}

@@ -520,6 +520,10 @@ impl Processor<'_> {
                     self.report(Punt::Packet { local, remote, packet: datagram.to_vec() });
                     Verdict::Free
                 }
+                RxVerdict::Duplicate { source, bonded: b } => {
+                    self.bond_record(source, b.path, b.packet_id, bytes, true, 0);
+                    Verdict::Free
+                }
                 RxVerdict::Drop => Verdict::Free,
             };
         }
@@ -565,6 +569,10 @@ impl Processor<'_> {
             RxVerdict::Punt => {
                 let packet = self.scratch[..len].to_vec();
                 self.report(Punt::Packet { local, remote, packet });
+                Verdict::Free
+            }
+            RxVerdict::Duplicate { source, bonded: b } => {
+                self.bond_record(source, b.path, b.packet_id, len, true, 0);
                 Verdict::Free
             }
             RxVerdict::Drop => Verdict::Free,

@@ -402,6 +402,18 @@ impl Sim {
                     n.node.bond_records(now, &[r]);
                 }
             }
+            RxVerdict::Duplicate { source, bonded: b } => {
+                let r = PathRecord {
+                    peer: source,
+                    path: b.path,
+                    packet_id: b.packet_id,
+                    bytes,
+                    at: now,
+                    received: true,
+                    flow: 0,
+                };
+                n.node.bond_records(now, &[r]);
+            }
             RxVerdict::PuntOpened(suite) => {
                 n.punted_rx += 1;
                 n.node.handle_opened(now, local, from, &packet, suite);

@@ -226,7 +226,7 @@ fuzz_target!(|data: &[u8]| {
                         RxVerdict::Punt => node.handle_packet(now, local, remote, &mut packet),
                         RxVerdict::PuntOpened(suite) => node.handle_opened(now, local, remote, &packet, suite),
                         RxVerdict::Deliver { start, len, .. } => assert!(start + len <= packet.len()),
-                        RxVerdict::Drop => {}
+                        RxVerdict::Drop | RxVerdict::Duplicate { .. } => {}
                     }
                 }
                 drain(&mut node);
