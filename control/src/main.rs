@@ -1,6 +1,7 @@
 //! `ztplanectl`: the control process. Subcommands live one per module; the command line is clap's
 //! ([`Cli`]), except for zerotier-cli's commands (see [`main`]).
 mod auth;
+mod bond;
 mod decode;
 mod http_api;
 mod metrics;
@@ -32,7 +33,7 @@ pub struct Cli {
     /// for zerotier-cli's commands and serve
     #[arg(short = 'D', value_name = "DIR", allow_hyphen_values = true)]
     pub home: Option<PathBuf>,
-    /// print the node's JSON answer (zerotier-cli's commands only)
+    /// print the node's JSON answer (zerotier-cli's commands and bond only)
     #[arg(short = 'j')]
     pub json: bool,
     #[command(subcommand)]
@@ -62,6 +63,8 @@ pub enum Cmd {
     Policy(policy::PolicyCmd),
     /// XDP steering of a running dataplane: counters, steered UDP ports
     Xdp(xdp::XdpArgs),
+    /// bonded peers and the quality of their links (as zerotier-cli bond list / bond PEER show), rotate
+    Bond(bond::BondArgs),
     /// print a shell completion script (e.g. `ztplanectl completions bash > /etc/bash_completion.d/ztplanectl`)
     Completions {
         #[arg(value_enum)]
@@ -111,7 +114,8 @@ impl Cmd {
 pub fn parse(args: &[String]) -> Result<Cli, clap::Error> {
     let cli = Cli::try_parse_from(std::iter::once("ztplanectl").chain(args.iter().map(String::as_str)))?;
     let zerotier_cli = cli.command.is_zerotier_cli();
-    let misplaced = if cli.json && !zerotier_cli {
+    // `-j bond ...` too: zerotier-cli users type `zerotier-cli -j bond list`.
+    let misplaced = if cli.json && !zerotier_cli && !matches!(cli.command, Cmd::Bond(_)) {
         Some("-j")
     } else if cli.home.is_some() && !zerotier_cli && !matches!(cli.command, Cmd::Serve(_)) {
         Some("-D")
@@ -119,7 +123,8 @@ pub fn parse(args: &[String]) -> Result<Cli, clap::Error> {
         None
     };
     if let Some(flag) = misplaced {
-        let message = format!("{flag} is only for info, listnetworks, listpeers, join, leave (and -D for serve)");
+        let message =
+            format!("{flag} is only for info, listnetworks, listpeers, join, leave (also -j for bond, -D for serve)");
         return Err(Cli::command().error(ErrorKind::ArgumentConflict, message));
     }
     Ok(cli)
@@ -146,6 +151,7 @@ fn main() -> ExitCode {
         Cmd::Decode(decode) => decode::run(&decode),
         Cmd::Policy(policy) => policy::run(&policy),
         Cmd::Xdp(xdp) => xdp::run(&xdp),
+        Cmd::Bond(bond) => bond::run(&bond, cli.json),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ztplanectl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -184,5 +190,10 @@ mod tests {
         assert!(parse(&args("-D /h decode --pcap p --identity i")).is_err());
         assert!(parse(&args("-j serve")).is_err());
         assert!(parse(&args("-j policy check --config c")).is_err());
+        assert!(parse(&args("-j bond list")).is_ok());
+        assert!(parse(&args("bond show 0123456789 -j")).is_ok());
+        assert!(parse(&args("-D /h bond list")).is_err());
+        assert!(parse(&args("bond show 012345678")).is_err(), "9 digits");
+        assert!(parse(&args("bond rotate 0123456789 --home /h")).is_ok());
     }
 }

@@ -12,10 +12,20 @@
 //!
 //! ztplane's own, `ztplane_*`: the node's state (`/status`, `/network`, `/peer`) and its `/stats` counters (per
 //! worker: sockets, fast path, tap; per node: the protocol engine's counters).
+//!
+//! Per link of each bonded peer, `ztplane_link_*{peer,link,remote}` from the link quality map the node pins
+//! (zerotier-bonding.md §9; read on each scrape, never through the node): `latency_seconds` and `pdv_seconds`
+//! (absent until a round trip is measured), `loss_ratio`, `error_ratio`, `throughput_bits_per_second`,
+//! `share_ratio` (of the bytes sent to the peer), `up` (eligible), `active`, `bonded`, and the counters
+//! `failovers_total`, `packets_sent_total`, `packets_received_total`. No map (no bonds, not root, a node gone for
+//! more than `bond::STALE_MS`): no such series.
+use crate::bond;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::io;
+use std::path::Path;
+use ztplane_ebpf_common::{LinkKey, LinkQuality};
 use ztplane_host::control_socket::{Request, Response};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -27,11 +37,22 @@ pub struct Snapshot {
     pub networks: Value,
     pub peers: Value,
     pub stats: Value,
+    /// The node's per-link quality records, by (peer, path).
+    pub links: Vec<(LinkKey, LinkQuality)>,
 }
 
 impl Snapshot {
-    /// Asks the node for `/status`, `/network`, `/peer` and `/stats`.
+    /// Asks the node for `/status`, `/network`, `/peer` and `/stats`, and reads the default instance's link
+    /// quality map.
     pub fn take(node: &(dyn Fn(&Request) -> io::Result<Response> + Send + Sync)) -> io::Result<Snapshot> {
+        Self::take_from(node, &bond::pin_path(Path::new(bond::DEFAULT_BPFFS), bond::DEFAULT_INSTANCE))
+    }
+
+    /// [`Snapshot::take`] with the link quality map pinned at `link_quality` (absent or unreadable: no links).
+    pub fn take_from(
+        node: &(dyn Fn(&Request) -> io::Result<Response> + Send + Sync),
+        link_quality: &Path,
+    ) -> io::Result<Snapshot> {
         let get = |path: &str| -> io::Result<Value> {
             let resp = node(&Request::new("GET", path, None))?;
             if resp.status != 200 {
@@ -44,8 +65,17 @@ impl Snapshot {
             networks: get("/network")?,
             peers: get("/peer")?,
             stats: get("/stats")?,
+            links: fresh_links(link_quality),
         })
     }
+}
+
+/// The records of the map at `pin` that a running node wrote (a crashed node's pin keeps old ones).
+fn fresh_links(pin: &Path) -> Vec<(LinkKey, LinkQuality)> {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut links = bond::read_links(pin).unwrap_or_default();
+    links.retain(|(_, q)| now_ms.saturating_sub(q.updated_unix_ms) <= bond::STALE_MS);
+    links
 }
 
 /// Help texts of the `/stats` counters ztplane documents; others are exported with a generic one.
@@ -219,6 +249,55 @@ pub fn render(snap: &Snapshot) -> String {
         let name = format!("ztplane_node_{}_total", metric_word(key));
         e.add(&name, "counter", &format!("Protocol engine counter {key}"), &[], value);
     }
+
+    // ztplane's own: per-link quality of the bonded peers.
+    for (key, q) in &snap.links {
+        let peer = format!("{:010x}", key.peer);
+        let remote = q.remote().map_or_else(String::new, |a| format!("{}/{}", a.ip(), a.port()));
+        let labels = [("peer", peer.as_str()), ("link", q.link_name()), ("remote", remote.as_str())];
+        let mut gauge = |name: &str, help: &str, value: f64| e.add(name, "gauge", help, &labels, value);
+        if q.has(LinkQuality::HAS_LATENCY) {
+            gauge(
+                "ztplane_link_latency_seconds",
+                "Smoothed round-trip time of the link",
+                f64::from(q.latency_us) / 1e6,
+            );
+            gauge("ztplane_link_pdv_seconds", "Packet delay variation of the link", f64::from(q.pdv_us) / 1e6);
+        }
+        gauge(
+            "ztplane_link_loss_ratio",
+            "Share of the packets sent on the link that were lost",
+            f64::from(q.loss_ppm) / 1e6,
+        );
+        gauge(
+            "ztplane_link_error_ratio",
+            "Share of the packets received on the link that failed",
+            f64::from(q.error_ppm) / 1e6,
+        );
+        let bits = f64::from(q.throughput_kbps) * 1000.0;
+        gauge("ztplane_link_throughput_bits_per_second", "Throughput delivered over the link", bits);
+        gauge(
+            "ztplane_link_share_ratio",
+            "The link's share of the bytes sent to the peer",
+            f64::from(q.share_ppm) / 1e6,
+        );
+        let flag = |f: u8| f64::from(u8::from(q.has(f)));
+        gauge("ztplane_link_up", "1 if the link may carry the peer's traffic (eligible)", flag(LinkQuality::ELIGIBLE));
+        gauge(
+            "ztplane_link_active",
+            "1 if the link is the bond's active link (active-backup)",
+            flag(LinkQuality::ACTIVE),
+        );
+        gauge(
+            "ztplane_link_bonded",
+            "1 if the link carries traffic in the bond's selection",
+            flag(LinkQuality::BONDED),
+        );
+        let mut counter = |name: &str, help: &str, value: u64| e.add(name, "counter", help, &labels, value as f64);
+        counter("ztplane_link_failovers_total", "Times the link failed and its traffic moved to others", q.failovers);
+        counter("ztplane_link_packets_sent_total", "Data packets sent on the link", q.packets_sent);
+        counter("ztplane_link_packets_received_total", "Data packets received on the link", q.packets_received);
+    }
     e.render()
 }
 
@@ -243,6 +322,7 @@ mod tests {
                 "workers": [{"index": 0, "rx": 10, "tx": 11, "fast_rx": 7}, {"index": 1, "rx": 20, "tx": 21, "fast_rx": 0}],
                 "node": {"datagrams": 30, "dropped_auth": 2},
             }),
+            links: Vec::new(),
         }
     }
 
@@ -291,6 +371,62 @@ mod tests {
         assert!(text.contains("# TYPE ztplane_worker_rx_total counter\n"));
         // One HELP/TYPE per family, samples grouped under it.
         assert_eq!(text.matches("# TYPE ztplane_worker_rx_total").count(), 1);
+    }
+
+    #[test]
+    fn link_quality_per_peer_and_link() {
+        let mut up = LinkQuality {
+            latency_us: 1_500,
+            pdv_us: 250,
+            loss_ppm: 10_000,
+            throughput_kbps: 250_000,
+            share_ppm: 750_000,
+            failovers: 2,
+            packets_sent: 40,
+            flags: LinkQuality::ELIGIBLE | LinkQuality::ACTIVE | LinkQuality::HAS_LATENCY,
+            ..LinkQuality::default()
+        };
+        up.set_link_name("eth0");
+        up.set_remote("198.18.1.3:9993".parse().unwrap());
+        let mut down = LinkQuality { state: 2, ..LinkQuality::default() };
+        down.set_link_name("eth1");
+        down.set_remote("[2001:db8::3]:9993".parse().unwrap());
+        let snap = Snapshot {
+            links: vec![(LinkKey::new(0xaaaaaaaaaa, 0), up), (LinkKey::new(0xaaaaaaaaaa, 1), down)],
+            ..Snapshot::default()
+        };
+        let text = render(&snap);
+        let l = lines(&text);
+        let a = r#"{peer="aaaaaaaaaa",link="eth0",remote="198.18.1.3/9993"}"#;
+        let b = r#"{peer="aaaaaaaaaa",link="eth1",remote="2001:db8::3/9993"}"#;
+        for want in [
+            format!("ztplane_link_latency_seconds{a} 0.0015"),
+            format!("ztplane_link_pdv_seconds{a} 0.00025"),
+            format!("ztplane_link_loss_ratio{a} 0.01"),
+            format!("ztplane_link_throughput_bits_per_second{a} 250000000"),
+            format!("ztplane_link_share_ratio{a} 0.75"),
+            format!("ztplane_link_up{a} 1"),
+            format!("ztplane_link_active{a} 1"),
+            format!("ztplane_link_failovers_total{a} 2"),
+            format!("ztplane_link_packets_sent_total{a} 40"),
+            format!("ztplane_link_up{b} 0"),
+            format!("ztplane_link_loss_ratio{b} 0"),
+        ] {
+            assert!(l.contains(&want.as_str()), "missing {want:?} in\n{text}");
+        }
+        // No round trip measured on eth1: no latency series for it.
+        assert!(!text.contains(&format!("ztplane_link_latency_seconds{b}")));
+        assert!(text.contains("# TYPE ztplane_link_failovers_total counter\n"));
+        assert!(text.contains("# TYPE ztplane_link_up gauge\n"));
+    }
+
+    #[test]
+    fn absent_map_no_link_series() {
+        let pin = std::env::temp_dir().join(format!("ztplanectl-no-map-{}", std::process::id()));
+        assert!(fresh_links(&pin).is_empty());
+        let node = |_: &Request| Ok(Response::new(200, serde_json::json!([])));
+        let snap = Snapshot::take_from(&node, &pin).unwrap();
+        assert!(!render(&snap).contains("ztplane_link_"));
     }
 
     #[test]

@@ -98,8 +98,12 @@ fn interfaces(dir: &Path) -> Result<Vec<String>> {
     let entries = std::fs::read_dir(dir).with_context(|| {
         format!("no running instance at {} (is ztplane running? right --instance/--bpffs?)", dir.display())
     })?;
-    let mut names: Vec<String> =
-        entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    // One directory per interface; files beside them are the node's own maps (link_quality).
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     if names.is_empty() {
         bail!("instance at {} has no interfaces", dir.display());

@@ -143,3 +143,46 @@ fn policy_load_checks_the_file_before_it_reaches_a_node() {
     assert!(text(&out.stderr).contains("ztplane.sock"), "{}", text(&out.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bond_without_a_node() {
+    let dir = std::env::temp_dir().join(format!("ztplanectl-bond-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bpffs = dir.to_str().unwrap();
+    for args in [&["bond", "--help"][..], &["bond", "show", "--help"], &["bond", "rotate", "--help"]] {
+        let out = ztplanectl(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(text(&out.stdout).contains("Usage: ztplanectl bond"), "{args:?}");
+    }
+    assert!(text(&ztplanectl(&["bond", "--help"]).stdout).contains("--instance <NAME>"));
+    // No instance at --bpffs: exit 1, naming the map it looked for.
+    for args in [&["bond", "list", "--bpffs", bpffs][..], &["-j", "bond", "show", "0123456789", "--bpffs", bpffs]] {
+        let out = ztplanectl(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&format!("no link quality map at {bpffs}/default/link_quality")), "{stderr}");
+        assert!(stderr.contains("is ztplane running?"), "{stderr}");
+    }
+    // rotate asks the node: none at --home, exit 1 naming the socket.
+    let out = ztplanectl(&["bond", "rotate", "0123456789", "--home", bpffs]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(&format!("no node answers at {bpffs}/ztplane.sock")), "{}", text(&out.stderr));
+    // A bad address and misplaced switches are usage errors: exit 2, one line naming the problem.
+    for (args, needle) in [
+        (&["bond", "show", "12345"][..], "not a ZeroTier address"),
+        (&["bond", "rotate", "zzzzzzzzzz"], "not a ZeroTier address"),
+        (&["bond", "show"], "<PEER>"),
+        (&["bond", "frobnicate"], "'frobnicate'"),
+        (&["-D", "/tmp", "bond", "list"], "-D is only for"),
+    ] {
+        let out = ztplanectl(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.lines().next().is_some_and(|l| l.starts_with("ztplanectl") && l.contains(needle)),
+            "{args:?}: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

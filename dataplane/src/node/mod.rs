@@ -11,6 +11,7 @@
 
 pub mod args;
 pub mod headers;
+pub mod quality;
 mod slow;
 pub mod worker;
 
@@ -232,6 +233,10 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
             }
         }
     }
+    // Link quality for `ztplanectl bond` and the metrics: useful, not needed to run.
+    let quality = quality::QualityPublisher::create(&pin_dir)
+        .inspect_err(|e| log::error!("link quality map: {e}: `ztplanectl bond` and the link metrics are unavailable"))
+        .ok();
     let slow = slow::SlowPath::new(slow::SlowSetup {
         node,
         home,
@@ -247,6 +252,7 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         worker_stats,
         tap_stats,
         tap_offload: args.tap_offload,
+        quality,
     });
     let result = slow.run();
     stop.store(true, Ordering::Relaxed);

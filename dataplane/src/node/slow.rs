@@ -142,6 +142,8 @@ pub struct SlowSetup {
     pub worker_stats: Vec<Arc<WorkerStats>>,
     pub tap_stats: Vec<Arc<TapStats>>,
     pub tap_offload: TapOffload,
+    /// Per-link quality for the control process (absent if its map could not be created).
+    pub quality: Option<super::quality::QualityPublisher>,
 }
 
 pub struct SlowPath {
@@ -279,6 +281,9 @@ impl SlowPath {
         }
         if self.last_egress.elapsed() >= EGRESS_REFRESH {
             self.publish_egress();
+        }
+        if let Some(quality) = &mut self.s.quality {
+            quality.publish(&self.s.node, self.s.shared.now(), self.s.port);
         }
     }
 
