@@ -158,6 +158,8 @@ pub struct Api {
     auth_token: String,
     metrics_token: Option<String>,
     allow_management_from: Vec<Cidr>,
+    /// The node's pinned link quality map, read on every scrape.
+    link_quality: std::path::PathBuf,
 }
 
 impl Api {
@@ -167,7 +169,15 @@ impl Api {
         metrics_token: Option<String>,
         allow_management_from: Vec<Cidr>,
     ) -> Self {
-        Api { node, auth_token, metrics_token, allow_management_from }
+        let link_quality =
+            crate::bond::pin_path(std::path::Path::new(crate::bond::DEFAULT_BPFFS), crate::bond::DEFAULT_INSTANCE);
+        Api { node, auth_token, metrics_token, allow_management_from, link_quality }
+    }
+
+    /// Reads link metrics from this pin instead of the default instance's.
+    pub fn with_link_quality(mut self, pin: std::path::PathBuf) -> Self {
+        self.link_quality = pin;
+        self
     }
 
     pub fn handle(&self, req: &HttpRequest) -> HttpResponse {
@@ -193,7 +203,7 @@ impl Api {
 
     /// `/metrics` in Prometheus text format, or 503 if the node does not answer.
     pub fn metrics(&self) -> HttpResponse {
-        match metrics::Snapshot::take(&*self.node) {
+        match metrics::Snapshot::take_from(&*self.node, &self.link_quality) {
             Ok(snap) => HttpResponse { status: 200, content_type: metrics::CONTENT_TYPE, body: metrics::render(&snap) },
             Err(err) => HttpResponse::node_down(&err),
         }

@@ -42,13 +42,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Asks the node for `/status`, `/network`, `/peer` and `/stats`, and reads the default instance's link
-    /// quality map.
-    pub fn take(node: &(dyn Fn(&Request) -> io::Result<Response> + Send + Sync)) -> io::Result<Snapshot> {
-        Self::take_from(node, &bond::pin_path(Path::new(bond::DEFAULT_BPFFS), bond::DEFAULT_INSTANCE))
-    }
-
-    /// [`Snapshot::take`] with the link quality map pinned at `link_quality` (absent or unreadable: no links).
+    /// Asks the node for `/status`, `/network`, `/peer` and `/stats`, and reads its link quality map pinned at
+    /// `link_quality` (absent or unreadable: no links).
     pub fn take_from(
         node: &(dyn Fn(&Request) -> io::Result<Response> + Send + Sync),
         link_quality: &Path,
@@ -445,8 +440,8 @@ mod tests {
     #[test]
     fn snapshot_fails_when_the_node_does() {
         let down = |_: &Request| Err(io::Error::from(io::ErrorKind::ConnectionRefused));
-        assert!(Snapshot::take(&down).is_err());
+        assert!(Snapshot::take_from(&down, Path::new("/nonexistent")).is_err());
         let partial = |r: &Request| Ok(Response::new(if r.path == "/stats" { 404 } else { 200 }, json!([])));
-        assert!(Snapshot::take(&partial).is_err());
+        assert!(Snapshot::take_from(&partial, Path::new("/nonexistent")).is_err());
     }
 }

@@ -39,6 +39,8 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
     /// `None`: no Prometheus listener.
     pub metrics: Option<SocketAddr>,
+    /// The node's pinned link quality map (`<bpffs>/<instance>/link_quality`), for the link metrics.
+    pub link_quality: PathBuf,
 }
 
 /// `serve`'s options as typed (`-D DIR` also goes before `serve`: [`crate::Cli::home`]).
@@ -55,6 +57,12 @@ pub struct ServeCli {
     /// Prometheus metrics, or off (default 127.0.0.1:9994)
     #[arg(long, value_name = "ADDR:PORT|off", value_parser = metrics_arg, allow_hyphen_values = true)]
     pub metrics: Option<::std::option::Option<SocketAddr>>,
+    /// the node's instance name, for its link quality map (default "default")
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub instance: Option<String>,
+    /// bpffs mount with the node's pinned maps (default /run/ztplane/bpffs)
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub bpffs: Option<PathBuf>,
 }
 
 impl ServeCli {
@@ -64,6 +72,10 @@ impl ServeCli {
             home: self.home.or(home).unwrap_or_else(|| PathBuf::from(crate::node::DEFAULT_HOME)),
             listen: self.listen,
             metrics: self.metrics.unwrap_or_else(|| Some(DEFAULT_METRICS.parse().expect("default metrics address"))),
+            link_quality: crate::bond::pin_path(
+                &self.bpffs.unwrap_or_else(|| PathBuf::from(crate::bond::DEFAULT_BPFFS)),
+                self.instance.as_deref().unwrap_or(crate::bond::DEFAULT_INSTANCE),
+            ),
         }
     }
 }
@@ -147,7 +159,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let socket = home.join(SOCKET_NAME);
     let node_socket = socket.clone();
     let node = move |req: &control_socket::Request| control_socket::request(&node_socket, req, NODE_TIMEOUT);
-    let api = Arc::new(Api::new(Box::new(node), auth_token, Some(metrics_token), conf.allow_management_from));
+    let api = Arc::new(
+        Api::new(Box::new(node), auth_token, Some(metrics_token), conf.allow_management_from)
+            .with_link_quality(args.link_quality.clone()),
+    );
 
     // SIGINT/SIGTERM are taken synchronously by this thread; the server threads (spawned after this) inherit the mask.
     let signals = block_stop_signals()?;
@@ -285,7 +300,16 @@ mod tests {
         let a = parse_args(&args(&["serve", "--metrics", "off", "--metrics", "127.0.0.1:1"])).unwrap();
         assert_eq!(a.metrics, Some("127.0.0.1:1".parse().unwrap()));
         let a = parse_args(&args(&["-D", "/h", "serve"])).unwrap();
-        assert_eq!(a, ServeArgs { home: "/h".into(), listen: None, metrics: Some(DEFAULT_METRICS.parse().unwrap()) });
+        let pin = PathBuf::from("/run/ztplane/bpffs/default/link_quality");
+        let want = ServeArgs {
+            home: "/h".into(),
+            listen: None,
+            metrics: Some(DEFAULT_METRICS.parse().unwrap()),
+            link_quality: pin,
+        };
+        assert_eq!(a, want);
+        let a = parse_args(&args(&["serve", "--instance", "gw", "--bpffs", "/b"])).unwrap();
+        assert_eq!(a.link_quality, PathBuf::from("/b/gw/link_quality"));
         let a = parse_args(&args(&["serve", "--listen", "[::1]:9993", "--metrics", "off"])).unwrap();
         assert_eq!((a.listen, a.metrics), (Some("[::1]:9993".parse().unwrap()), None));
         let a = parse_args(&args(&["serve", "--metrics", "127.0.0.1:9100"])).unwrap();
