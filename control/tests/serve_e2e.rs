@@ -14,7 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
-use ztplane_testkit::zerotier::{Lan, Moon, NodeConfig, ZeroTierBinary, ZeroTierNode, wait_until};
+use ztplane_testkit::lan::Lan;
+use ztplane_testkit::zerotier::{Moon, NodeConfig, ZeroTierBinary, ZeroTierNode, wait_until};
 use ztplane_testkit::ztplane::ZtplaneNode;
 use ztplane_testkit::{Netns, Topology, kill_with_parent};
 

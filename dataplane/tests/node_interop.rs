@@ -3,12 +3,13 @@
 //! switch (198.18.0.0/24 underlay, 198.19.0.0/24 overlay).
 //!
 //! Needs root (namespaces, XDP, taps) and the reference binary.
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use ztplane_testkit::Topology;
-use ztplane_testkit::zerotier::{Lan, Moon, NodeConfig, ZeroTierBinary, ZeroTierNode, wait_until};
+use ztplane_testkit::lan::Lan;
+use ztplane_testkit::traffic::{tcp_transfer, tcp_transfer_mss};
+use ztplane_testkit::zerotier::{Moon, NodeConfig, ZeroTierBinary, ZeroTierNode, wait_until};
 use ztplane_testkit::ztplane::ZtplaneNode;
 
 fn ztplane() -> &'static Path {
@@ -51,60 +52,6 @@ fn ping_settled(ns: &ztplane_testkit::Netns, target: &str) -> anyhow::Result<()>
         if ping(ns, target, 1) { Ok(()) } else { Err("no reply".into()) }
     })?;
     anyhow::ensure!(ping(ns, target, 3), "3 pings to {target} did not all come back");
-    Ok(())
-}
-
-/// Sends `bytes` of pseudo-random data over TCP from `from` to `to_ip` and checks every byte.
-fn tcp_transfer(
-    from: &ztplane_testkit::Netns,
-    to: &ztplane_testkit::Netns,
-    to_ip: &str,
-    bytes: usize,
-) -> anyhow::Result<()> {
-    tcp_transfer_mss(from, to, to_ip, bytes, None)
-}
-
-/// As [`tcp_transfer`], with the receiver advertising `mss` (TCP_MAXSEG on the listener).
-fn tcp_transfer_mss(
-    from: &ztplane_testkit::Netns,
-    to: &ztplane_testkit::Netns,
-    to_ip: &str,
-    bytes: usize,
-    mss: Option<i32>,
-) -> anyhow::Result<()> {
-    let data: Vec<u8> = (0..bytes).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1]).collect();
-    let expected = data.clone();
-    let addr = format!("{to_ip}:5201");
-    let listener = to.run(move || TcpListener::bind("0.0.0.0:5201"))??;
-    if let Some(mss) = mss {
-        use std::os::fd::AsRawFd;
-        // SAFETY: setsockopt reads one int through a pointer valid for the call.
-        let r = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_MAXSEG,
-                (&mss as *const i32).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        anyhow::ensure!(r == 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
-    }
-    let server = to.thread(move || -> anyhow::Result<Vec<u8>> {
-        let (mut s, _) = listener.accept()?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut got = Vec::new();
-        s.read_to_end(&mut got)?;
-        Ok(got)
-    })?;
-    from.run(move || -> anyhow::Result<()> {
-        let mut s = TcpStream::connect_timeout(&addr.parse()?, Duration::from_secs(10))?;
-        s.write_all(&data)?;
-        Ok(())
-    })??;
-    let got = server.join().map_err(|_| anyhow::anyhow!("server panicked"))??;
-    anyhow::ensure!(got.len() == expected.len(), "received {} of {} bytes", got.len(), expected.len());
-    anyhow::ensure!(got == expected, "TCP data differs");
     Ok(())
 }
 
@@ -167,8 +114,8 @@ fn ztplane_and_zerotier_one_carry_frames_both_ways() {
     ping_settled(zp_ns, "198.19.0.11").unwrap();
     ping_settled(zt_ns, "198.19.0.21").unwrap();
     // TCP both ways, every byte checked; 2800-byte frames travel as two datagrams.
-    tcp_transfer(zp_ns, zt_ns, "198.19.0.11", 4 << 20).unwrap();
-    tcp_transfer(zt_ns, zp_ns, "198.19.0.21", 4 << 20).unwrap();
+    tcp_transfer(zp_ns, zt_ns, v4("198.19.0.11"), 4 << 20).unwrap();
+    tcp_transfer(zt_ns, zp_ns, v4("198.19.0.21"), 4 << 20).unwrap();
     // IPv6 neighbour discovery over the overlay (link-local addresses of the taps).
     let zt_dev = rig.member.tap_name(rig.nwid).unwrap();
     let zp_dev = zp.network(rig.nwid).unwrap()["portDeviceName"].as_str().unwrap().to_string();
@@ -247,10 +194,10 @@ fn two_ztplane_members_direct_and_relayed_and_a_restart() {
     let (zp_ns, zq_ns) = (&rig.lan.host("zp").unwrap().netns, &rig.lan.host("zq").unwrap().netns);
     // ztplane ↔ ztplane, directly.
     ping_settled(zq_ns, "198.19.0.21").unwrap();
-    tcp_transfer(zq_ns, zp_ns, "198.19.0.21", 2 << 20).unwrap();
-    tcp_transfer(zp_ns, zq_ns, "198.19.0.22", 2 << 20).unwrap();
+    tcp_transfer(zq_ns, zp_ns, v4("198.19.0.21"), 2 << 20).unwrap();
+    tcp_transfer(zp_ns, zq_ns, v4("198.19.0.22"), 2 << 20).unwrap();
     // A small MSS: 64 KiB super-frames of about 130 segments, more than one hand-off batch.
-    tcp_transfer_mss(zp_ns, zq_ns, "198.19.0.22", 2 << 20, Some(500)).unwrap();
+    tcp_transfer_mss(zp_ns, zq_ns, v4("198.19.0.22"), 2 << 20, Some(500)).unwrap();
     // Tap offloads (on by default): the kernel handed over TSO super-frames and took merged ones.
     for (node, name) in [(&zp, "zp"), (&zq, "zq")] {
         let stats = node.request("GET", "/stats").unwrap();
@@ -285,6 +232,10 @@ fn two_ztplane_members_direct_and_relayed_and_a_restart() {
     assert!(!zq_ns.xdp_attached("eth0").unwrap(), "XDP left attached after SIGKILL");
     assert!(zq_ns.ip(&["link", "show", &dev]).is_err(), "tap {dev} left behind after SIGKILL");
     drop(zp);
+}
+
+fn v4(ip: &str) -> Ipv4Addr {
+    ip.parse().unwrap()
 }
 
 fn link_local(ns: &ztplane_testkit::Netns, dev: &str) -> String {

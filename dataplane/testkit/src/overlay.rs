@@ -9,7 +9,8 @@
 //! the two implementations on exactly the same topology in the same run.
 use crate::Netns;
 use crate::Topology;
-use crate::zerotier::{Lan, Moon, NodeConfig, TempDir, ZeroTierNode, wait_until};
+use crate::lan::Lan;
+use crate::zerotier::{Moon, NodeConfig, TempDir, ZeroTierNode, wait_until};
 use crate::ztplane::ZtplaneNode;
 use anyhow::{Context, Result, bail};
 use std::path::Path;

@@ -1,11 +1,13 @@
 //! Traffic of our own for tests and benchmarks (this kernel has no pktgen): a paced UDP sender
 //! whose payloads carry sequence numbers, a sink that counts loss, duplicates and reordering per
-//! flow, and a raw AF_PACKET blaster for throughput runs. All of it refuses destinations outside
-//! 198.18.0.0/15 and stops by itself (bounded count and time).
-use crate::is_benchmark_addr;
+//! flow, a checked TCP transfer between namespaces, and a raw AF_PACKET blaster for throughput
+//! runs. All of it refuses destinations outside 198.18.0.0/15 and stops by itself (bounded count
+//! and time).
+use crate::{Netns, is_benchmark_addr};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Payload layout: sequence number (u64 LE) ‖ flow number (u32 LE) ‖ filler.
@@ -162,6 +164,66 @@ impl UdpSink {
         report.flows = flows.len();
         report
     }
+}
+
+/// The port [`tcp_transfer`] listens on.
+pub const TRANSFER_PORT: u16 = 5201;
+
+/// Sends `bytes` of pseudo-random data over one TCP connection from namespace `from` to `to_ip`
+/// (an address of namespace `to`), checks every byte on arrival and returns how long it took
+/// from connect to the last byte. The receiver gives up after 30 s without data.
+pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: Ipv4Addr, bytes: usize) -> Result<Duration> {
+    tcp_transfer_mss(from, to, to_ip, bytes, None)
+}
+
+/// As [`tcp_transfer`], with the receiver advertising `mss` (TCP_MAXSEG on the listener).
+pub fn tcp_transfer_mss(from: &Netns, to: &Netns, to_ip: Ipv4Addr, bytes: usize, mss: Option<i32>) -> Result<Duration> {
+    if !is_benchmark_addr(to_ip) {
+        bail!("refusing to send to {to_ip}: outside 198.18.0.0/15");
+    }
+    let data: Vec<u8> = (0..bytes).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[1]).collect();
+    let expected = data.clone();
+    let addr = SocketAddrV4::new(to_ip, TRANSFER_PORT);
+    let listener = to.run(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, TRANSFER_PORT)))??;
+    if let Some(mss) = mss {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt reads one int through a pointer valid for the call.
+        let r = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_MAXSEG,
+                (&mss as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            bail!("TCP_MAXSEG: {}", std::io::Error::last_os_error());
+        }
+    }
+    let server = to.thread(move || -> Result<Vec<u8>> {
+        let (mut s, _) = listener.accept()?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).context("receiving")?;
+        Ok(got)
+    })?;
+    let start = Instant::now();
+    from.run(move || -> Result<()> {
+        let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(10))
+            .with_context(|| format!("connecting to {addr}"))?;
+        s.set_write_timeout(Some(Duration::from_secs(30)))?;
+        s.write_all(&data).context("sending")
+    })??;
+    let got = server.join().map_err(|_| anyhow::anyhow!("transfer receiver panicked"))??;
+    let elapsed = start.elapsed();
+    if got.len() != expected.len() {
+        bail!("received {} of {} bytes", got.len(), expected.len());
+    }
+    if let Some(at) = got.iter().zip(&expected).position(|(g, e)| g != e) {
+        bail!("TCP data differs from byte {at} on");
+    }
+    Ok(elapsed)
 }
 
 fn set_rcvbuf(socket: &UdpSocket, bytes: i32) {

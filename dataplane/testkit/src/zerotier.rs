@@ -2,13 +2,12 @@
 //! that ztplane's interop tests and comparative benchmarks run against:
 //!
 //! ```text
-//!              [switch] br0 (nftables `bridge ztk` filter for cutting host pairs)
+//!              [switch] br0 (a `crate::lan::Lan`: host pairs can be cut, links impaired)
 //!            sw1 /      sw2 |      \ sw3
 //!     eth0 [moon]     eth0 [a]     eth0 [b]
 //!     198.18.0.1      198.18.0.2   198.18.0.3      overlay: 198.19.0.0/24
 //! ```
 //!
-//! * [`Lan`]: a star of host namespaces around a bridge, with per-host link control.
 //! * [`Moon`]: a moon (root) definition made with the binary's identity tool, to be put into every
 //!   node's `moons.d/` before it starts (the built-in planet is unreachable: no route leaves the
 //!   namespaces).
@@ -16,25 +15,22 @@
 //!   its CLI and, on the node that plays controller, the controller API.
 //!
 //! Processes and directories go away with their owners, also when a test panics, and a daemon
-//! dies with the thread that started it. Drop the nodes before the [`Topology`] (declare them
-//! after it) so no daemon keeps a deleted namespace alive for its last milliseconds.
-use crate::{Netns, Topology, kill_with_parent};
+//! dies with the thread that started it. Drop the nodes before the [`Topology`](crate::Topology)
+//! (declare them after it) so no daemon keeps a deleted namespace alive for its last
+//! milliseconds.
+use crate::{Netns, kill_with_parent};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The daemon's default UDP and local HTTP port (moon endpoints name it too).
 pub const DEFAULT_PORT: u16 = 9993;
-/// First three octets of the underlay: host N of a [`Lan`] is 198.18.0.N/24.
-pub const UNDERLAY_PREFIX: [u8; 3] = [198, 18, 0];
 /// The overlay subnet networks of these tests route; pools and fixed member IPs come from it.
 pub const OVERLAY_SUBNET: &str = "198.19.0.0/24";
 pub const OVERLAY_POOL_START: &str = "198.19.0.10";
@@ -87,148 +83,6 @@ fn workspace_root() -> PathBuf {
     }
     // The crate sits at <workspace>/dataplane/testkit.
     manifest_dir.join("../..")
-}
-
-/// One host of a [`Lan`].
-#[derive(Clone, Debug)]
-pub struct LanHost {
-    pub name: String,
-    pub netns: Netns,
-    /// Address of the host's `eth0` (198.18.0.N/24).
-    pub ip: Ipv4Addr,
-    /// The host's port on the switch (in [`Lan::switch`]): cut or impair this host's link there.
-    pub switch_port: String,
-}
-
-/// A star LAN: namespace `switch` with bridge `br0`, and one namespace per host linked to it by
-/// a veth pair (`eth0` on the host, `swN` on the switch).
-pub struct Lan {
-    pub switch: Netns,
-    pub bridge: String,
-    hosts: Vec<LanHost>,
-    filter: Mutex<Filter>,
-}
-
-/// State of the switch's nftables filter, created on first use (most tests never cut a pair).
-#[derive(Default)]
-struct Filter {
-    created: bool,
-    blocked: HashSet<(Ipv4Addr, Ipv4Addr)>,
-}
-
-/// The filter table of a [`Lan`]'s switch: the bridge family sees frames crossing br0 without
-/// br_netfilter.
-const FILTER_TABLE: &str = "ztk";
-
-impl Lan {
-    /// A star of `hosts` (single-queue veths).
-    pub fn new(topo: &mut Topology, hosts: &[&str]) -> Result<Lan> {
-        Lan::with_queues(topo, hosts, 1)
-    }
-
-    /// A star of `hosts` whose veth pairs have `queues` RX and TX queues on each end.
-    pub fn with_queues(topo: &mut Topology, hosts: &[&str], queues: u32) -> Result<Lan> {
-        if hosts.is_empty() || hosts.len() > 253 {
-            bail!("a LAN has 1 to 253 hosts, not {}", hosts.len());
-        }
-        let unique: HashSet<&str> = hosts.iter().copied().collect();
-        if unique.len() != hosts.len() || unique.contains("switch") {
-            bail!("host names must be distinct and not \"switch\": {hosts:?}");
-        }
-        let switch = topo.netns("switch")?;
-        let bridge = "br0".to_string();
-        switch.ip(&["link", "add", &bridge, "type", "bridge"])?;
-        switch.ip(&["link", "set", &bridge, "up"])?;
-        // A switch does not run the IP firewall: with br_netfilter loaded (docker loads it), every
-        // bridged frame would also cross iptables, a per-packet cost no real LAN has. The bridge
-        // family filter of `block` does not depend on it.
-        for family in ["iptables", "ip6tables", "arptables"] {
-            let key = format!("net.bridge.bridge-nf-call-{family}");
-            if switch.run(move || Path::new(&format!("/proc/sys/{}", key.replace('.', "/"))).exists())? {
-                switch.exec("sysctl", &["-q", "-w", &format!("net.bridge.bridge-nf-call-{family}=0")])?;
-            }
-        }
-        let mut lan_hosts = Vec::with_capacity(hosts.len());
-        for (i, name) in hosts.iter().enumerate() {
-            let n = i as u8 + 1;
-            let [a, b, c] = UNDERLAY_PREFIX;
-            let ip = Ipv4Addr::new(a, b, c, n);
-            let switch_port = format!("sw{n}");
-            let netns = topo.netns(name)?;
-            topo.veth(&netns, "eth0", &switch, &switch_port, queues)?;
-            netns.addr("eth0", &format!("{ip}/24"))?;
-            switch.ip(&["link", "set", &switch_port, "master", &bridge])?;
-            // A future AF_XDP sender on a host transmits into this end: veth drops redirected
-            // frames unless the receiving end has GRO on (see bed.rs).
-            switch.ethtool_k(&switch_port, "gro", true)?;
-            lan_hosts.push(LanHost { name: name.to_string(), netns, ip, switch_port });
-        }
-        Ok(Lan { switch, bridge, hosts: lan_hosts, filter: Mutex::new(Filter::default()) })
-    }
-
-    pub fn hosts(&self) -> &[LanHost] {
-        &self.hosts
-    }
-
-    pub fn host(&self, name: &str) -> Result<&LanHost> {
-        self.hosts.iter().find(|h| h.name == name).with_context(|| format!("no host {name:?} on this LAN"))
-    }
-
-    /// Drops IPv4 between hosts `a` and `b` (both directions) at the switch. ARP still passes.
-    pub fn block(&self, a: &str, b: &str) -> Result<()> {
-        let (a, b) = (self.host(a)?.ip, self.host(b)?.ip);
-        let mut filter = self.filter.lock().map_err(|_| anyhow::anyhow!("LAN filter lock poisoned"))?;
-        if !filter.created {
-            // One nft transaction; this nft (1.0.6) rejects the nested `table { ... }` form as
-            // a command-line argument, so spell it as add commands.
-            let t = FILTER_TABLE;
-            self.switch.exec(
-                "nft",
-                &[&format!(
-                    "add table bridge {t}; \
-                     add set bridge {t} blocked {{ type ipv4_addr . ipv4_addr; }}; \
-                     add chain bridge {t} forward {{ type filter hook forward priority 0; policy accept; }}; \
-                     add rule bridge {t} forward ip saddr . ip daddr @blocked drop"
-                )],
-            )?;
-            filter.created = true;
-        }
-        let new: Vec<(Ipv4Addr, Ipv4Addr)> =
-            [(a, b), (b, a)].into_iter().filter(|p| !filter.blocked.contains(p)).collect();
-        if !new.is_empty() {
-            self.switch.exec("nft", &["add", "element", "bridge", FILTER_TABLE, "blocked", &elements(&new)])?;
-            filter.blocked.extend(new);
-        }
-        Ok(())
-    }
-
-    /// Undoes [`Lan::block`]; a pair that is not blocked is left alone.
-    pub fn unblock(&self, a: &str, b: &str) -> Result<()> {
-        let (a, b) = (self.host(a)?.ip, self.host(b)?.ip);
-        let mut filter = self.filter.lock().map_err(|_| anyhow::anyhow!("LAN filter lock poisoned"))?;
-        // nft 1.0.6 has no `destroy element`: deleting an absent element fails, so track them.
-        let present: Vec<(Ipv4Addr, Ipv4Addr)> =
-            [(a, b), (b, a)].into_iter().filter(|p| filter.blocked.contains(p)).collect();
-        if !present.is_empty() {
-            self.switch.exec("nft", &["delete", "element", "bridge", FILTER_TABLE, "blocked", &elements(&present)])?;
-            for pair in &present {
-                filter.blocked.remove(pair);
-            }
-        }
-        Ok(())
-    }
-
-    /// Sets `host`'s switch port up or down (carrier loss on the host's `eth0`).
-    pub fn set_link(&self, host: &str, up: bool) -> Result<()> {
-        let port = &self.host(host)?.switch_port;
-        self.switch.ip(&["link", "set", port, if up { "up" } else { "down" }])?;
-        Ok(())
-    }
-}
-
-fn elements(pairs: &[(Ipv4Addr, Ipv4Addr)]) -> String {
-    let list: Vec<String> = pairs.iter().map(|(s, d)| format!("{s} . {d}")).collect();
-    format!("{{ {} }}", list.join(", "))
 }
 
 /// A ZeroTier identity as the identity tool writes it.
@@ -819,12 +673,6 @@ mod tests {
         assert_eq!(conf["settings"]["allowTcpFallbackRelay"], false);
         assert_eq!(conf["settings"]["primaryPort"], 9993);
         assert_eq!(local_conf(None)["settings"], default_settings());
-    }
-
-    #[test]
-    fn blocked_pairs_are_spelled_as_an_nft_set() {
-        let (a, b) = (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3));
-        assert_eq!(elements(&[(a, b), (b, a)]), "{ 198.18.0.2 . 198.18.0.3, 198.18.0.3 . 198.18.0.2 }");
     }
 
     #[test]

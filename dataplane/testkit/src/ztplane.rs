@@ -1,14 +1,16 @@
 //! A `ztplane node` process in a test namespace: started with a home directory (moons copied in
 //! before start), waited for, asked through its control socket, stopped with a signal. The
 //! process dies with the thread that started it, and [`ZtplaneNode::drop`] kills it and removes
-//! what a killed node leaves (pid file, pins).
+//! what a killed node leaves (pid file, pins). Its stdout and stderr go to files, so a chatty
+//! node never blocks on a full pipe and a test can quote its log while it runs.
 use crate::{Netns, kill_with_parent};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::Duration;
 
 /// The node's control socket in its home directory (`ztplane_host::control_socket::SOCKET_NAME`).
@@ -22,6 +24,8 @@ pub struct ZtplaneNode {
     pub netns: Netns,
     pub instance: String,
     ready: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
 }
 
 /// How the process ended.
@@ -36,18 +40,45 @@ impl ZtplaneNode {
     /// runs. The home directory must exist (put moons in `moons.d/` first).
     pub fn start(binary: &Path, netns: &Netns, home: &Path, ifaces: &[&str], args: &[&str]) -> Result<ZtplaneNode> {
         let instance = format!("{}-{}", netns.name, home.file_name().and_then(|n| n.to_str()).unwrap_or("node"));
-        let ready = std::env::temp_dir().join(format!("{instance}.ready"));
+        let file = |ext: &str| std::env::temp_dir().join(format!("{instance}.{ext}"));
+        let (ready, stdout, stderr) = (file("ready"), file("stdout"), file("stderr"));
         let _ = std::fs::remove_file(&ready);
         let mut command = netns.command(binary.to_str().context("binary path")?);
         command.arg("node").arg("--home").arg(home).args(["--instance", &instance]).arg("--ready-file").arg(&ready);
         for iface in ifaces {
             command.args(["--iface", iface]);
         }
-        command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "info");
+        command.args(args).env("RUST_LOG", "info");
+        command.stdout(File::create(&stdout).context("node stdout file")?);
+        command.stderr(File::create(&stderr).context("node stderr file")?);
         kill_with_parent(&mut command);
-        let mut child = command.spawn().context("starting ztplane node")?;
-        crate::wait_ready(&mut child, &ready, "ztplane node", Duration::from_secs(60))?;
-        Ok(ZtplaneNode { child: Some(child), home: home.to_path_buf(), netns: netns.clone(), instance, ready })
+        let child = command.spawn().context("starting ztplane node")?;
+        let mut node = ZtplaneNode {
+            child: Some(child),
+            home: home.to_path_buf(),
+            netns: netns.clone(),
+            instance,
+            ready,
+            stdout,
+            stderr,
+        };
+        let child = node.child.as_mut().context("just started")?;
+        if let Err(e) = crate::wait_ready(child, &node.ready, "ztplane node", Duration::from_secs(60)) {
+            bail!("{e:#}; log:\n{}", node.log_tail(20));
+        }
+        Ok(node)
+    }
+
+    /// What the node wrote on stderr so far (its log, `RUST_LOG=info`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of [`ZtplaneNode::log`], for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn pid(&self) -> u32 {
@@ -103,7 +134,9 @@ impl ZtplaneNode {
     /// Sends `signal` and waits (≤ 20 s) for the process to end.
     pub fn stop_with(mut self, signal: i32) -> Result<NodeExit> {
         let child = self.child.take().context("already stopped")?;
-        let (status, stdout, stderr) = crate::stop_child(child, signal)?;
+        let (status, _, _) = crate::stop_child(child, signal)?;
+        let stdout = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        let stderr = self.log();
         self.remove_leftovers();
         Ok(NodeExit { status, stdout, stderr })
     }
@@ -111,7 +144,9 @@ impl ZtplaneNode {
     fn remove_leftovers(&self) {
         let _ = std::fs::remove_file(Path::new(RUN_DIR).join(format!("{}.pid", self.instance)));
         let _ = std::fs::remove_dir_all(Path::new(RUN_DIR).join("bpffs").join(&self.instance));
-        let _ = std::fs::remove_file(&self.ready);
+        for file in [&self.ready, &self.stdout, &self.stderr] {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use anyhow::{Context, Result, bail, ensure};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use ztplane_testkit::Topology;
-use ztplane_testkit::zerotier::{Lan, Moon, NodeConfig, ZeroTierBinary, ZeroTierNode, nwid_hex};
+use ztplane_testkit::lan::Lan;
+use ztplane_testkit::zerotier::{Moon, NodeConfig, ZeroTierBinary, ZeroTierNode, nwid_hex};
 
 const WAIT: Duration = Duration::from_secs(60);
 const IP_A: &str = "198.19.0.11";
