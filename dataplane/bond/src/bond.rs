@@ -44,6 +44,9 @@ pub const AVOID_HOLD_MAX_US: u64 = 120_000_000;
 pub const MAX_QUEUED_EVENTS: usize = 1024;
 /// Flow table size for balance-xor and balance-aware (entries; zerotier-one keeps up to 65 536 flows).
 pub const FLOW_TABLE_ENTRIES: usize = 16_384;
+/// Receipts an ack may report beyond what the sender had logged up to the acked packet, carried to
+/// the next ack (see [`Bond::on_path_ack`]).
+const MAX_CARRIED_RECEIPTS: u64 = 1024;
 /// Acks offered to a peer not yet known to answer them (see [`Bond::set_announce_acks`]).
 pub const ANNOUNCE_ACK_INTERVAL_US: u64 = 1_000_000;
 
@@ -420,11 +423,18 @@ impl Bond {
             p.sent.acked_bytes = ack.received_bytes;
         } else if covered > p.sent.acked_seq && ack.received_count >= p.sent.acked_received {
             let sent = covered - p.sent.acked_seq;
-            let received = ack.received_count - p.sent.acked_received;
+            // More received than sent up to the acked packet: packets the sender logged just after
+            // it (several cores send on one path; their order in the log is only nearly the wire's)
+            // arrived first. The surplus is carried to the next ack instead of being lost, or it
+            // would show up there as loss.
+            let received = (ack.received_count - p.sent.acked_received).min(sent);
             let bytes = ack.received_bytes.saturating_sub(p.sent.acked_bytes);
             p.quality.record_outcomes(now_us, sent, received, bytes);
             p.sent.acked_seq = covered;
-            p.sent.acked_received = ack.received_count;
+            // ...but only so much: packets the sender never logged (a record lost on the way) must
+            // not hide later losses for long.
+            p.sent.acked_received =
+                (p.sent.acked_received + received).max(ack.received_count.saturating_sub(MAX_CARRIED_RECEIPTS));
             p.sent.acked_bytes = ack.received_bytes;
         }
         if covered >= p.sent.acked_seq {

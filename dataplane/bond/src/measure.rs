@@ -116,6 +116,10 @@ impl SentLog {
     pub fn record(&mut self, kind: PacketKind, packet_id: u64, bytes: usize, now_us: u64) {
         self.last_sent_us = Some(now_us);
         if kind == PacketKind::Data {
+            // Send times must not decrease along the sequence (`count_sent_before` searches them):
+            // a record that comes late from another core takes its predecessor's time.
+            let previous = self.data_sent.checked_sub(1).map_or(0, |s| self.ring[(s % SENT_RING as u64) as usize].1);
+            let now_us = now_us.max(previous);
             self.ring[(self.data_sent % SENT_RING as u64) as usize] = (packet_id, now_us);
             self.data_sent += 1;
             self.data_bytes_sent += bytes as u64;

@@ -326,3 +326,32 @@ fn acks_are_announced_slowly_until_the_peer_acks_back() {
     let fast = acks(&mut announcing);
     assert!((900..=1000).contains(&fast), "{fast} acks in two seconds");
 }
+
+#[test]
+fn receipts_ahead_of_the_senders_log_are_carried_not_counted_as_loss() {
+    use ztplane_bond::PathAck;
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    bond.set_peer_acks(true);
+    // 20 packets logged in two halves; the peer saw 14 by the time it acked the 10th logged one
+    // (several cores sent them, and the log's order is only nearly the wire's), then all 20.
+    for i in 1..=20u64 {
+        bond.on_data_sent(PathId(0), i, 1000, 10_000 + i).unwrap();
+    }
+    let ack = |count: u64, newest: u64| PathAck {
+        received_count: count,
+        received_bytes: count * 1000,
+        newest_packet_id: newest,
+        holding_us: 0,
+    };
+    bond.on_path_ack(PathId(0), ack(14, 10), 20_000).unwrap();
+    bond.on_path_ack(PathId(0), ack(20, 20), 21_000).unwrap();
+    let loss = bond.quality(PathId(0), 21_000).unwrap().loss;
+    assert_eq!(loss, 0.0, "the early receipts were counted as loss later");
+    // Real loss still shows: 10 more sent, 8 received.
+    for i in 21..=30u64 {
+        bond.on_data_sent(PathId(0), i, 1000, 22_000 + i).unwrap();
+    }
+    bond.on_path_ack(PathId(0), ack(28, 30), 30_000).unwrap();
+    let loss = bond.quality(PathId(0), 30_000).unwrap().loss;
+    assert!((loss - 2.0 / 30.0).abs() < 1e-9, "loss {loss}");
+}

@@ -93,6 +93,11 @@ pub struct PathRecord {
 /// than this many frames after the first one is delivered too.
 const DUPLICATE_SLOTS: usize = 1 << 16;
 
+/// Workers report per processed batch, so two cores' records of the same moment reach the node a
+/// batch apart: records are held this long and fed to the bonds in the order they happened (the
+/// bonds' send logs and ack arithmetic assume it).
+const RECORD_HORIZON_US: u64 = 2_000;
+
 /// The bond with one peer and the paths its IDs name.
 pub(crate) struct PeerBond {
     pub bond: Bond,
@@ -127,6 +132,8 @@ pub(crate) struct Bonding {
     pub bonds: HashMap<Address, PeerBond>,
     /// Earliest deadline over all bonds (µs), recomputed whenever a bond changes.
     pub next_deadline: Option<u64>,
+    /// Worker records not yet fed to the bonds (see [`RECORD_HORIZON_US`]).
+    pub pending: Vec<PathRecord>,
 }
 
 impl Bonding {
@@ -179,6 +186,11 @@ impl Node {
         self.bonding.bonds.get(&peer).map(|b| (&b.bond, b.paths.as_slice()))
     }
 
+    /// The peer is bonded with us and known to be a ztplane node (it acked a path).
+    pub(crate) fn is_ztplane_bond_peer(&self, peer: Address) -> bool {
+        self.bonding.bonds.get(&peer).is_some_and(|b| b.bond.fast_acks())
+    }
+
     /// Bonded peers.
     pub fn bonded_peers(&self) -> impl Iterator<Item = Address> + '_ {
         self.bonding.bonds.keys().copied()
@@ -193,7 +205,28 @@ impl Node {
 
     /// Data packets the workers moved on bonded paths.
     pub fn bond_records(&mut self, now: Instant, records: &[PathRecord]) {
-        for r in records {
+        let pending = &mut self.bonding.pending;
+        let in_order = match (pending.last(), records.first()) {
+            (Some(last), Some(first)) => first.at >= last.at && records.is_sorted_by_key(|r| r.at),
+            _ => records.is_sorted_by_key(|r| r.at),
+        };
+        pending.extend_from_slice(records);
+        if !in_order {
+            // Stable, and linear on the sorted runs the workers' batches are.
+            pending.sort_by_key(|r| r.at);
+        }
+        self.feed_records(now);
+    }
+
+    /// Feeds the bonds the records older than the horizon, in time order.
+    fn feed_records(&mut self, now: Instant) {
+        let cutoff = now.as_micros().saturating_sub(RECORD_HORIZON_US);
+        let ready = self.bonding.pending.partition_point(|r| r.at.as_micros() <= cutoff);
+        if ready == 0 {
+            return;
+        }
+        let records: Vec<PathRecord> = self.bonding.pending.drain(..ready).collect();
+        for r in &records {
             let Some(pb) = self.bonding.bonds.get_mut(&r.peer) else { continue };
             let at = r.at.as_micros();
             if r.received {
@@ -391,13 +424,18 @@ impl Node {
         (!paths.is_empty()).then_some(paths)
     }
 
-    /// When the next bond timer is due.
+    /// When the next bond timer is due (or held records must be fed).
     pub(crate) fn bond_deadline(&self) -> Option<Instant> {
-        self.bonding.next_deadline.map(Instant::from_micros)
+        let feed = self.bonding.pending.first().map(|r| r.at.as_micros() + RECORD_HORIZON_US);
+        match (self.bonding.next_deadline, feed) {
+            (Some(a), Some(b)) => Some(Instant::from_micros(a.min(b))),
+            (a, b) => a.or(b).map(Instant::from_micros),
+        }
     }
 
     /// Runs the bonds' timers and sends what they ask for.
     pub(crate) fn bond_timers(&mut self, now: Instant) {
+        self.feed_records(now);
         if self.bonding.next_deadline.is_none_or(|d| d > now.as_micros()) {
             return;
         }

@@ -158,7 +158,11 @@ fn bonded_peer_status(
     out["versionRev"] = json!(if peer.protocol_version == 0 { -1 } else { i64::from(peer.version.2) });
     out["tunneled"] = json!(false);
     out["paths"] = Value::Array(paths);
-    out["ztplane"] = json!({"peerAcks": bond.peer_acks(), "stats": bond.stats()});
+    out["ztplane"] = json!({
+        "peerAcks": bond.peer_acks(),
+        "activePath": bond.active_path().map(|p| p.0),
+        "stats": bond.stats(),
+    });
     out
 }
 

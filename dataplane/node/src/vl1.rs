@@ -22,6 +22,8 @@ const PATH_HEARTBEAT_MS: u64 = 14_000;
 const PEER_ACTIVITY_MS: u64 = 500_000;
 /// Answer one ECHO per path per 166 ms, one WHOIS per peer per 100 ms (§1.3 table).
 const ECHO_ANSWER_MS: u64 = 166;
+/// The same for a bonded ztplane peer, which retries probes of a suspect path every 20 ms.
+const ZTPLANE_ECHO_ANSWER_MS: u64 = 10;
 const WHOIS_ANSWER_MS: u64 = 100;
 /// HELLO an unknown address of a peer at most once per second (`ZT_PATH_HELLO_RATE_LIMIT`).
 const PATH_HELLO_MS: u64 = 1_000;
@@ -634,8 +636,10 @@ impl crate::Node {
     }
 
     fn on_echo(&mut self, now: Instant, rx: &Received<'_>) {
+        // A ztplane peer probes a suspect path every 20 ms (it expects the answer that fast).
+        let limit = if self.is_ztplane_bond_peer(rx.source) { ZTPLANE_ECHO_ANSWER_MS } else { ECHO_ANSWER_MS };
         if let Some(path) = self.peers.get_mut(&rx.source).and_then(|p| p.path_mut(rx.local, rx.remote)) {
-            if path.last_echo_answered.is_some_and(|t| since(now, t) < ECHO_ANSWER_MS) {
+            if path.last_echo_answered.is_some_and(|t| since(now, t) < limit) {
                 self.counters.dropped_rate_limited += 1;
                 return;
             }
