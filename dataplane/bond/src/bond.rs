@@ -410,6 +410,7 @@ impl Bond {
         };
         let rtt = now_us.saturating_sub(sent_at).saturating_sub(ack.holding_us as u64);
         p.quality.record_rtt(rtt.max(1));
+        p.quality.record_ack_holding(u64::from(ack.holding_us));
         let covered = seq + 1;
         let progress = p.sent.resync_on_next_ack || covered > p.sent.acked_seq;
         if p.sent.resync_on_next_ack {
@@ -468,6 +469,7 @@ impl Bond {
             srtt_us: p.quality.srtt_us(),
             rttvar_us: p.quality.rttvar_us(),
             rtt_peak_us: p.quality.rtt_peak_us(),
+            ack_holding_us: p.quality.ack_holding_peak_us(),
             loss: p.quality.loss_ratio(now_us, crate::quality::DECISION_WINDOW_BUCKETS),
             failover_interval_us: self.settings.failover_interval_ms * 1000,
             monitor_interval_us: (self.settings.monitor_interval_ms() * 1000).max(1_000),

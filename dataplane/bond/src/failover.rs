@@ -72,6 +72,8 @@ pub struct DetectorContext {
     pub rttvar_us: u64,
     /// Recent peak RTT: with bursty jitter, srtt + 4·rttvar can be shorter than what the path just did.
     pub rtt_peak_us: u64,
+    /// Recent peak of how long the peer holds a packet before acking it (0 before any ack).
+    pub ack_holding_us: u64,
     /// Measured loss ratio on the path (decides how much silence is proof of failure).
     pub loss: f64,
     pub failover_interval_us: u64,
@@ -112,9 +114,10 @@ impl DetectorContext {
         self.rtt_bound_us() + SCHEDULING_SLACK_US
     }
 
-    /// How long an ack may take: the RTT bound, the peer's ack coalescing and scheduling slack.
+    /// How long an ack may take: the RTT bound, the peer's ack coalescing (at least the ack
+    /// interval, more if its acks show it holds packets longer) and scheduling slack.
     pub fn ack_deadline_us(&self) -> u64 {
-        self.rtt_bound_us() + ACK_INTERVAL_US + SCHEDULING_SLACK_US
+        self.rtt_bound_us() + ACK_INTERVAL_US.max(self.ack_holding_us) + SCHEDULING_SLACK_US
     }
 
     fn probe_min_interval_us(&self) -> u64 {
@@ -412,6 +415,7 @@ mod tests {
             srtt_us: 20_000,
             rttvar_us: 1_000,
             rtt_peak_us: 21_000,
+            ack_holding_us: 0,
             loss: 0.0,
             failover_interval_us: 5_000_000,
             monitor_interval_us: 1_666_000,

@@ -44,6 +44,8 @@ pub struct LinkQuality {
     rttvar_us: f64,
     /// Recent peak RTT: jumps to a higher sample, decays slowly towards lower ones (bursty jitter).
     rtt_peak_us: f64,
+    /// Recent peak of how long the peer held a packet before acking it (ztplane acks).
+    ack_holding_peak_us: f64,
     jitter_us: f64,
     last_rtt_us: Option<u64>,
     rtt_max_us: u64,
@@ -120,6 +122,7 @@ impl LinkQuality {
             srtt_us: None,
             rttvar_us: INITIAL_RTT_US as f64 / 2.0,
             rtt_peak_us: 0.0,
+            ack_holding_peak_us: 0.0,
             jitter_us: 0.0,
             last_rtt_us: None,
             rtt_max_us: 0,
@@ -160,6 +163,21 @@ impl LinkQuality {
         self.rtt_max_us = self.rtt_max_us.max(rtt);
         self.rtt_min_us = self.rtt_min_us.min(rtt);
         let _ = self.rtt_hist.record(rtt.min(100_000_000));
+    }
+
+    /// An ack arrived that the peer had held for `us` after the packet it names (its ack
+    /// coalescing plus its own scheduling): a recent peak, decaying like the RTT's.
+    pub fn record_ack_holding(&mut self, us: u64) {
+        let us = us.min(1_000_000) as f64;
+        if us >= self.ack_holding_peak_us {
+            self.ack_holding_peak_us = us;
+        } else {
+            self.ack_holding_peak_us -= (self.ack_holding_peak_us - us) / 32.0;
+        }
+    }
+
+    pub fn ack_holding_peak_us(&self) -> u64 {
+        self.ack_holding_peak_us as u64
     }
 
     /// Smoothed RTT, or the initial guess before any sample.
