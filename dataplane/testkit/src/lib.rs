@@ -6,6 +6,7 @@
 //! Every integration test, the `cargo xtask run` demo and `cargo xtask bench io` build their
 //! networks with this kit, so traffic never leaves namespaces the run created itself.
 pub mod bed;
+pub mod bond_bed;
 pub mod lan;
 pub mod overlay;
 pub mod pktgen;
