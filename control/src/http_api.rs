@@ -14,7 +14,13 @@
 //!   `GET /peer` (bonded peers carry `isBonded: true` and the bond's fields). Per-link MTUs are not supported:
 //!   `POST /bond/setmtu/...` is `400 Bonding layer isn't active yet`, as zerotier-one without bonding.
 //!
-//! Not provided (404): `/moon`, `/config`, `/controller/...`, `/sso`, `/app`, the `jsonp` parameter.
+//! - The network controller: `/controller`, `/controller/network[/<nwid>[/member[/<address>]]]`,
+//!   `/controller/network/<our address>______` and `/unstable/controller/...` (GET, POST, PUT, DELETE) are relayed
+//!   to the node, whose controller answers as zerotier-one's does (`ztplane_controller::api`). A POST or PUT body
+//!   that is not JSON is `500 {"error":500,"description":...}` (zerotier-one's exception handler); a `404` or `400`
+//!   from the controller has an empty body, as upstream's.
+//!
+//! Not provided (404): `/moon`, `/config`, `/sso`, `/app`, the `jsonp` parameter.
 use crate::auth::Presented;
 use crate::metrics;
 use crate::node::dump;
@@ -81,6 +87,8 @@ pub enum Route {
     BondRotate(String),
     BondSetMtu,
     Metrics,
+    /// `/controller...` and `/unstable/controller/...`: relayed with the method and path.
+    Controller,
     NotFound,
 }
 
@@ -104,6 +112,9 @@ pub fn route(method: &str, path: &str) -> Route {
             Route::BondRotate(address.to_ascii_lowercase())
         }
         (_, ["bond", "setmtu", mtu, iface, ip]) if write && is_setmtu(mtu, iface, ip) => Route::BondSetMtu,
+        ("GET" | "POST" | "PUT" | "DELETE", ["controller", ..] | ["unstable", "controller", "network", ..]) => {
+            Route::Controller
+        }
         _ => Route::NotFound,
     }
 }
@@ -195,6 +206,9 @@ impl Api {
         if !authorized {
             return HttpResponse::content(401, "{}");
         }
+        if route == Route::Controller {
+            return self.controller(req.method, path, req.body).unwrap_or_else(|err| HttpResponse::node_down(&err));
+        }
         match self.answer(route, req.body) {
             Ok(response) => response,
             Err(err) => HttpResponse::node_down(&err),
@@ -223,6 +237,23 @@ impl Api {
         let resp = self.ask(method, path, body)?;
         let text = if resp.body.is_null() { String::new() } else { dump(&resp.body, None) };
         Ok(HttpResponse::content(resp.status, &text))
+    }
+
+    /// The controller API: the node's answer with its status; no body where zerotier-one sends none.
+    fn controller(&self, method: &str, path: &str, body: &[u8]) -> io::Result<HttpResponse> {
+        let body = match method {
+            "POST" | "PUT" => match serde_json::from_slice::<Value>(body) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    let error = json!({"error": 500, "description": e.to_string()});
+                    return Ok(HttpResponse::json(500, dump(&error, None)));
+                }
+            },
+            _ => None,
+        };
+        let resp = self.ask(method, path, body)?;
+        let text = if resp.body.is_null() { String::new() } else { dump(&resp.body, None) };
+        Ok(HttpResponse::json(resp.status, text))
     }
 
     fn answer(&self, route: Route, body: &[u8]) -> io::Result<HttpResponse> {
@@ -271,7 +302,7 @@ impl Api {
             }
             Route::BondSetMtu => HttpResponse::content(400, "Bonding layer isn't active yet"),
             Route::Metrics => self.metrics(),
-            Route::NotFound => HttpResponse::not_found(),
+            Route::Controller | Route::NotFound => HttpResponse::not_found(),
         })
     }
 }
@@ -350,6 +381,9 @@ mod tests {
             ("GET", "/bond/list"),
             ("GET", "/bond/rotate/0123456789"),
             ("GET", "/moon"),
+            ("GET", "/controllers"),
+            ("PATCH", "/controller/network"),
+            ("GET", "/unstable/controller"),
             ("GET", ""),
             ("GET", "/"),
             ("PATCH", "/network/8056c2e21c000001"),
@@ -442,6 +476,40 @@ mod tests {
         assert_eq!(rotate("aaaaaaaaaa"), (400, "{}".to_string()));
         let mtu = HttpRequest { method: "POST", ..get("/bond/setmtu/1400/eth0/198.18.0.1", Some(TOKEN)) };
         assert_eq!(api.handle(&mtu).body, "Bonding layer isn't active yet");
+    }
+
+    #[test]
+    fn controller_paths_are_relayed() {
+        let answer = |req: &Request| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/controller/network/8056c2e21c000001") => Response::new(404, Value::Null),
+            (_, path) => Response::new(200, json!({"path": path, "body": req.body.clone()})),
+        };
+        let (api, seen) = api(answer);
+        assert_eq!(route("GET", "/controller"), Route::Controller);
+        assert_eq!(route("DELETE", "/controller/network/8056c2e21c000001/member/0123456789"), Route::Controller);
+        assert_eq!(route("GET", "/unstable/controller/network"), Route::Controller);
+        let post = HttpRequest {
+            method: "POST",
+            body: br#"{"authorized":true}"#,
+            ..get("/controller/network/8056c2e21c000001/member/0123456789?x=1", Some(TOKEN))
+        };
+        let r = api.handle(&post);
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body,
+            r#"{"body":{"authorized":true},"path":"/controller/network/8056c2e21c000001/member/0123456789"}"#
+        );
+        // No body from the controller: none in the reply (zerotier-one's 404s are empty).
+        let missing = api.handle(&get("/controller/network/8056c2e21c000001", Some(TOKEN)));
+        assert_eq!((missing.status, missing.body.as_str()), (404, ""));
+        // A body that is not JSON never reaches the node.
+        let junk = HttpRequest { method: "POST", body: b"{", ..get("/controller/network", Some(TOKEN)) };
+        let r = api.handle(&junk);
+        assert_eq!(r.status, 500);
+        assert!(r.body.starts_with(r#"{"description":"#), "{}", r.body);
+        // The token is checked as everywhere else.
+        assert_eq!(api.handle(&get("/controller", None)).status, 401);
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! `ztplanectl [-D DIR] serve [--listen ADDR:PORT] [--metrics ADDR:PORT|off]`: zerotier-one's local HTTP API (so
 //! the real `zerotier-cli` works) and a Prometheus endpoint for a running `ztplane node`, in a process of its own.
 //!
+//! That includes zerotier-one's network controller API (`/controller/...`): the node is the controller of the
+//! networks under its address, so scripts and tools written for zerotier-one's controller manage it unchanged.
+//!
 //! It holds no node state: every request becomes one request on the node's control socket (`DIR/ztplane.sock`), so
 //! this process can stop, crash or restart without the node noticing, and a node restart only shows up as `503`s
 //! until the node is back.
@@ -27,8 +30,8 @@ pub const DEFAULT_PORT: u16 = 9993;
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9994";
 /// How long one request waits for the node (zerotier-cli itself gives up after 60 s).
 const NODE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest request body read (a join's settings object is tiny).
-const MAX_BODY: u64 = 64 * 1024;
+/// Largest request body read (a join's settings object is tiny; a controller network with its rules is larger).
+const MAX_BODY: u64 = 1024 * 1024;
 /// How often the server threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
 

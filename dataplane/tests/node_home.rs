@@ -89,6 +89,14 @@ fn bad_home_directories_are_refused_clearly() {
     let line = fails(&ns, &home.0, &[]);
     assert!(line.contains("2c80d4374849700f.conf"), "{line}");
 
+    // A damaged controller record (controller.d, zerotier-one's FileDB layout).
+    let home = Dir::new("controller");
+    std::fs::write(home.0.join("identity.secret"), conformance("a.identity.secret")).unwrap();
+    std::fs::create_dir_all(home.0.join("controller.d/network")).unwrap();
+    std::fs::write(home.0.join("controller.d/network/cfe2482597000001.json"), b"{\"id\": \"cfe24825").unwrap();
+    let line = fails(&ns, &home.0, &[]);
+    assert!(line.contains("controller.d/network/cfe2482597000001.json"), "{line}");
+
     // A bad local.conf and bad options.
     let home = Dir::new("localconf");
     std::fs::write(home.0.join("identity.secret"), conformance("a.identity.secret")).unwrap();

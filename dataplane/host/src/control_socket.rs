@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 /// File name of the control socket inside the node's home directory.
 pub const SOCKET_NAME: &str = "ztplane.sock";
-/// Longest request line the server reads (the only request with a body is a join's settings object).
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Longest request line the server reads (bodies: a join's settings, a controller's network or member record).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// Longest response line the client reads; zerotier-cli accepts HTTP bodies up to the same 16 MiB.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 

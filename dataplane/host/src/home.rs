@@ -160,6 +160,12 @@ pub enum HomeError {
 
     #[error("{name:?} is not a usable Linux interface name: {reason}")]
     InvalidDeviceName { name: String, reason: &'static str },
+
+    #[error(
+        "{path} is not a usable controller record: {reason}; fix it, restore it from a backup, or remove it (the \
+         network or member it holds is then gone from the controller)"
+    )]
+    ControllerRecordCorrupt { path: PathBuf, reason: String },
 }
 
 /// Host policy for one network (§7.2), from `networks.d/<nwid>.local.conf`.
@@ -762,7 +768,7 @@ fn check_ifname(name: &str) -> Result<(), &'static str> {
 }
 
 /// Exactly `digits` lower-case hex digits (the names zerotier-one writes).
-fn parse_hex_id(text: &str, digits: usize) -> Option<u64> {
+pub(crate) fn parse_hex_id(text: &str, digits: usize) -> Option<u64> {
     if text.len() != digits || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
@@ -771,7 +777,7 @@ fn parse_hex_id(text: &str, digits: usize) -> Option<u64> {
 
 /// Entries of `dir` as (file name, path), sorted; a missing directory is empty. Hidden names (our temporary
 /// files among them) and names that are not UTF-8 are skipped.
-fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, HomeError> {
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, HomeError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -810,7 +816,7 @@ fn read_optional(path: &Path, cap: u64) -> Result<Option<Vec<u8>>, HomeError> {
     }
 }
 
-fn read_required(path: &Path, cap: u64) -> Result<Vec<u8>, HomeError> {
+pub(crate) fn read_required(path: &Path, cap: u64) -> Result<Vec<u8>, HomeError> {
     read_capped(path, cap).map_err(|source| HomeError::Read { path: path.to_path_buf(), source })
 }
 
@@ -837,7 +843,7 @@ fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf, HomeError
 }
 
 /// Atomic replace: temporary file + rename, then sync the directory so the rename survives a crash.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), HomeError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), HomeError> {
     let tmp = write_temp(path, bytes, mode)?;
     if let Err(source) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);

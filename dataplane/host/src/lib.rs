@@ -8,6 +8,7 @@
 //! lookups work unprivileged.
 pub mod cli;
 pub mod control_socket;
+pub mod controller_db;
 pub mod egress;
 pub mod error;
 pub mod home;

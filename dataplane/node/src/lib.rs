@@ -13,6 +13,8 @@
 //! * [`datapath::DataPath`] — the immutable snapshot the workers use for frames between known
 //!   peers (keys, paths, gates, rules), published by the node whenever something it holds
 //!   changes; the node itself delivers frames through the same functions.
+//! * [`controller`] — the hook through which a node is the controller of its own networks (§2.3):
+//!   the [`Controller`] decides, the node signs, chunks, pushes and revokes.
 //! * [`config`] — the netconf dictionary (§2.5); [`peer`] — peers, paths, address scopes (§1.5,
 //!   §1.6); [`network`] — networks, memberships and multicast state (§2, §3, §5); [`status`] —
 //!   the zerotier-one-shaped views behind `ztplanectl`.

@@ -335,7 +335,7 @@ impl crate::Node {
     }
 
     /// Installs a verified, assembled config (§2.4).
-    fn install_config(&mut self, now: Instant, id: NetworkId, dictionary: &[u8]) {
+    pub(crate) fn install_config(&mut self, now: Instant, id: NetworkId, dictionary: &[u8]) {
         let config = match NetworkConfig::parse(dictionary, id, self.me) {
             Ok(c) => c,
             Err(_) => {
@@ -556,7 +556,7 @@ impl crate::Node {
 
     /// Revocations from the controller raise the target's COM threshold (§3.6; types 2–4 raise
     /// it too, as 1.14.1 does).
-    fn accept_revocation(&mut self, revocation: &Revocation) -> Option<NetworkId> {
+    pub(crate) fn accept_revocation(&mut self, revocation: &Revocation) -> Option<NetworkId> {
         let id = revocation.network_id;
         let signer = self.identity_of(id.controller())?;
         if revocation.signed_by != id.controller() || !signer.verify(&revocation.signed_bytes(), &revocation.signature)

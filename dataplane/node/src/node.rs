@@ -368,6 +368,7 @@ impl Node {
             self.housekeeping(now);
         }
         self.bond_timers(now);
+        self.poll_controller(now);
         self.publish();
     }
 

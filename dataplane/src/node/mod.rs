@@ -84,6 +84,7 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
     let moons = home.load_moons().map_err(|e| DataplaneError::Config(e.to_string()))?;
     let networks = home.load_networks().map_err(|e| DataplaneError::Config(e.to_string()))?;
     let local_conf = home.local_conf().map_err(|e| DataplaneError::Config(e.to_string()))?;
+    let controller = open_controller(&args.home, &identity)?;
     // Bonding policies (zerotier-bonding.md §2): a bad policy stops the node before it attaches.
     let (bonding, warnings) = ztplane_bond::config::from_json(&local_conf)
         .map_err(|e| DataplaneError::Config(format!("{}: {e}", args.home.join("local.conf").display())))?;
@@ -179,10 +180,14 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
     let epoch = std::time::Instant::now();
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| DataplaneError::Internal(format!("random seed: {e}")))?;
+    controller.lock().unwrap_or_else(|e| e.into_inner()).set_clock(unix_ms());
+    let controller_db = ztplane_host::controller_db::ControllerDb::new(&args.home);
     let node_config =
         ztplane_node::NodeConfig { identity, planet, moons, cached_peers: home.load_peers(), networks, seed };
     let mut node = ztplane_node::Node::new(node_config, ztplane_node::Instant::ZERO)
         .map_err(|e| DataplaneError::Config(e.to_string()))?;
+    // As zerotier-one, every node is the controller of the networks under its address.
+    node.set_controller(Box::new(controller.clone()));
     // Each underlay interface is a bonding link named by the interface (§1).
     node.set_links(ifindexes.iter().copied().zip(args.ifaces.iter().cloned()).collect());
     if bonding.bonding_in_use() {
@@ -253,6 +258,8 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         tap_stats,
         tap_offload: args.tap_offload,
         quality,
+        controller,
+        controller_db,
     });
     let result = slow.run();
     stop.store(true, Ordering::Relaxed);
@@ -269,4 +276,32 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
     drop(steering);
     let _ = std::fs::remove_dir(&pin_dir);
     result
+}
+
+/// The network controller (ztplane-controller) with the state stored in `DIR/controller.d`. A
+/// damaged record stops the node with the file's name, before anything is attached.
+fn open_controller(
+    home: &std::path::Path,
+    identity: &ztplane_node::Identity,
+) -> Result<Arc<std::sync::Mutex<ztplane_controller::NetworkController>>, DataplaneError> {
+    let mut seed = [0u8; 8];
+    getrandom::getrandom(&mut seed).map_err(|e| DataplaneError::Internal(format!("random seed: {e}")))?;
+    let mut controller =
+        ztplane_controller::NetworkController::new(identity.clone(), unix_ms(), u64::from_le_bytes(seed));
+    let db = ztplane_host::controller_db::ControllerDb::new(home);
+    let loaded = db.load_into(&mut controller).map_err(|e| DataplaneError::Config(e.to_string()))?;
+    if loaded.networks > 0 {
+        log::info!(
+            "controller: {} network(s), {} member(s) from {}",
+            loaded.networks,
+            loaded.members,
+            db.dir.display()
+        );
+    }
+    Ok(Arc::new(std::sync::Mutex::new(controller)))
+}
+
+/// Now, in Unix milliseconds: the controller's clock is wall time (`ts`, credentials, records).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -2,7 +2,8 @@
 //! the node's timers, sends the node's datagrams through a kernel UDP socket (which also makes
 //! the kernel resolve neighbours), carries out its events on the host (taps, addresses, routes,
 //! files) and publishes the data path snapshot and the egress headers the workers use. The
-//! control socket's requests are answered here too, between packets.
+//! control socket's requests are answered here too, between packets, including the network
+//! controller's (`/controller/...`), whose records it writes to `controller.d`.
 
 use super::args::TapOffload;
 use super::headers::{Egress, EgressTable};
@@ -16,10 +17,12 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
+use ztplane_controller::NetworkController;
 use ztplane_host::control_socket::{ControlServer, Request, Response, SOCKET_NAME};
+use ztplane_host::controller_db::ControllerDb;
 use ztplane_host::home::Home;
 use ztplane_host::netlink::{Netlink, RouteSpec};
 use ztplane_host::tap::{Tap, TapOptions};
@@ -144,6 +147,10 @@ pub struct SlowSetup {
     pub tap_offload: TapOffload,
     /// Per-link quality for the control process (absent if its map could not be created).
     pub quality: Option<super::quality::QualityPublisher>,
+    /// The network controller, shared with the node (which asks it for configs).
+    pub controller: Arc<Mutex<NetworkController>>,
+    /// Where the controller's records are kept (`DIR/controller.d`).
+    pub controller_db: ControllerDb,
 }
 
 pub struct SlowPath {
@@ -227,6 +234,7 @@ impl SlowPath {
         // Cache peers and apply the last events (files) before the taps go.
         self.s.node.save_peers();
         self.events();
+        self.save_controller();
         let _ = std::fs::remove_file(&socket_path);
         if let Some(path) = &self.s.ready_file {
             let _ = std::fs::remove_file(path);
@@ -274,6 +282,7 @@ impl SlowPath {
         }
         self.transmits();
         self.events();
+        self.save_controller();
         self.log_status_changes();
         if self.last_scan.elapsed() >= MULTICAST_SCAN {
             self.last_scan = StdInstant::now();
@@ -593,9 +602,39 @@ impl SlowPath {
         config
     }
 
+    /// Writes what the controller changed (records of new members, assigned addresses, API
+    /// changes) to `controller.d`.
+    fn save_controller(&mut self) {
+        loop {
+            let change = self.s.controller.lock().unwrap_or_else(|e| e.into_inner()).poll_store();
+            let Some(change) = change else { return };
+            if let Err(e) = self.s.controller_db.apply(&change) {
+                log::error!("controller: {e}");
+            }
+        }
+    }
+
+    /// zerotier-one's controller API (`/controller/...`): answered by the controller, whose
+    /// pushes (new configs, revocations) go out at once and whose changes are saved.
+    fn control_controller(&mut self, request: &Request, now: Instant) -> Response {
+        let answer = {
+            let mut controller = self.s.controller.lock().unwrap_or_else(|e| e.into_inner());
+            ztplane_controller::api::handle(&mut controller, now, &request.method, &request.path, request.body.as_ref())
+        };
+        if request.method != "GET" {
+            log::info!("controller: {} {} → {}", request.method, request.path, answer.status);
+        }
+        self.s.node.poll_controller(now);
+        self.save_controller();
+        Response::new(answer.status, answer.body.unwrap_or(Value::Null))
+    }
+
     /// Requests of the control socket, shaped like zerotier-one's local API.
     fn control(&mut self, request: &Request) -> Response {
         let now = self.now();
+        if ztplane_controller::api::is_controller_path(&request.path) {
+            return self.control_controller(request, now);
+        }
         let path = request.path.trim_end_matches('/');
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (request.method.as_str(), parts.as_slice()) {
