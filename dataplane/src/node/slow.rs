@@ -393,7 +393,13 @@ impl SlowPath {
         let Some(nl) = self.netlink.as_mut() else { return };
         let dp = self.s.shared.data_path.load();
         let mut table = EgressTable::new();
-        let mut targets: Vec<SocketAddr> = dp.peers.values().filter_map(|p| p.via.map(|v| v.1)).collect();
+        // Every address a worker may send to: each peer's route, and every path of its bond (the
+        // bond chooses among them per packet; one missing here would send its frames through us).
+        let mut targets: Vec<SocketAddr> = dp
+            .peers
+            .values()
+            .flat_map(|p| p.via.map(|v| v.1).into_iter().chain(p.bond.iter().flat_map(|b| b.paths.iter().map(|x| x.1))))
+            .collect();
         targets.sort();
         targets.dedup();
         for dst in targets {
