@@ -440,7 +440,7 @@ impl Bond {
         }
         if covered >= p.sent.acked_seq {
             let next = p.sent.send_time_of_seq(covered);
-            p.liveness.on_ack(next, progress);
+            p.liveness.on_ack(now_us, next, progress);
         }
         Ok(())
     }

@@ -120,6 +120,12 @@ impl DetectorContext {
         self.rtt_bound_us() + ACK_INTERVAL_US.max(self.ack_holding_us) + SCHEDULING_SLACK_US
     }
 
+    /// The longest gap between acks that make progress on a path that is alive: acks come at the
+    /// peer's cadence however long the path's queue is.
+    pub fn ack_gap_limit_us(&self) -> u64 {
+        ACK_INTERVAL_US.max(self.ack_holding_us) + 4 * self.rttvar_us.max(1_000) + SCHEDULING_SLACK_US
+    }
+
     fn probe_min_interval_us(&self) -> u64 {
         if self.peer_acks { ZTPLANE_ECHO_MIN_INTERVAL_US } else { ZEROTIER_ECHO_MIN_INTERVAL_US }
     }
@@ -145,6 +151,9 @@ pub struct Liveness {
     /// Send time of the oldest data packet not yet covered by an ack (ztplane peers) or sent after the last
     /// receive (any peer).
     pub unacked_since_us: Option<u64>,
+    /// Since when the sender has been waiting for ack progress: the last ack that covered new
+    /// packets, or the start of the current unacked run if later (ztplane peers).
+    pub ack_wait_since_us: u64,
     /// Outstanding probe: (ECHO packet ID, sent at), and unanswered probes in a row.
     pub probe: Option<(u64, u64)>,
     pub unanswered_probes: u32,
@@ -162,6 +171,7 @@ impl Liveness {
             state: LinkState::Up,
             last_rx_us: now_us,
             unacked_since_us: None,
+            ack_wait_since_us: now_us,
             probe: None,
             unanswered_probes: 0,
             last_probe_us: 0,
@@ -187,6 +197,7 @@ impl Liveness {
     pub fn on_data_sent(&mut self, now_us: u64) {
         if self.unacked_since_us.is_none() {
             self.unacked_since_us = Some(now_us);
+            self.ack_wait_since_us = self.ack_wait_since_us.max(now_us);
         }
     }
 
@@ -211,8 +222,11 @@ impl Liveness {
 
     /// An ack arrived; `next_unacked` is the send time of the first packet it does not cover, `progress`
     /// whether it covers packets no earlier ack did (which clears an ack-timeout `Failing`).
-    pub fn on_ack(&mut self, next_unacked: Option<u64>, progress: bool) {
+    pub fn on_ack(&mut self, now_us: u64, next_unacked: Option<u64>, progress: bool) {
         self.unacked_since_us = next_unacked;
+        if progress {
+            self.ack_wait_since_us = now_us;
+        }
         if progress && matches!(self.state, LinkState::Failing { reason: FailureReason::AckTimeout, .. }) {
             self.state = LinkState::Up;
         }
@@ -365,7 +379,11 @@ impl Liveness {
             // Overdue packets: more in a row than the path's loss rate explains means it is dead; fewer
             // are worth a direct question.
             let needed = ctx.losses_needed();
-            if ctx.overdue_packets >= needed && ctx.overdue_for_us >= needed * ACK_INTERVAL_US {
+            // Acks still coming, only later than the RTT promised (a queue filling as traffic moves
+            // onto the path), are life: failure needs the acks themselves to stop, i.e. miss their
+            // cadence (the ack interval or the peer's holding, plus jitter and slack) whatever the RTT.
+            let ack_silent = now_us.saturating_sub(self.ack_wait_since_us) >= ctx.ack_gap_limit_us();
+            if ack_silent && ctx.overdue_packets >= needed && ctx.overdue_for_us >= needed * ACK_INTERVAL_US {
                 return Some(FailureReason::AckTimeout);
             }
             if ctx.overdue_packets > 0 {
@@ -444,6 +462,31 @@ mod tests {
         c.overdue_for_us = c.losses_needed() * ACK_INTERVAL_US;
         l.evaluate(42_000, &c);
         assert!(matches!(l.state, LinkState::Down { reason: FailureReason::AckTimeout, .. }));
+    }
+
+    #[test]
+    fn late_acks_that_keep_coming_are_not_a_failure() {
+        // A path that just took over a TCP flow: its queue grows, acks arrive later than the RTT
+        // said, but every 2 ms; packets are "overdue" for a while.
+        let mut c = ctx();
+        c.overdue_packets = 1_000;
+        c.overdue_for_us = 1_000_000;
+        let mut l = Liveness::new(0);
+        l.probe_wanted = false;
+        l.on_data_sent(0);
+        let mut t = 0;
+        while t < 500_000 {
+            l.on_ack(t, Some(t), true);
+            l.evaluate(t + 1_000, &c);
+            assert!(l.usable(), "failed at {t} µs with acks arriving: {:?}", l.state);
+            t += 2_000;
+        }
+        // The acks stop: the path fails once the gap since the last one exceeds the ack cadence.
+        let last = t - 2_000;
+        l.evaluate(last + c.ack_gap_limit_us() - 1, &c);
+        assert!(l.usable());
+        l.evaluate(last + c.ack_gap_limit_us(), &c);
+        assert!(matches!(l.state, LinkState::Down { reason: FailureReason::AckTimeout, .. }), "{:?}", l.state);
     }
 
     #[test]
@@ -535,9 +578,9 @@ mod tests {
         l.probe_wanted = false;
         l.evaluate(40_000, &c);
         assert!(matches!(l.state, LinkState::Failing { .. }));
-        l.on_ack(None, false);
+        l.on_ack(0, None, false);
         assert!(matches!(l.state, LinkState::Failing { .. }));
-        l.on_ack(None, true);
+        l.on_ack(0, None, true);
         assert_eq!(l.state, LinkState::Up);
     }
 

@@ -26,8 +26,14 @@ fn primary_cut_loses_at_most_100ms_with_default_settings() {
         let detection = f.detection_ms.expect("caused by the cut");
         assert!(detection < 100.0, "{primary}/{spare} ms: detection {detection} ms");
         assert!(r.outage_ms <= 100.0, "{primary}/{spare} ms: outage {} ms", r.outage_ms);
-        // Lost packets are those in flight plus those sent before detection: 2 packets per ms.
-        assert!(r.lost <= 200, "{primary}/{spare}: lost {}", r.lost);
+        // Lost packets are those sent before detection (2 per ms, under 100 ms) plus those in
+        // flight on the primary (up to 30 ms of them here).
+        assert!(
+            r.lost <= 260,
+            "{primary}/{spare}: lost {} (outage {} ms, detection {detection} ms)",
+            r.lost,
+            r.outage_ms
+        );
         assert_eq!(r.failovers.len(), 1, "no flapping: {:?}", r.failovers);
     }
 }
