@@ -4,6 +4,7 @@
 //! `ztplane-bench pktgen ...` is a tool rather than a benchmark: an AF_XDP traffic generator with a
 //! latency histogram, run by hand between two interfaces (see `pktgen.rs`).
 mod bond;
+mod bond_live;
 mod crypto;
 mod handoff;
 mod io;
@@ -19,7 +20,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
         bail!(
-            "usage: ztplane-bench <io|handoff|crypto|bond|peers|overlay> [options] | ztplane-bench plot NAME... \
+            "usage: ztplane-bench <io|handoff|crypto|bond|peers|overlay|bond-live> [options] | ztplane-bench plot NAME... \
              | ztplane-bench pktgen --tx-iface IF --rx-iface IF [options]"
         );
     };
@@ -30,11 +31,12 @@ fn main() -> Result<()> {
         "handoff" => handoff::run(&args[1..]),
         "peers" => peers::run(&args[1..]),
         "overlay" => overlay::run(&args[1..]),
+        "bond-live" => bond_live::run(&args[1..]),
         "plot" => report::replot(&args[1..], figure_for),
         "pktgen" => pktgen::run(&args[1..]),
         other => {
             bail!(
-                "unknown benchmark {other:?} (known: io, handoff, crypto, bond, peers, overlay; or plot NAME, pktgen)"
+                "unknown benchmark {other:?} (known: io, handoff, crypto, bond, peers, overlay, bond-live; or plot NAME, pktgen)"
             )
         }
     }
@@ -49,6 +51,7 @@ fn figure_for(name: &str) -> Option<report::FigureFn> {
         "handoff" => handoff::figure,
         "peers" => peers::figure,
         "overlay" => overlay::figure,
+        "bond-live" => bond_live::figure,
         _ => return None,
     })
 }
@@ -119,6 +122,19 @@ mod tests {
                 ],
                 "zerotier c → zerotier d (baseline)",
             ),
+            (
+                "bond-live",
+                vec![
+                    json!({"system": "ztplane", "policy": "active-backup", "outage_ms": 40, "lost": 4, "run": 1}),
+                    json!({"system": "zerotier-one", "policy": "active-backup", "outage_ms": 520, "lost": 52,
+                        "run": 1}),
+                    json!({"system": "ztplane", "policy": "balance-rr", "streams": 4, "mbps": 540.0,
+                        "ideal_mbps": 600.0}),
+                    json!({"system": "zerotier-one", "policy": "balance-rr", "streams": 4, "mbps": null,
+                        "ideal_mbps": 600.0, "error": "no bond"}),
+                ],
+                "zerotier-one 1.14.1, failoverInterval 500 (baseline)",
+            ),
         ]
     }
 
@@ -135,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_chart_needs_records() {
-        for name in ["crypto", "bond", "io", "handoff", "peers", "overlay"] {
+        for name in ["crypto", "bond", "io", "handoff", "peers", "overlay", "bond-live"] {
             assert!(super::figure_for(name).expect("chart")(&[]).is_err(), "{name} drew nothing");
         }
     }

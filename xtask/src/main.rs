@@ -16,8 +16,8 @@ const USAGE: &str = "usage: cargo xtask <verb>
                            (e.g. -- --home /var/lib/zerotier-one --iface eth1 --join NWID)
   run -- fwd [FWD ARGS]    `ztplane fwd ARGS` on real NICs; no FWD ARGS: the forwarding demo
   test                     all tests, including root-only namespace/XDP tests
-  bench NAME               io | handoff | crypto | bond | peers: figures beside an in-run baseline,
-                           written to target/bench/NAME.json
+  bench NAME               io | handoff | crypto | bond | peers | overlay | bond-live:
+                           figures beside an in-run baseline, written to target/bench/NAME.json
   fuzz NAME [--seconds N]  run a cargo-fuzz target of the protocol parsers";
 
 fn main() -> ExitCode {
@@ -136,7 +136,7 @@ fn bench(args: &[String]) -> Result<()> {
     let options = args[1..].iter().filter(|a| a.as_str() != "--");
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--quiet", "-p", "ztplane-bench", "--", name]).args(options);
-    if name == "io" || name == "overlay" {
+    if name == "io" || name == "overlay" || name == "bond-live" {
         cmd.env("ZTPLANE_BIN", build_ztplane()?);
     }
     status(&mut cmd)
