@@ -41,10 +41,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use ztplane_testkit::Netns;
 use ztplane_testkit::bond_bed::{
-    BondBed, PingRun, ZEROTIER_TRIAL, bond_show, carrying_link, fast_active_backup, flag, iperf3, ping_settled,
+    BondBed, PingRun, ZEROTIER_TRIAL, bond_show, carrying_link, fast_active_backup, flag, ping_settled,
     standard_policy, tx_bytes, zerotier_bond_show, zerotier_on_both_links, ztplane_on_both_links,
 };
 use ztplane_testkit::lan::Lan;
+use ztplane_testkit::traffic::iperf3;
 use ztplane_testkit::zerotier::{ZeroTierBinary, ZeroTierNode};
 use ztplane_testkit::ztplane::ZtplaneNode;
 

@@ -17,12 +17,9 @@ use crate::report;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 use ztplane_testkit::overlay::{Kind, OverlayBed, Process};
 use ztplane_testkit::zerotier::ZeroTierBinary;
-
-const IPERF_PORT: &str = "5201";
 
 /// One measured direction: a pair label and the two members.
 struct Case {
@@ -219,35 +216,13 @@ pub fn figure(records: &[Value]) -> Result<Figure> {
     })
 }
 
-/// TCP goodput in Gbit/s from `from` to `to` (what the receiver got), iperf3 with `streams`.
+/// TCP goodput in Gbit/s from `from` to `to` (what the receiver got), iperf3 with `streams`,
+/// the first second (slow start) left out.
 fn iperf3(bed: &OverlayBed, from: &str, to: &str, streams: u32, seconds: u64) -> Result<f64> {
     let (src, dst) = (bed.member(from)?, bed.member(to)?);
-    let mut server = dst
-        .netns
-        .command("iperf3")
-        .args(["-s", "-1", "-p", IPERF_PORT, "-B", &dst.ip])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting iperf3 -s")?;
-    std::thread::sleep(Duration::from_millis(300));
-    let out = src
-        .netns
-        .command("iperf3")
-        .args(["-c", &dst.ip, "-p", IPERF_PORT, "-J", "-t", &seconds.to_string(), "-P", &streams.to_string()])
-        .args(["--connect-timeout", "5000"])
-        .output()
-        .context("iperf3 -c");
-    let _ = server.kill();
-    let _ = server.wait();
-    let out = out?;
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("iperf3 output: {}", String::from_utf8_lossy(&out.stderr)))?;
-    if let Some(err) = report["error"].as_str() {
-        bail!("iperf3 {from} → {to}: {err}");
-    }
-    let bps = report["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3: no sum_received")?;
-    Ok(bps / 1e9)
+    let run = ztplane_testkit::traffic::iperf3(&src.netns, &dst.netns, &dst.ip, streams, seconds)
+        .with_context(|| format!("{from} → {to}"))?;
+    Ok(run.received_mbps / 1e3)
 }
 
 /// CPU time (% of one core) each member's process used over `window` with no traffic, and its

@@ -137,6 +137,13 @@ pub(crate) struct Bonding {
 }
 
 impl Bonding {
+    /// The bond with `peer` and the ID of its path (local, remote), if both exist.
+    fn path_mut(&mut self, peer: Address, local: LocalSocket, remote: SocketAddr) -> Option<(&mut PeerBond, PathId)> {
+        let pb = self.bonds.get_mut(&peer)?;
+        let path = pb.path_of(local, remote)?;
+        Some((pb, path))
+    }
+
     fn recompute_deadline(&mut self, now: Instant) {
         let now_us = now.as_micros();
         self.next_deadline = self.bonds.values().map(|b| b.bond.poll_timeout(now_us)).min();
@@ -287,8 +294,7 @@ impl Node {
         bytes: usize,
         verb: Verb,
     ) {
-        let Some(pb) = self.bonding.bonds.get_mut(&peer) else { return };
-        let Some(path) = pb.path_of(on.0, on.1) else { return };
+        let Some((pb, path)) = self.bonding.path_mut(peer, on.0, on.1) else { return };
         let _ = pb.bond.on_packet_received(path, u64::from_be_bytes(packet_id), bytes, kind_of(verb), now.as_micros());
     }
 
@@ -301,8 +307,7 @@ impl Node {
         remote: SocketAddr,
         payload: &[u8],
     ) {
-        let Some(pb) = self.bonding.bonds.get_mut(&peer) else { return };
-        let Some(path) = pb.path_of(local, remote) else { return };
+        let Some((pb, path)) = self.bonding.path_mut(peer, local, remote) else { return };
         let Ok(records) = decode_qos(payload) else {
             let _ = pb.bond.on_malformed(path, now.as_micros());
             return;
@@ -330,8 +335,7 @@ impl Node {
         payload: &[u8],
     ) {
         let Some(ack) = PathAck::decode(payload) else { return };
-        let Some(pb) = self.bonding.bonds.get_mut(&peer) else { return };
-        let Some(path) = pb.path_of(local, remote) else { return };
+        let Some((pb, path)) = self.bonding.path_mut(peer, local, remote) else { return };
         let mut reply = false;
         if !pb.bond.fast_acks() {
             pb.bond.set_fast_acks(true);
@@ -381,8 +385,7 @@ impl Node {
         remote: SocketAddr,
         in_re: [u8; 8],
     ) {
-        let Some(pb) = self.bonding.bonds.get_mut(&peer) else { return };
-        let Some(path) = pb.path_of(local, remote) else { return };
+        let Some((pb, path)) = self.bonding.path_mut(peer, local, remote) else { return };
         let _ = pb.bond.on_echo_reply(path, u64::from_be_bytes(in_re), now.as_micros());
     }
 
@@ -396,8 +399,7 @@ impl Node {
         bytes: usize,
         verb: Verb,
     ) {
-        let Some(pb) = self.bonding.bonds.get_mut(&peer) else { return };
-        let Some(path) = pb.path_of(on.0, on.1) else { return };
+        let Some((pb, path)) = self.bonding.path_mut(peer, on.0, on.1) else { return };
         let (id, at) = (u64::from_be_bytes(packet_id), now.as_micros());
         let _ = match kind_of(verb) {
             PacketKind::Data => pb.bond.on_data_sent(path, id, bytes, at),

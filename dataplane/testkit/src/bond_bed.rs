@@ -322,52 +322,6 @@ pub fn bond_events(node: &ZtplaneNode) -> String {
     node.log().lines().filter(|l| l.contains("\"event\"")).collect::<Vec<_>>().join("\n")
 }
 
-/// What an iperf3 run measured.
-#[derive(Clone, Debug)]
-pub struct Iperf {
-    /// TCP goodput the receiver got, Mbit/s.
-    pub received_mbps: f64,
-    /// Segments the senders retransmitted.
-    pub retransmits: u64,
-}
-
-/// The TCP port [`iperf3`] listens on.
-pub const IPERF_PORT: u16 = 5202;
-
-/// iperf3 TCP from `from` to `to_ip` (an address of namespace `to`) with `streams` parallel
-/// streams for `seconds`, the first second left out (slow start): the receiver's goodput. A server
-/// is started for the one run (`-s -1`) and killed after it.
-pub fn iperf3(from: &Netns, to: &Netns, to_ip: &str, streams: u32, seconds: u64) -> Result<Iperf> {
-    let ip: std::net::Ipv4Addr = to_ip.parse().with_context(|| format!("iperf3 target {to_ip:?}"))?;
-    ensure!(crate::is_benchmark_addr(ip), "refusing to send to {to_ip}: outside 198.18.0.0/15");
-    let port = IPERF_PORT.to_string();
-    let mut server = to
-        .command("iperf3")
-        .args(["-s", "-1", "-p", &port, "-B", to_ip])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting iperf3 -s")?;
-    std::thread::sleep(Duration::from_millis(300));
-    let out = from
-        .command("iperf3")
-        .args(["-c", to_ip, "-p", &port, "-J", "-O", "1", "-t", &seconds.to_string(), "-P", &streams.to_string()])
-        .args(["--connect-timeout", "5000"])
-        .output()
-        .context("iperf3 -c");
-    let _ = server.kill();
-    let _ = server.wait();
-    let out = out?;
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("iperf3 output: {}", String::from_utf8_lossy(&out.stderr)))?;
-    if let Some(err) = report["error"].as_str() {
-        bail!("iperf3 to {to_ip}: {err}");
-    }
-    let bps = report["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3: no sum_received")?;
-    let retransmits = report["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
-    Ok(Iperf { received_mbps: bps / 1e6, retransmits })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
