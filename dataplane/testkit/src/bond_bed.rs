@@ -220,18 +220,26 @@ pub fn tx_bytes(ns: &Netns) -> Result<[u64; 2]> {
 /// (The bond report cannot say: active-backup reports every path in its failover queue as
 /// `bonded`, as zerotier-one does, §6.2.)
 pub fn carrying_link(from: &Netns, to: &str) -> Result<&'static str> {
-    let before = tx_bytes(from)?;
-    let out =
-        from.command("ping").args(["-n", "-q", "-c", "100", "-i", "0.005", "-s", "1400", "-W", "1", to]).output()?;
-    ensure!(out.status.success(), "pings to {to} lost: {}", String::from_utf8_lossy(&out.stdout));
-    let after = tx_bytes(from)?;
-    let sent = [after[0] - before[0], after[1] - before[1]];
-    let total = sent[0] + sent[1];
-    match sent {
-        [eth0, _] if eth0 * 3 > total * 2 => Ok("eth0"),
-        [_, eth1] if eth1 * 3 > total * 2 => Ok("eth1"),
-        _ => bail!("no link carried most of the pings to {to}: eth0 {} bytes, eth1 {} bytes", sent[0], sent[1]),
+    // A bond that has just formed may still move its active path (a better second path, §6.1):
+    // measure again until one link carries the pings, a few times at most.
+    let mut last = [0u64; 2];
+    for _ in 0..5 {
+        let before = tx_bytes(from)?;
+        let out = from
+            .command("ping")
+            .args(["-n", "-q", "-c", "100", "-i", "0.005", "-s", "1400", "-W", "1", to])
+            .output()?;
+        ensure!(out.status.success(), "pings to {to} lost: {}", String::from_utf8_lossy(&out.stdout));
+        let after = tx_bytes(from)?;
+        last = [after[0] - before[0], after[1] - before[1]];
+        let total = last[0] + last[1];
+        match last {
+            [eth0, _] if eth0 * 3 > total * 2 => return Ok("eth0"),
+            [_, eth1] if eth1 * 3 > total * 2 => return Ok("eth1"),
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
     }
+    bail!("no link carried most of the pings to {to}: eth0 {} bytes, eth1 {} bytes", last[0], last[1])
 }
 
 /// Pings until the first reply (ARP through the overlay, paths found), then 3 strict pings.
