@@ -20,6 +20,9 @@
 pub const ACK_INTERVAL_US: u64 = 2_000;
 /// Allowance for scheduling delay in the peer and in us.
 pub const SCHEDULING_SLACK_US: u64 = 5_000;
+/// Longest ack gap that counts towards [`Liveness::ack_gap_peak_us`]: the silence of an outage
+/// must not make the next one slow to detect.
+pub const ACK_GAP_SAMPLE_MAX_US: u64 = 40_000;
 /// Smallest probe interval towards a zerotier-one peer: it answers at most one ECHO per 166 ms per path (§8.8).
 pub const ZEROTIER_ECHO_MIN_INTERVAL_US: u64 = 170_000;
 /// Smallest probe interval towards a ztplane peer.
@@ -154,6 +157,10 @@ pub struct Liveness {
     /// Since when the sender has been waiting for ack progress: the last ack that covered new
     /// packets, or the start of the current unacked run if later (ztplane peers).
     pub ack_wait_since_us: u64,
+    /// Recent peak of the gaps between acks that made progress (a decaying maximum, each gap at
+    /// most [`ACK_GAP_SAMPLE_MAX_US`]): on a busy host the peer acks late now and then, and a
+    /// silence that long is normal there.
+    pub ack_gap_peak_us: u64,
     /// Outstanding probe: (ECHO packet ID, sent at), and unanswered probes in a row.
     pub probe: Option<(u64, u64)>,
     pub unanswered_probes: u32,
@@ -172,6 +179,7 @@ impl Liveness {
             last_rx_us: now_us,
             unacked_since_us: None,
             ack_wait_since_us: now_us,
+            ack_gap_peak_us: 0,
             probe: None,
             unanswered_probes: 0,
             last_probe_us: 0,
@@ -225,6 +233,12 @@ impl Liveness {
     pub fn on_ack(&mut self, now_us: u64, next_unacked: Option<u64>, progress: bool) {
         self.unacked_since_us = next_unacked;
         if progress {
+            let gap = now_us.saturating_sub(self.ack_wait_since_us).min(ACK_GAP_SAMPLE_MAX_US);
+            self.ack_gap_peak_us = if gap >= self.ack_gap_peak_us {
+                gap
+            } else {
+                self.ack_gap_peak_us - (self.ack_gap_peak_us - gap) / 32
+            };
             self.ack_wait_since_us = now_us;
         }
         if progress && matches!(self.state, LinkState::Failing { reason: FailureReason::AckTimeout, .. }) {
@@ -382,7 +396,8 @@ impl Liveness {
             // Acks still coming, only later than the RTT promised (a queue filling as traffic moves
             // onto the path), are life: failure needs the acks themselves to stop, i.e. miss their
             // cadence (the ack interval or the peer's holding, plus jitter and slack) whatever the RTT.
-            let ack_silent = now_us.saturating_sub(self.ack_wait_since_us) >= ctx.ack_gap_limit_us();
+            let gap_limit = ctx.ack_gap_limit_us().max(2 * self.ack_gap_peak_us);
+            let ack_silent = now_us.saturating_sub(self.ack_wait_since_us) >= gap_limit;
             if ack_silent && ctx.overdue_packets >= needed && ctx.overdue_for_us >= needed * ACK_INTERVAL_US {
                 return Some(FailureReason::AckTimeout);
             }
