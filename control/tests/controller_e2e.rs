@@ -9,9 +9,8 @@
 //! Needs root and the reference binary; without root it prints why and passes.
 mod common;
 
-use common::{TempDir, ztplane, ztplanectl};
+use common::{TempDir, http, ztplane, ztplanectl};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -52,27 +51,11 @@ impl Drop for Serve {
 }
 
 /// One HTTP request to the local API in `ns` with the home's token: (status, body as JSON or null).
-fn http(ns: &Netns, home: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+fn api(ns: &Netns, home: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let token = std::fs::read_to_string(home.join("authtoken.secret")).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-ZT1-Auth: {token}\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let raw = ns
-        .run(move || {
-            let mut s = TcpStream::connect(API).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            s.write_all(request.as_bytes()).unwrap();
-            let mut raw = String::new();
-            s.read_to_string(&mut raw).unwrap();
-            raw
-        })
-        .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad reply {raw:?}"));
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, text) = http(ns, API, method, path, &[("X-ZT1-Auth", token.trim())], &body);
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 fn ping(ns: &Netns, target: &str) -> bool {
@@ -102,7 +85,7 @@ fn a_zerotier_one_member_joins_a_ztplane_controlled_network() {
     let node = ZtplaneNode::start(&ztplane(), &ns, &home, &["eth0"], &[]).unwrap();
     let controller = node.address().unwrap();
     let _serve = Serve::start(&ns, &home);
-    let api = |method: &str, path: &str, body: Option<Value>| http(&ns, &home, method, path, body);
+    let api = |method: &str, path: &str, body: Option<Value>| api(&ns, &home, method, path, body);
 
     let (code, status) = api("GET", "/controller", None);
     assert_eq!((code, &status["controller"], &status["apiVersion"]), (200, &json!(true), &json!(4)), "{status}");

@@ -7,8 +7,7 @@
 //! Needs root and the reference binary; without root it prints why and passes.
 mod common;
 
-use common::{TempDir, text, ztplane, ztplanectl};
-use std::io::{Read, Write};
+use common::{TempDir, http, text, ztplane, ztplanectl};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -62,29 +61,6 @@ impl Drop for Serve {
 /// The real zerotier-cli in `ns`: `-DHOME` (it takes its switches' values joined) and `args`.
 fn cli(ns: &Netns, link: &Path, home: &Path, args: &[&str]) -> Output {
     ns.command(link.to_str().unwrap()).arg(format!("-D{}", home.display())).args(args).output().unwrap()
-}
-
-/// One raw HTTP/1.1 request inside `ns`: (status, body).
-fn http(ns: &Netns, addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request += &format!("{k}: {v}\r\n");
-    }
-    request += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
-    let addr = addr.to_string();
-    let raw = ns
-        .run(move || {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            s.write_all(request.as_bytes()).unwrap();
-            let mut raw = String::new();
-            s.read_to_string(&mut raw).unwrap();
-            raw
-        })
-        .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad reply {raw:?}"));
-    (status, body.to_string())
 }
 
 #[test]
