@@ -98,6 +98,22 @@ const DUPLICATE_SLOTS: usize = 1 << 16;
 /// bonds' send logs and ack arithmetic assume it).
 const RECORD_HORIZON_US: u64 = 2_000;
 
+impl PathRecord {
+    /// A frame that arrived from bonded `peer` on one of its bond's paths (delivered, or a
+    /// broadcast copy dropped), `bytes` long, at `at`.
+    pub fn arrival(peer: Address, arrival: crate::datapath::BondedArrival, bytes: u32, at: Instant) -> Self {
+        PathRecord {
+            peer,
+            path: arrival.path,
+            packet_id: arrival.packet_id,
+            bytes,
+            at,
+            received: true,
+            flow: arrival.flow,
+        }
+    }
+}
+
 /// The bond with one peer and the paths its IDs name.
 pub(crate) struct PeerBond {
     pub bond: Bond,

@@ -36,7 +36,7 @@ use ztplane_bond::{PathId, WorkerCursor};
 use ztplane_host::offload::{Coalescer, NEEDS_CSUM, Segments, VnetHdr};
 use ztplane_host::tap::{READ_BUF_LEN, TapQueue};
 use ztplane_node::bonding::PathRecord;
-use ztplane_node::datapath::{DataPath, RxVerdict, TxVerdict, seal_frame};
+use ztplane_node::datapath::{BondedArrival, DataPath, RxVerdict, TxVerdict, seal_frame};
 use ztplane_node::{Address, Instant, NetworkId};
 use ztplane_protocol::fragment::fragment_header;
 use ztplane_protocol::header::{
@@ -452,9 +452,15 @@ impl Processor<'_> {
         let _ = self.shared.punts.try_send(Punt::PathRecords(records));
     }
 
-    fn bond_record(&mut self, peer: Address, path: PathId, packet_id: u64, bytes: usize, received: bool, flow: u64) {
+    /// A frame that arrived from a bonded peer on one of its bond's paths.
+    fn arrival_record(&mut self, peer: Address, arrival: BondedArrival, bytes: usize) {
+        self.records.push(PathRecord::arrival(peer, arrival, bytes as u32, self.now));
+    }
+
+    /// A frame sent to a bonded peer on path `path` of its bond.
+    fn sent_record(&mut self, peer: Address, path: PathId, packet_id: u64, bytes: usize) {
         let (at, bytes) = (self.now, bytes as u32);
-        self.records.push(PathRecord { peer, path, packet_id, bytes, at, received, flow });
+        self.records.push(PathRecord { peer, path, packet_id, bytes, at, received: false, flow: 0 });
     }
 
     fn report(&mut self, punt: Punt) {
@@ -507,7 +513,7 @@ impl Processor<'_> {
                 RxVerdict::Deliver { network, start: s, len, source, bonded } => {
                     stats::add(&self.stats.fast_rx, 1);
                     if let Some(b) = bonded {
-                        self.bond_record(source, b.path, b.packet_id, bytes, true, b.flow);
+                        self.arrival_record(source, b, bytes);
                     }
                     self.note(source, remote, local, true, hops == 0);
                     Verdict::TapWrite { network: network.0, start: (start + s) as u16, len: len as u16 }
@@ -521,7 +527,7 @@ impl Processor<'_> {
                     Verdict::Free
                 }
                 RxVerdict::Duplicate { source, bonded: b } => {
-                    self.bond_record(source, b.path, b.packet_id, bytes, true, 0);
+                    self.arrival_record(source, b, bytes);
                     Verdict::Free
                 }
                 RxVerdict::Drop => Verdict::Free,
@@ -547,7 +553,7 @@ impl Processor<'_> {
         match dp.receive(packet, (local, remote), &mut random) {
             RxVerdict::Deliver { network, start: s, len: l, source, bonded } => {
                 if let Some(b) = bonded {
-                    self.bond_record(source, b.path, b.packet_id, len, true, b.flow);
+                    self.arrival_record(source, b, len);
                 }
                 self.note(source, remote, local, true, hops == 0);
                 stats::add(&self.stats.fast_rx, 1);
@@ -572,7 +578,7 @@ impl Processor<'_> {
                 Verdict::Free
             }
             RxVerdict::Duplicate { source, bonded: b } => {
-                self.bond_record(source, b.path, b.packet_id, len, true, 0);
+                self.arrival_record(source, b, len);
                 Verdict::Free
             }
             RxVerdict::Drop => Verdict::Free,
@@ -644,7 +650,7 @@ impl Processor<'_> {
                     return Verdict::Free;
                 }
                 if let Some(path) = path {
-                    self.bond_record(dest, path, wire_id, len, false, 0);
+                    self.sent_record(dest, path, wire_id, len);
                 }
                 // The head leaves first: it becomes the item's frame, the tail (if any) its extra.
                 std::mem::swap(&mut item.desc, spare);

@@ -390,29 +390,11 @@ impl Sim {
                 n.delivered.push((network, packet[start..start + len].to_vec()));
                 n.node.note_frames(now, source, local, from, original[18] & 7 == 0);
                 if let Some(b) = bonded {
-                    let r = PathRecord {
-                        peer: source,
-                        path: b.path,
-                        packet_id: b.packet_id,
-                        bytes,
-                        at: now,
-                        received: true,
-                        flow: b.flow,
-                    };
-                    n.node.bond_records(now, &[r]);
+                    n.node.bond_records(now, &[PathRecord::arrival(source, b, bytes, now)]);
                 }
             }
             RxVerdict::Duplicate { source, bonded: b } => {
-                let r = PathRecord {
-                    peer: source,
-                    path: b.path,
-                    packet_id: b.packet_id,
-                    bytes,
-                    at: now,
-                    received: true,
-                    flow: 0,
-                };
-                n.node.bond_records(now, &[r]);
+                n.node.bond_records(now, &[PathRecord::arrival(source, b, bytes, now)]);
             }
             RxVerdict::PuntOpened(suite) => {
                 n.punted_rx += 1;
