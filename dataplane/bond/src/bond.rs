@@ -284,6 +284,15 @@ impl Bond {
         p.sent.record(PacketKind::Data, packet_id, bytes, now_us);
         p.liveness.on_data_sent(now_us);
         p.packets_sent += 1;
+        if let Some((ack, arrived_us)) = p.sent.held_ack
+            && ack.newest_packet_id == packet_id
+        {
+            p.sent.held_ack = None;
+            p.sent.acks_late += 1;
+            let seq = p.sent.data_sent - 1;
+            let sent_at = p.sent.send_time_of_seq(seq).unwrap_or(now_us);
+            apply_ack(p, ack, seq, sent_at, arrived_us.max(sent_at));
+        }
         Ok(())
     }
 
@@ -405,42 +414,17 @@ impl Bond {
     /// A ztplane path ack arrived on `path`.
     pub fn on_path_ack(&mut self, path: PathId, ack: PathAck, now_us: u64) -> Result<(), BondError> {
         let p = self.path_mut(path)?;
-        let Some((seq, sent_at)) = p.sent.find_data(ack.newest_packet_id) else {
-            return Ok(());
-        };
-        let rtt = now_us.saturating_sub(sent_at).saturating_sub(ack.holding_us as u64);
-        p.quality.record_rtt(rtt.max(1));
-        p.quality.record_ack_holding(u64::from(ack.holding_us));
-        let covered = seq + 1;
-        let progress = p.sent.resync_on_next_ack || covered > p.sent.acked_seq;
-        if p.sent.resync_on_next_ack {
-            if covered < p.sent.acked_seq {
-                // A late ack for traffic from before the outage.
-                return Ok(());
-            }
-            p.sent.resync_on_next_ack = false;
-            p.sent.acked_seq = covered;
-            p.sent.acked_received = ack.received_count;
-            p.sent.acked_bytes = ack.received_bytes;
-        } else if covered > p.sent.acked_seq && ack.received_count >= p.sent.acked_received {
-            let sent = covered - p.sent.acked_seq;
-            // More received than sent up to the acked packet: packets the sender logged just after
-            // it (several cores send on one path; their order in the log is only nearly the wire's)
-            // arrived first. The surplus is carried to the next ack instead of being lost, or it
-            // would show up there as loss.
-            let received = (ack.received_count - p.sent.acked_received).min(sent);
-            let bytes = ack.received_bytes.saturating_sub(p.sent.acked_bytes);
-            p.quality.record_outcomes(now_us, sent, received, bytes);
-            p.sent.acked_seq = covered;
-            // ...but only so much: packets the sender never logged (a record lost on the way) must
-            // not hide later losses for long.
-            p.sent.acked_received =
-                (p.sent.acked_received + received).max(ack.received_count.saturating_sub(MAX_CARRIED_RECEIPTS));
-            p.sent.acked_bytes = ack.received_bytes;
+        p.sent.last_ack_us = Some(now_us);
+        // Whatever ack was held, this newer one covers at least as much.
+        if p.sent.held_ack.take().is_some() {
+            p.sent.acks_unmatched += 1;
         }
-        if covered >= p.sent.acked_seq {
-            let next = p.sent.send_time_of_seq(covered);
-            p.liveness.on_ack(now_us, next, progress);
+        match p.sent.find_data(ack.newest_packet_id) {
+            Some((seq, sent_at)) => {
+                p.sent.acks_matched += 1;
+                apply_ack(p, ack, seq, sent_at, now_us);
+            }
+            None => p.sent.held_ack = Some((ack, now_us)),
         }
         Ok(())
     }
@@ -791,5 +775,45 @@ impl Bond {
             self.stats.flow_moves += moved;
             Self::push_event(&mut self.events, &mut self.stats, BondEvent::FlowsMoved { at_us: now_us, count: moved });
         }
+    }
+}
+
+/// Applies a path ack whose newest packet is data packet `seq` of `p`, sent at `sent_at`, the
+/// ack having arrived at `arrived_us`: RTT, the peer's ack holding, loss and throughput over the
+/// packets it newly covers, and liveness.
+fn apply_ack(p: &mut PathState, ack: PathAck, seq: u64, sent_at: u64, arrived_us: u64) {
+    let rtt = arrived_us.saturating_sub(sent_at).saturating_sub(ack.holding_us as u64);
+    p.quality.record_rtt(rtt.max(1));
+    p.quality.record_ack_holding(u64::from(ack.holding_us));
+    let covered = seq + 1;
+    let progress = p.sent.resync_on_next_ack || covered > p.sent.acked_seq;
+    if p.sent.resync_on_next_ack {
+        if covered < p.sent.acked_seq {
+            // A late ack for traffic from before the outage.
+            return;
+        }
+        p.sent.resync_on_next_ack = false;
+        p.sent.acked_seq = covered;
+        p.sent.acked_received = ack.received_count;
+        p.sent.acked_bytes = ack.received_bytes;
+    } else if covered > p.sent.acked_seq && ack.received_count >= p.sent.acked_received {
+        let sent = covered - p.sent.acked_seq;
+        // More received than sent up to the acked packet: packets the sender logged just after
+        // it (several cores send on one path; their order in the log is only nearly the wire's)
+        // arrived first. The surplus is carried to the next ack instead of being lost, or it
+        // would show up there as loss.
+        let received = (ack.received_count - p.sent.acked_received).min(sent);
+        let bytes = ack.received_bytes.saturating_sub(p.sent.acked_bytes);
+        p.quality.record_outcomes(arrived_us, sent, received, bytes);
+        p.sent.acked_seq = covered;
+        // ...but only so much: packets the sender never logged (a record lost on the way) must
+        // not hide later losses for long.
+        p.sent.acked_received =
+            (p.sent.acked_received + received).max(ack.received_count.saturating_sub(MAX_CARRIED_RECEIPTS));
+        p.sent.acked_bytes = ack.received_bytes;
+    }
+    if covered >= p.sent.acked_seq {
+        let next = p.sent.send_time_of_seq(covered);
+        p.liveness.on_ack(arrived_us, next, progress);
     }
 }

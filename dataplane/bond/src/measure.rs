@@ -94,6 +94,17 @@ pub struct SentLog {
     /// The path was down: the next ack only re-establishes the reference point. Packets lost in the
     /// outage are the outage's (availability), not the link's loss ratio once it is back.
     pub resync_on_next_ack: bool,
+    /// The newest ack that named a packet not (yet) in the log, and when it arrived. Send
+    /// records reach the bond in batches, after the workers' batch and the owner's reordering
+    /// horizon, while on a LAN the peer's ack for a packet can be back sooner: such an ack is
+    /// applied when its packet's record comes. A newer ack replaces it.
+    pub held_ack: Option<(PathAck, u64)>,
+    /// Path acks applied at once, applied once their packet's record came, and never matched
+    /// (replaced while held, or naming a packet the log never had); when the last one came.
+    pub acks_matched: u64,
+    pub acks_late: u64,
+    pub acks_unmatched: u64,
+    pub last_ack_us: Option<u64>,
 }
 
 impl SentLog {
@@ -110,6 +121,11 @@ impl SentLog {
             acked_received: 0,
             acked_bytes: 0,
             resync_on_next_ack: false,
+            held_ack: None,
+            acks_matched: 0,
+            acks_late: 0,
+            acks_unmatched: 0,
+            last_ack_us: None,
         }
     }
 

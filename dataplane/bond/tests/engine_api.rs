@@ -355,3 +355,35 @@ fn receipts_ahead_of_the_senders_log_are_carried_not_counted_as_loss() {
     let loss = bond.quality(PathId(0), 30_000).unwrap().loss;
     assert!((loss - 2.0 / 30.0).abs() < 1e-9, "loss {loss}");
 }
+
+#[test]
+fn an_ack_that_overtakes_its_packets_send_record_counts_when_the_record_comes() {
+    use ztplane_bond::PathAck;
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    bond.set_peer_acks(true);
+    let ack = |count: u64, newest: u64, holding_us: u32| PathAck {
+        received_count: count,
+        received_bytes: count * 1000,
+        newest_packet_id: newest,
+        holding_us,
+    };
+    // A LAN: packets 1..=10 go out at 1 ms spacing, the peer's ack for all ten arrives 300 µs
+    // after the 10th was sent, and the owner gets the senders' records 2 ms after that.
+    for i in 1..=9u64 {
+        bond.on_data_sent(PathId(0), i, 1000, i * 1000).unwrap();
+    }
+    bond.on_path_ack(PathId(0), ack(10, 10, 100), 10_300).unwrap();
+    let p = &bond.paths()[0];
+    assert_eq!((p.sent.acks_matched, p.sent.acks_late, p.sent.acked_seq), (0, 0, 0), "applied before its record");
+    bond.on_data_sent(PathId(0), 10, 1000, 10_000).unwrap();
+    let p = &bond.paths()[0];
+    assert_eq!((p.sent.acks_late, p.sent.acks_unmatched, p.sent.acked_seq), (1, 0, 10));
+    assert_eq!(p.liveness.unacked_since_us, None, "everything sent is acked");
+    // RTT from the ack's arrival, not from when the record came: 300 µs less 100 µs held.
+    assert_eq!(bond.paths()[0].quality.srtt_us(), 200);
+    assert_eq!(bond.quality(PathId(0), 12_300).unwrap().loss, 0.0);
+    // A newer ack replaces a held one; an ack for a packet never logged stays unmatched.
+    bond.on_path_ack(PathId(0), ack(11, 999, 0), 13_000).unwrap();
+    bond.on_path_ack(PathId(0), ack(12, 998, 0), 14_000).unwrap();
+    assert_eq!(bond.paths()[0].sent.acks_unmatched, 1);
+}

@@ -417,11 +417,18 @@ impl Node {
     ) {
         let Some((pb, path)) = self.bonding.path_mut(peer, on.0, on.1) else { return };
         let (id, at) = (u64::from_be_bytes(packet_id), now.as_micros());
-        let _ = match kind_of(verb) {
-            PacketKind::Data => pb.bond.on_data_sent(path, id, bytes, at),
-            PacketKind::Control => pb.bond.on_control_sent(path, id, at),
-            PacketKind::Measurement => Ok(()),
-        };
+        match kind_of(verb) {
+            // In time order with the workers' records (see [`RECORD_HORIZON_US`]).
+            PacketKind::Data => {
+                let record =
+                    PathRecord { peer, path, packet_id: id, bytes: bytes as u32, at: now, received: false, flow: 0 };
+                self.bond_records(now, &[record]);
+            }
+            PacketKind::Control => {
+                let _ = pb.bond.on_control_sent(path, id, at);
+            }
+            PacketKind::Measurement => {}
+        }
     }
 
     /// The paths the node sends a message to a bonded peer on: the bond's choice for its flow
@@ -524,6 +531,26 @@ impl Node {
     fn bond_events(&mut self, peer: Address) {
         let Some(pb) = self.bonding.bonds.get_mut(&peer) else { return };
         while let Some(event) = pb.bond.poll_event() {
+            if let ztplane_bond::BondEvent::PathDown { at_us, path, .. } = &event
+                && let Ok(p) = pb.bond.path(PathId(*path))
+            {
+                // What the detector saw, so that a failure nobody caused can be explained.
+                let (sent, l) = (&p.sent, &p.liveness);
+                log::info!(
+                    "bond {peer}: path {path} down: {} data sent; acks {} matched, {} late, {} unmatched, last {} µs ago; \
+                     ack wait since {} µs ago, gap peak {} µs; srtt {} µs, rttvar {} µs; last receive {} µs ago",
+                    sent.data_sent,
+                    sent.acks_matched,
+                    sent.acks_late,
+                    sent.acks_unmatched,
+                    sent.last_ack_us.map_or(-1, |t| at_us.saturating_sub(t) as i64),
+                    at_us.saturating_sub(l.ack_wait_since_us),
+                    l.ack_gap_peak_us,
+                    p.quality.srtt_us(),
+                    p.quality.rttvar_us(),
+                    at_us.saturating_sub(l.last_rx_us),
+                );
+            }
             self.events.push_back(Event::Bond { peer, event });
         }
     }

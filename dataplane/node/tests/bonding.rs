@@ -198,3 +198,67 @@ fn broadcast_sends_every_frame_on_both_links_and_delivers_it_once() {
     let got = sequence_of(&sim.nodes[2].delivered[before..]);
     assert_eq!(got, (0..100u8).collect::<Vec<_>>(), "duplicates or gaps");
 }
+
+/// A second link joins while data flows on the first, on a LAN where the peer's acks come back
+/// before the workers' send records reach the node: the acks still count (held until their
+/// packet's record comes), and no healthy path is declared dead.
+#[test]
+fn a_link_that_joins_under_traffic_leaves_the_carrying_path_up() {
+    let mut sim = Sim::new();
+    let ids = identities();
+    let moon = moon(&ids[0], sim.underlay(0));
+    let nwid = controlled_network(&ids[0]);
+    let plans = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    for (i, id) in ids[1..3].iter().enumerate() {
+        plans
+            .lock()
+            .unwrap()
+            .insert(id.address().as_u64(), MemberPlan { authorized: true, ip: format!("198.19.0.{}", i + 1) });
+    }
+    let c = sim.add(ids[0].clone(), vec![moon.clone()], vec![], vec![]);
+    sim.nodes[c].node.set_controller(Box::new(TestController {
+        identity: ids[0].clone(),
+        members: plans,
+        revision: 1,
+        rules: vec![0x01, 0x00],
+        extra_flags: 0,
+    }));
+    let (config, _) = parse_local_conf(r#"{"settings": {"defaultBondingPolicy": "active-backup"}}"#).unwrap();
+    for id in &ids[1..3] {
+        let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);
+        let now = sim.now;
+        let node = &mut sim.nodes[i].node;
+        node.set_links(vec![(1, "eth0".into()), (2, "eth1".into())]);
+        node.set_bonding(config.clone(), now);
+        node.join(nwid, now).unwrap();
+    }
+    assert!(sim.run_until(30_000, |s| [1, 2].iter().all(|&i| s.config(i, nwid).is_some())));
+    assert_eq!(exchange_ping(&mut sim, nwid, 1500), 1500);
+    let b = sim.nodes[2].identity.address();
+    assert!(sim.nodes[1].node.bond(b).unwrap().0.peer_acks());
+    sim.add_link(1);
+    sim.add_link(2);
+    // A LAN: acks come back well within the time the node holds the workers' records.
+    sim.latency_ms = 0;
+    sim.record_delay_ms = 5;
+    let (ma, mb) = (mac(&sim, 1, nwid), mac(&sim, 2, nwid));
+    for seq in 0..5000u32 {
+        sim.tap_send(1, nwid, &udp(mb, ma, seq));
+        sim.run(if seq % 50 == 0 { 30 } else { 1 });
+    }
+    let (bond, paths) = sim.nodes[1].node.bond(b).unwrap();
+    assert_eq!(paths.len(), 2, "second link not bonded");
+    let unmatched: Vec<(u64, u64)> =
+        bond.paths().iter().map(|p| (p.sent.acks_matched, p.sent.acks_unmatched)).collect();
+    assert!(unmatched.iter().all(|&(_, u)| u == 0), "acks (matched, unmatched) per path: {unmatched:?}");
+    let downs: Vec<String> = sim.nodes[1]
+        .events
+        .iter()
+        .chain(&sim.nodes[2].events)
+        .filter_map(|e| match e {
+            Event::Bond { event, .. } => Some(format!("{event:?}")),
+            _ => None,
+        })
+        .collect();
+    assert!(!downs.iter().any(|e| e.contains("PathDown")), "{downs:#?}");
+}

@@ -155,6 +155,8 @@ pub struct SimNode {
     pub punted_tx: u64,
     reassembly: Receiver,
     rng: u64,
+    /// Send records a worker has not reported yet (see [`Sim::record_delay_ms`]).
+    held_records: VecDeque<PathRecord>,
 }
 
 pub struct Sim {
@@ -165,6 +167,9 @@ pub struct Sim {
     /// Address pairs (one link between two nodes, both ways) whose datagrams are dropped.
     pub cut_links: HashSet<(SocketAddr, SocketAddr)>,
     pub latency_ms: u64,
+    /// How long the data path's send records take to reach the node (a worker reports per
+    /// batch, and a busy one later than the peer's acks come back on a LAN).
+    pub record_delay_ms: u64,
     /// (arrival, sender, source address, destination address, datagram).
     in_flight: VecDeque<(Instant, usize, SocketAddr, SocketAddr, Vec<u8>)>,
     /// Datagrams sent to addresses no node has (e.g. unreachable roots).
@@ -193,6 +198,7 @@ impl Sim {
             cut: HashSet::new(),
             cut_links: HashSet::new(),
             latency_ms: 1,
+            record_delay_ms: 0,
             in_flight: VecDeque::new(),
             unroutable: 0,
             last_head: HashMap::new(),
@@ -236,6 +242,7 @@ impl Sim {
             punted_tx: 0,
             reassembly: Receiver::default(),
             rng: 0x9e37_79b9_7f4a_7c15 ^ index as u64,
+            held_records: VecDeque::new(),
         });
         self.nodes[index].node.handle_timeout(self.now);
         self.drain(index);
@@ -436,7 +443,11 @@ impl Sim {
                         received: false,
                         flow: 0,
                     };
-                    n.node.bond_records(now, &[r]);
+                    if self.record_delay_ms == 0 {
+                        n.node.bond_records(now, &[r]);
+                    } else {
+                        n.held_records.push_back(r);
+                    }
                 }
                 let from = self.source_for(i, Some(via.0), via.1);
                 for p in pieces {
@@ -473,6 +484,12 @@ impl Sim {
                 }
             }
             for i in 0..self.nodes.len() {
+                let now = self.now;
+                let n = &mut self.nodes[i];
+                while n.held_records.front().is_some_and(|r| r.at.add_ms(self.record_delay_ms) <= now) {
+                    let r = n.held_records.pop_front().unwrap();
+                    n.node.bond_records(now, &[r]);
+                }
                 if self.nodes[i].node.poll_timeout() <= self.now {
                     self.nodes[i].node.handle_timeout(self.now);
                 }
