@@ -67,7 +67,7 @@ pub fn run(args: &XdpArgs) -> Result<ExitCode> {
             }
         }
         XdpCmd::Ports(PortsCmd::List) => {
-            for iface in &ifaces {
+            for iface in &underlay(&dir, &ifaces) {
                 let mut ports = ports_map(&dir.join(iface))?.keys().collect::<Result<Vec<u16>, _>>()?;
                 ports.sort_unstable();
                 println!("{}", json!({"iface": iface, "ports": ports}));
@@ -76,6 +76,7 @@ pub fn run(args: &XdpArgs) -> Result<ExitCode> {
         XdpCmd::Ports(cmd @ (PortsCmd::Add { port } | PortsCmd::Remove { port })) => {
             let verb = if matches!(cmd, PortsCmd::Add { .. }) { "add" } else { "remove" };
             let port: u16 = port.parse().ok().filter(|&p| p != 0).with_context(|| format!("bad port {port:?}"))?;
+            let ifaces = underlay(&dir, &ifaces);
             for iface in &ifaces {
                 let mut map = ports_map(&dir.join(iface))?;
                 if verb == "add" {
@@ -109,6 +110,12 @@ fn interfaces(dir: &Path) -> Result<Vec<String>> {
         bail!("instance at {} has no interfaces", dir.display());
     }
     Ok(names)
+}
+
+/// The underlay interfaces among `ifaces`: a bridged LAN port (gateway mode) steers every frame
+/// and has no port map.
+fn underlay(dir: &Path, ifaces: &[String]) -> Vec<String> {
+    ifaces.iter().filter(|i| dir.join(i).join(PORTS_MAP).exists()).cloned().collect()
 }
 
 fn pinned(path: &Path) -> Result<Map> {

@@ -19,6 +19,10 @@ pub enum DataplaneError {
     Socket { ifname: String, queue: u32, reason: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("VLAN ID {0} cannot be excluded: use 1 to 4094 (0 is a priority tag, 4095 is reserved)")]
+    InvalidVlan(u16),
+    #[error("{given} VLANs to exclude; a LAN port takes at most {max}")]
+    TooManyVlans { given: usize, max: u32 },
     #[error("instance {name:?} is already running (pid {pid}); stop it or pick another --instance")]
     InstanceRunning { name: String, pid: u32 },
     #[error("internal error: {0}")]

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 use ztplane_testkit::bed::{FwdBed, GEN_IP, SINK_IP};
+use ztplane_testkit::crafted::{Ends, Tag, ipv6_udp, udp};
 use ztplane_testkit::traffic::send_frames;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -13,58 +14,15 @@ fn ztplane() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_ztplane"))
 }
 
+/// Frames from the generator to the sink, as the bed's static neighbours expect them.
+fn ends(bed: &FwdBed) -> Ends {
+    Ends { src_mac: bed.gen_mac, dst_mac: bed.sink_mac, src_ip: GEN_IP, dst_ip: SINK_IP }
+}
+
 /// Ethernet header (optionally with an 802.1Q tag) + `l3`.
 fn ether(bed: &FwdBed, ethertype: u16, vlan: Option<u16>, l3: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&bed.sink_mac);
-    f.extend_from_slice(&bed.gen_mac);
-    if let Some(id) = vlan {
-        f.extend_from_slice(&0x8100u16.to_be_bytes());
-        f.extend_from_slice(&id.to_be_bytes());
-    }
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(l3);
-    f
-}
-
-fn ipv4(proto: u8, frag: u16, l4: &[u8]) -> Vec<u8> {
-    let total = (20 + l4.len()) as u16;
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&total.to_be_bytes());
-    h.extend_from_slice(&[0, 0]);
-    h.extend_from_slice(&frag.to_be_bytes());
-    h.extend_from_slice(&[64, proto, 0, 0]);
-    h.extend_from_slice(&GEN_IP.octets());
-    h.extend_from_slice(&SINK_IP.octets());
-    let sum = !h.chunks(2).fold(0u32, |acc, c| {
-        let s = acc + u32::from(u16::from_be_bytes([c[0], c[1]]));
-        (s & 0xffff) + (s >> 16)
-    }) as u16;
-    h[10..12].copy_from_slice(&sum.to_be_bytes());
-    h.extend_from_slice(l4);
-    h
-}
-
-fn ipv6_udp(dport: u16, payload: &[u8]) -> Vec<u8> {
-    let udp = udp(dport, payload);
-    let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&(udp.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[17, 64]);
-    h.extend_from_slice(&[0xfd, 0x00, 0x19, 0x81, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-    h.extend_from_slice(&[0xfd, 0x00, 0x19, 0x81, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
-    h.extend_from_slice(&udp);
-    h
-}
-
-fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = (8 + payload.len()) as u16;
-    let mut u = Vec::new();
-    u.extend_from_slice(&40000u16.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&len.to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    u
+    let tags: Vec<Tag> = vlan.into_iter().map(Tag::q).collect();
+    ends(bed).ether(&tags, ethertype, l3)
 }
 
 fn counters(summary: &serde_json::Value) -> [u64; 4] {
@@ -76,32 +34,33 @@ fn counters(summary: &serde_json::Value) -> [u64; 4] {
 fn classifies_vlan_ipv6_fragments_and_malformed_frames() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bed = FwdBed::new(1).unwrap();
+    let e = ends(&bed);
     let dataplane = bed.start_ztplane(ztplane(), &["--duration", "60"]).unwrap();
     let payload = [0x11u8; 40];
     let steered: Vec<Vec<u8>> = vec![
-        ether(&bed, 0x0800, None, &ipv4(17, 0x4000, &udp(9993, &payload))),
-        ether(&bed, 0x0800, Some(5), &ipv4(17, 0, &udp(9993, &payload))),
+        ether(&bed, 0x0800, None, &e.ipv4(17, 0x4000, &udp(9993, &payload))),
+        ether(&bed, 0x0800, Some(5), &e.ipv4(17, 0, &udp(9993, &payload))),
         ether(&bed, 0x86dd, None, &ipv6_udp(9993, &payload)),
         ether(&bed, 0x86dd, Some(7), &ipv6_udp(9993, &payload)),
     ];
     let passed: Vec<Vec<u8>> = vec![
-        ether(&bed, 0x0800, None, &ipv4(17, 0, &udp(53, &payload))),
-        ether(&bed, 0x0800, None, &ipv4(6, 0, &udp(9993, &payload))),
-        ether(&bed, 0x0800, None, &ipv4(17, 0x2000, &udp(9993, &payload))), // MF: a fragment
-        ether(&bed, 0x0800, None, &ipv4(17, 0x0010, &payload)),             // later fragment
-        ether(&bed, 0x0806, None, &[0u8; 28]),                              // ARP
+        ether(&bed, 0x0800, None, &e.ipv4(17, 0, &udp(53, &payload))),
+        ether(&bed, 0x0800, None, &e.ipv4(6, 0, &udp(9993, &payload))),
+        ether(&bed, 0x0800, None, &e.ipv4(17, 0x2000, &udp(9993, &payload))), // MF: a fragment
+        ether(&bed, 0x0800, None, &e.ipv4(17, 0x0010, &payload)),             // later fragment
+        ether(&bed, 0x0806, None, &[0u8; 28]),                                // ARP
     ];
-    let mut truncated_udp = ipv4(17, 0, &udp(9993, &payload));
+    let mut truncated_udp = e.ipv4(17, 0, &udp(9993, &payload));
     truncated_udp.truncate(20 + 8 + 10); // UDP length says 48, 18 bytes present
-    let mut claims_1500 = ipv4(17, 0, &udp(9993, &payload));
+    let mut claims_1500 = e.ipv4(17, 0, &udp(9993, &payload));
     claims_1500[2..4].copy_from_slice(&1500u16.to_be_bytes()); // UDP length still consistent
     let malformed: Vec<Vec<u8>> = vec![
         ether(&bed, 0x0800, None, &[0x45, 0, 0, 20, 0, 0]), // IPv4 header cut short
         ether(&bed, 0x0800, None, &truncated_udp),
-        ether(&bed, 0x0800, None, &ipv4(17, 0, &[0x9c, 0x40, 0x27])), // UDP header cut short
-        ether(&bed, 0x86dd, None, &[0x60, 0, 0]),                     // IPv6 header cut short
-        ether(&bed, 0x0800, Some(9), &[0x55; 20]),                    // version 5
-        ether(&bed, 0x0800, None, &claims_1500),                      // IP length beyond the frame
+        ether(&bed, 0x0800, None, &e.ipv4(17, 0, &[0x9c, 0x40, 0x27])), // UDP header cut short
+        ether(&bed, 0x86dd, None, &[0x60, 0, 0]),                       // IPv6 header cut short
+        ether(&bed, 0x0800, Some(9), &[0x55; 20]),                      // version 5
+        ether(&bed, 0x0800, None, &claims_1500),                        // IP length beyond the frame
     ];
     let mut all = Vec::new();
     for (group, times) in [(&steered, 3), (&passed, 2), (&malformed, 1)] {
@@ -126,6 +85,7 @@ fn classifies_vlan_ipv6_fragments_and_malformed_frames() {
 fn steered_ports_change_while_running() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bed = FwdBed::new(1).unwrap();
+    let e = ends(&bed);
     let dataplane = bed.start_ztplane(ztplane(), &["--duration", "60"]).unwrap();
     // Built beside ztplane by the same `cargo test --workspace` (control has integration tests).
     let ctl = ztplane().with_file_name("ztplanectl");
@@ -136,7 +96,7 @@ fn steered_ports_change_while_running() {
         assert!(out.status.success(), "ztplanectl xdp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let frame = |port| ether(&bed, 0x0800, None, &ipv4(17, 0, &udp(port, &[1u8; 32])));
+    let frame = |port| ether(&bed, 0x0800, None, &e.ipv4(17, 0, &udp(port, &[1u8; 32])));
     let before = vec![frame(9994); 5];
     bed.sender.run(move || send_frames("gen0", &before)).unwrap().unwrap();
     ctl_run(&["ports", "add", "9994"]);

@@ -5,6 +5,17 @@
 //! fragments, IPv6 with extension headers, truncated or malformed frames — is passed to the
 //! kernel untouched. The kernel only lets a frame be redirected to the socket of its own RX
 //! queue, so spreading one flow over cores is userspace's job (see `dataplane/src/handoff.rs`).
+//!
+//! `ztplane_lan`: the XDP program of a gateway's LAN port (`--bridge NWID=LANIF`). The port is
+//! bridged into a ZeroTier network, so the workers must see every frame the LAN carries, whatever
+//! its protocol: all of them go to the AF_XDP socket of their queue and none to the kernel. The
+//! exception is the operator's way back in: a frame whose outer 802.1Q / 802.1ad tag carries a
+//! VLAN ID of [`EXCLUDED_VLANS`] (the management VLAN, say) is passed to the kernel. The tag must
+//! be in the frame: a NIC that strips it into the descriptor (rx VLAN offload) hides it from XDP.
+//!
+//! Both programs pass a frame to the kernel when no socket is bound to its queue (the node is
+//! starting or stopping), and share the socket map and counters; each interface loads its own
+//! instance of the object, so their maps never mix.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -16,10 +27,13 @@ mod program {
         maps::{HashMap, PerCpuArray, XskMap},
         programs::XdpContext,
     };
-    use ztplane_ebpf_common::{Counter, MAX_PORTS, MAX_QUEUES};
+    use ztplane_ebpf_common::{Counter, MAX_EXCLUDED_VLANS, MAX_PORTS, MAX_QUEUES};
 
     #[map]
     static ZT_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+    #[map]
+    static EXCLUDED_VLANS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_EXCLUDED_VLANS, 0);
 
     #[map]
     static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
@@ -32,6 +46,8 @@ mod program {
     const ETH_P_IPV4: u16 = 0x0800;
     const ETH_P_IPV6: u16 = 0x86dd;
     const ETH_P_8021Q: u16 = 0x8100;
+    const ETH_P_8021AD: u16 = 0x88a8;
+    const VLAN_ID_MASK: u16 = 0x0fff;
     const IPPROTO_UDP: u8 = 17;
     const IPV6_HEADER: usize = 40;
     const UDP_HEADER: usize = 8;
@@ -64,6 +80,55 @@ mod program {
         }
         count(Counter::Passed);
         xdp_action::XDP_PASS
+    }
+
+    /// The outer tag of a frame on a LAN port.
+    enum Tag {
+        /// No 802.1Q / 802.1ad tag.
+        Untagged,
+        /// The VLAN ID of the outer tag (its TCI without priority and DEI bits).
+        Vlan(u16),
+        /// Too short for an Ethernet header, or for the tag it announces.
+        Malformed,
+    }
+
+    #[xdp]
+    pub fn ztplane_lan(ctx: XdpContext) -> u32 {
+        count(Counter::Seen);
+        let to_kernel = match outer_tag(&ctx) {
+            Tag::Untagged => false,
+            Tag::Vlan(id) => EXCLUDED_VLANS.get_ptr(id).is_some(),
+            // The kernel drops it; the workers must not bridge it.
+            Tag::Malformed => {
+                count(Counter::Malformed);
+                true
+            }
+        };
+        if !to_kernel {
+            // Falls back to XDP_PASS when no socket is bound to this queue.
+            if let Ok(action) = XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
+                count(Counter::Steered);
+                return action;
+            }
+        }
+        count(Counter::Passed);
+        xdp_action::XDP_PASS
+    }
+
+    /// Only the outer tag counts: with 802.1ad it is the service VLAN, the one a management
+    /// network is reached through.
+    #[inline(always)]
+    fn outer_tag(ctx: &XdpContext) -> Tag {
+        let Some(ethertype) = be16(ctx, 12) else {
+            return Tag::Malformed;
+        };
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            return Tag::Untagged;
+        }
+        match be16(ctx, ETH_HEADER) {
+            Some(tci) => Tag::Vlan(tci & VLAN_ID_MASK),
+            None => Tag::Malformed,
+        }
     }
 
     #[inline(always)]

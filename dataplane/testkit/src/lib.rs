@@ -7,6 +7,8 @@
 //! networks with this kit, so traffic never leaves namespaces the run created itself.
 pub mod bed;
 pub mod bond_bed;
+pub mod crafted;
+pub mod gateway_bed;
 pub mod lan;
 pub mod overlay;
 pub mod pktgen;
@@ -202,6 +204,26 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).trim().parse().context("counter value")
     }
 
+    /// Whether any of `count` pings (0.2 s apart, each waiting up to 2 s) from this namespace to
+    /// `target` (inside 198.18.0.0/15) is answered. An error, not `false`, when ping itself fails
+    /// (exit status 2: no route, bad option), so that "no reply" means just that.
+    pub fn ping(&self, target: &str, count: u32) -> Result<bool> {
+        let ip: std::net::Ipv4Addr = target.parse().with_context(|| format!("ping target {target:?}"))?;
+        if !is_benchmark_addr(ip) {
+            bail!("refusing to ping {target}: outside 198.18.0.0/15");
+        }
+        let out = self
+            .command("ping")
+            .args(["-n", "-q", "-c", &count.to_string(), "-W", "2", "-i", "0.2", target])
+            .output()
+            .context("ping")?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => bail!("ping {target} in {}: {}", self.name, String::from_utf8_lossy(&out.stderr).trim()),
+        }
+    }
+
     /// The XDP program attached to `ifname`, if any (from `ip -d link`).
     pub fn xdp_attached(&self, ifname: &str) -> Result<bool> {
         let out = self.ip(&["-d", "link", "show", ifname])?;
@@ -210,6 +232,23 @@ impl Netns {
             || text.contains(" xdp ")
             || text.contains("xdpgeneric")
             || text.contains("xdpdrv"))
+    }
+}
+
+/// A directory for a test's pinned BPF maps under the bpffs ztplane uses
+/// (`/run/ztplane/bpffs/<label>-<pid>`), removed with whatever is left in it when dropped. Drop
+/// it after the programs whose maps it holds.
+pub struct PinDir(pub std::path::PathBuf);
+
+impl PinDir {
+    pub fn new(label: &str) -> PinDir {
+        PinDir(std::path::PathBuf::from(format!("/run/ztplane/bpffs/{label}-{}", std::process::id())))
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -287,7 +287,8 @@ impl RawFlow {
     }
 }
 
-fn ipv4_checksum(header: &[u8]) -> u16 {
+/// The Internet checksum (RFC 1071) of `header`, an even number of bytes.
+pub(crate) fn ipv4_checksum(header: &[u8]) -> u16 {
     let mut sum: u32 = header.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -295,14 +296,21 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// An AF_PACKET socket bound to one interface, for sending whole Ethernet frames.
+/// An AF_PACKET socket bound to one interface, for sending whole Ethernet frames (and, bound to
+/// a protocol, receiving them: [`PacketTap`]).
 struct PacketSocket {
     fd: i32,
 }
 
 impl PacketSocket {
+    /// A socket that sends only (protocol 0: the kernel hands it nothing).
     fn bind(ifname: &str, bypass_qdisc: bool) -> Result<Self> {
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        PacketSocket::bind_protocol(ifname, 0, bypass_qdisc)
+    }
+
+    /// A socket that also receives frames of `protocol` (an ethertype, or `ETH_P_ALL`).
+    fn bind_protocol(ifname: &str, protocol: u16, bypass_qdisc: bool) -> Result<Self> {
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol.to_be())) };
         if fd < 0 {
             bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
         }
@@ -320,6 +328,7 @@ impl PacketSocket {
         }
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol.to_be();
         addr.sll_ifindex = ifindex as i32;
         addr.sll_halen = 6;
         let len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
@@ -333,6 +342,95 @@ impl PacketSocket {
 impl Drop for PacketSocket {
     fn drop(&mut self) {
         unsafe { libc::close(self.fd) };
+    }
+}
+
+/// What the kernel's receive path gets on one interface: an AF_PACKET socket for every
+/// protocol, which sees a frame only if nothing took it before the stack (an XDP program that
+/// redirects it to AF_XDP or drops it). Open it inside a namespace thread; read it from any.
+pub struct PacketTap {
+    socket: PacketSocket,
+}
+
+impl PacketTap {
+    pub fn open(ifname: &str) -> Result<PacketTap> {
+        require_test_namespace()?;
+        let socket = PacketSocket::bind_protocol(ifname, libc::ETH_P_ALL as u16, false)?;
+        let one: i32 = 1;
+        // The kernel takes the outer VLAN tag off before its taps: auxdata says what it was.
+        if unsafe {
+            libc::setsockopt(socket.fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &one as *const i32 as *const _, 4)
+        } != 0
+        {
+            bail!("PACKET_AUXDATA on {ifname}: {}", std::io::Error::last_os_error());
+        }
+        Ok(PacketTap { socket })
+    }
+
+    /// The frames the interface received (not those it sent) within `wait`, in order, each as it
+    /// was on the wire: an outer VLAN tag the kernel took off is put back.
+    pub fn receive_for(&self, wait: Duration) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match self.receive_one(&mut buf) {
+                Some(Some(frame)) => frames.push(frame),
+                Some(None) => {}
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return frames;
+                    }
+                    let mut fd = libc::pollfd { fd: self.socket.fd, events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one valid pollfd for the duration of the call.
+                    unsafe { libc::poll(&mut fd, 1, left.as_millis().clamp(1, 100) as i32) };
+                }
+            }
+        }
+    }
+
+    /// One queued frame: `None` if there is none, `Some(None)` for one the interface sent.
+    fn receive_one(&self, buf: &mut [u8]) -> Option<Option<Vec<u8>>> {
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut control = [0u64; 8]; // room for one cmsg with tpacket_auxdata, 8-byte aligned
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut _, iov_len: buf.len() };
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = &mut from as *mut libc::sockaddr_ll as *mut _;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut _;
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: every pointer in `msg` is to a live buffer of the stated length.
+        let n = unsafe { libc::recvmsg(self.socket.fd, &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return None;
+        }
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
+            return Some(None);
+        }
+        let mut frame = buf[..n as usize].to_vec();
+        // SAFETY: the kernel filled `control` with `msg_controllen` bytes of cmsgs.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            // SAFETY: `cmsg` points into `control`, at a header the kernel wrote.
+            let header = unsafe { &*cmsg };
+            if header.cmsg_level == libc::SOL_PACKET && header.cmsg_type == libc::PACKET_AUXDATA {
+                // SAFETY: a PACKET_AUXDATA cmsg carries a tpacket_auxdata (read unaligned).
+                let aux = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::tpacket_auxdata) };
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 && frame.len() >= 12 {
+                    let tpid =
+                        if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
+                    let mut tag = tpid.to_be_bytes().to_vec();
+                    tag.extend_from_slice(&aux.tp_vlan_tci.to_be_bytes());
+                    frame.splice(12..12, tag);
+                }
+            }
+            // SAFETY: as above; the next header or null.
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+        }
+        Some(Some(frame))
     }
 }
 

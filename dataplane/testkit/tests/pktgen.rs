@@ -3,11 +3,10 @@
 //!
 //! The receiver is steered by ztplane's own XDP program (native mode on the veth), with the
 //! generator's UDP destination port as the one steered port.
-use std::path::PathBuf;
 use std::time::Duration;
 use ztplane::steering::{AttachMode, Steering};
-use ztplane_testkit::Topology;
 use ztplane_testkit::pktgen::{self, Config, Report, Steer, SteerRequest};
+use ztplane_testkit::{PinDir, Topology};
 
 const COUNT: u64 = 10_000;
 const FLOWS: u16 = 4;
@@ -24,19 +23,10 @@ fn is_root() -> bool {
     true
 }
 
-/// Pins go under the mount ztplane uses, in a directory of this process; removed on drop.
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 /// Attaches ztplane's steering program to the receiving veth and registers the sockets.
 fn ztplane_steering() -> Steer {
     Box::new(|request: &SteerRequest| {
-        let pins = PinDir(PathBuf::from(format!("/run/ztplane/bpffs/pktgen-test-{}", std::process::id())));
+        let pins = PinDir::new("pktgen-test");
         let mut steering = Steering::attach(&request.ifname, AttachMode::Auto, &[request.dst_port], &pins.0)?;
         for &(queue, fd) in &request.sockets {
             // SAFETY: the fd is the receiver's socket, open for the whole run.

@@ -13,9 +13,17 @@ pub const XSKS_MAP: &str = "XSKS";
 pub const COUNTERS_MAP: &str = "STEER_COUNTERS";
 /// Name of the XDP program in the object file.
 pub const PROGRAM: &str = "ztplane_steer";
+/// Name of the LAN-port XDP program in the same object (gateway mode: every frame to AF_XDP
+/// except the VLANs in [`EXCLUDED_VLANS_MAP`]).
+pub const LAN_PROGRAM: &str = "ztplane_lan";
+/// Map: 802.1Q VLAN IDs (1..=4094) whose tagged frames the LAN program passes to the kernel
+/// (a management VLAN, say). `HashMap<u16, u8>`; the value is unused (1).
+pub const EXCLUDED_VLANS_MAP: &str = "EXCLUDED_VLANS";
 
 /// Capacity of [`PORTS_MAP`].
 pub const MAX_PORTS: u32 = 64;
+/// Capacity of [`EXCLUDED_VLANS_MAP`].
+pub const MAX_EXCLUDED_VLANS: u32 = 64;
 /// Capacity of [`XSKS_MAP`]: the highest usable RX queue index + 1.
 pub const MAX_QUEUES: u32 = 256;
 /// The ZeroTier default port, steered unless configured otherwise.
@@ -24,7 +32,10 @@ pub const DEFAULT_PORT: u16 = 9993;
 /// Steering counter slots in [`COUNTERS_MAP`].
 ///
 /// Every frame is counted in `Seen` and in exactly one of `Steered` / `Passed`;
-/// `Malformed` frames (truncated or inconsistent headers) are also counted in `Passed`.
+/// `Malformed` frames (truncated or inconsistent headers) are also counted in `Passed`. Both
+/// programs use the same slots: on a LAN port `Passed` counts the frames of excluded VLANs (and
+/// any that arrive while no socket is bound), `Malformed` a frame too short for its Ethernet
+/// header or VLAN tag.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {

@@ -5,7 +5,7 @@
 //! receiver must run on the same machine (namespaces share the clock). The RX time is read once
 //! per batch taken from the ring, right after taking it.
 use super::frame;
-use super::xsk::{Mode, RING, Xsk};
+use super::xsk::{Mode, Xsk};
 use super::{Control, mono_ns};
 use anyhow::Result;
 use hdrhistogram::Histogram;
@@ -101,12 +101,7 @@ impl Receiver {
         let mut opened = Vec::new();
         for &queue in queues {
             let mut xsk = Xsk::open(ifname, queue, mode)?;
-            let stock = xsk.free.len().min(RING as usize);
-            let start = xsk.free.len() - stock;
-            // SAFETY: the frames are free, owned by userspace and of this UMEM; the fill ring is
-            // empty and holds RING entries.
-            let produced = unsafe { xsk.fill.produce(&xsk.free[start..]) };
-            xsk.free.truncate(xsk.free.len() - produced);
+            xsk.stock_fill();
             opened.push((queue, xsk));
         }
         Ok(Receiver { queues: opened, flows: usize::from(flows), verify })

@@ -7,6 +7,8 @@
 //! needs none (AF_XDP TX works without an XDP program).
 use anyhow::{Context, Result, anyhow, bail};
 use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::socket::{RxQueue, Socket, TxQueue};
 use xsk_rs::umem::frame::FrameDesc;
@@ -78,6 +80,49 @@ impl Xsk {
         }
         Err(anyhow!("AF_XDP socket on {ifname} queue {queue}: {last_error}"))
             .context("binding needs root, an existing interface and queue, and a kernel with AF_XDP")
+    }
+
+    /// Gives free frames to the fill ring (as many as it holds): nothing arrives before this.
+    pub fn stock_fill(&mut self) {
+        let stock = self.free.len().min(RING as usize);
+        let start = self.free.len() - stock;
+        // SAFETY: the frames are free, owned by userspace and of this UMEM; the fill ring has room
+        // for RING entries and produces at most what it has room for.
+        let produced = unsafe { self.fill.produce(&self.free[start..]) };
+        self.free.truncate(self.free.len() - produced);
+    }
+
+    /// Receives for `wait` and returns a copy of every frame that arrived, in order; each
+    /// buffer goes back to the fill ring at once. For tests that look at which frames a program
+    /// redirected, not at speed.
+    pub fn receive_for(&mut self, wait: Duration) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        let mut frames = Vec::new();
+        let mut batch = vec![FrameDesc::default(); 64];
+        loop {
+            // SAFETY: received frames are owned by userspace until produced to the fill ring again.
+            let n = unsafe { self.rx.consume(&mut batch) };
+            for desc in &batch[..n] {
+                // SAFETY: as above; the frame is only read.
+                frames.push(unsafe { self.umem.data(desc) }.contents().to_vec());
+            }
+            if n > 0 {
+                // SAFETY: the frames came from this UMEM's RX ring and are owned by userspace; the
+                // fill ring held them a moment ago, so it has room.
+                unsafe { self.fill.produce(&batch[..n]) };
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return frames;
+            }
+            if self.fill.needs_wakeup() {
+                let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+            }
+            let mut fd = libc::pollfd { fd: self.rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(&mut fd, 1, left.as_millis().clamp(1, 100) as i32) };
+        }
     }
 
     /// Frames the kernel dropped on this socket's RX side: (dropped, RX ring full, fill ring empty).
