@@ -15,6 +15,7 @@ pub mod home;
 pub mod mcast;
 pub mod netlink;
 pub mod offload;
+pub mod packet_socket;
 pub mod tap;
 
 pub use error::{Error, Result};

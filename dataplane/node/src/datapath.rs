@@ -18,7 +18,7 @@ use crate::config::{FLAG_UNKNOWN_MATCH_TRUE, NetworkConfig};
 use crate::network::Membership;
 use crate::time::Instant;
 use crate::{Address, LocalSocket, Mac, NetworkId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use ztplane_bond::{PathId, WorkerCursor, frame_flow_hash};
@@ -55,6 +55,19 @@ pub struct NetworkView {
     /// Members our credentials are pushed to, until when they stay fresh (§3.3).
     pub credentials_fresh: HashMap<Address, Instant>,
     our_capabilities: Vec<Vec<Rule>>,
+    /// The LAN bridged into the network (gateway mode), if any.
+    pub lan: Option<LanView>,
+}
+
+/// The LAN side of a bridged network as the workers see it (`crate::bridge`).
+#[derive(Debug, Clone)]
+pub struct LanView {
+    /// The controller made us an active bridge: LAN frames may leave as EXT_FRAME.
+    pub active: bool,
+    /// Source MACs learned on the LAN.
+    pub macs: HashSet<Mac>,
+    /// MACs behind other active bridges → that bridge (§4.4).
+    pub remote: HashMap<Mac, Address>,
 }
 
 /// The immutable snapshot the workers use.
@@ -96,13 +109,15 @@ pub struct BondedArrival {
 /// What to do with a frame from a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxVerdict {
-    /// Seal as FRAME for `dest` and send to `via` (path `path` of its bond, if bonded).
+    /// Seal as FRAME (EXT_FRAME if `bridged`: a LAN host's frame, its MACs carried) for `dest`
+    /// and send to `via` (path `path` of its bond, if bonded).
     Send {
         dest: Address,
         key: Arc<PeerKey>,
         suite: CipherSuite,
         via: (LocalSocket, SocketAddr),
         path: Option<PathId>,
+        bridged: bool,
     },
     /// Addressed to our own MAC: write it back to the port.
     Loopback,
@@ -221,8 +236,62 @@ impl DataPath {
             return TxVerdict::Loopback;
         }
         let Some(dest) = id.address_for(dst) else { return TxVerdict::Punt };
+        self.route_to(now, network, dest, frame, false, random, cursor)
+    }
+
+    /// A frame from the LAN bridged into network `id` (gateway mode, `crate::bridge`): unicast
+    /// to a member or to a MAC behind another bridge leaves as EXT_FRAME; the gateway's own MAC
+    /// goes to its port; a MAC on the LAN itself is dropped (the LAN delivered it). Multicast,
+    /// unlearned sources, unknown destinations and oversized frames go to the node.
+    pub fn route_lan_frame(
+        &self,
+        now: Instant,
+        id: NetworkId,
+        frame: &[u8],
+        random: &mut dyn FnMut() -> u32,
+        cursor: &mut WorkerCursor,
+    ) -> TxVerdict {
+        if frame.len() < 14 {
+            return TxVerdict::Drop;
+        }
+        let Some(network) = self.networks.get(&id) else { return TxVerdict::Punt };
+        let Some(lan) = &network.lan else { return TxVerdict::Punt };
+        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
+        let src = Mac::from_octets(frame[6..12].try_into().unwrap_or([0; 6]));
+        if !lan.active || dst.is_multicast() || !lan.macs.contains(&src) || frame.len() - 14 > network.mtu as usize {
+            return TxVerdict::Punt;
+        }
+        if dst == network.mac {
+            return TxVerdict::Loopback;
+        }
+        if lan.macs.contains(&dst) {
+            return TxVerdict::Drop;
+        }
+        let Some(dest) = id.address_for(dst).or_else(|| lan.remote.get(&dst).copied()) else {
+            return TxVerdict::Punt;
+        };
+        self.route_to(now, network, dest, frame, true, random, cursor)
+    }
+
+    /// The filtered, bonded route of `frame` to member `dest` (its own MAC or one behind it).
+    #[allow(clippy::too_many_arguments)]
+    fn route_to(
+        &self,
+        now: Instant,
+        network: &NetworkView,
+        dest: Address,
+        frame: &[u8],
+        bridged: bool,
+        random: &mut dyn FnMut() -> u32,
+        cursor: &mut WorkerCursor,
+    ) -> TxVerdict {
+        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
+        let src = Mac::from_octets(frame[6..12].try_into().unwrap_or([0; 6]));
         let Some(peer) = self.peers.get(&dest) else { return TxVerdict::Punt };
         let Some(via) = peer.via else { return TxVerdict::Punt };
+        if dest == self.me {
+            return TxVerdict::Drop;
+        }
         if network.credentials_fresh.get(&dest).is_none_or(|until| *until <= now) {
             return TxVerdict::Punt;
         }
@@ -257,7 +326,7 @@ impl DataPath {
                     }
                     _ => (via, None),
                 };
-                TxVerdict::Send { dest, key: peer.key.clone(), suite: peer.suite, via, path }
+                TxVerdict::Send { dest, key: peer.key.clone(), suite: peer.suite, via, path, bridged }
             }
             Disposition::Drop => TxVerdict::Drop,
             _ => TxVerdict::Punt,
@@ -293,6 +362,30 @@ pub fn seal_frame(
     };
     let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
     ztplane_protocol::packet::seal_frame_into(out, &outgoing, network, ethertype, &frame[14..]).ok()
+}
+
+/// As [`seal_frame`] for a LAN host's frame (gateway mode): EXT_FRAME, its MACs carried.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_ext_frame(
+    me: Address,
+    dest: Address,
+    key: &PeerKey,
+    suite: CipherSuite,
+    packet_id: [u8; 8],
+    network: NetworkId,
+    frame: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    let outgoing = ztplane_protocol::packet::Outgoing {
+        key,
+        packet_id,
+        destination: dest,
+        source: me,
+        suite,
+        compress: false,
+        mtu: ztplane_protocol::header::DEFAULT_PHYS_MTU,
+    };
+    ztplane_protocol::packet::seal_ext_frame_into(out, &outgoing, network, frame).ok()
 }
 
 /// Tags for the rules: ours from the config, the peer's from its membership (§3.7).
@@ -503,6 +596,11 @@ impl crate::Node {
                     config,
                     members,
                     credentials_fresh,
+                    lan: n.lan.as_ref().map(|lan| LanView {
+                        active: n.config.as_ref().is_some_and(|c| c.is_active_bridge(self.me)),
+                        macs: lan.macs.keys().copied().collect(),
+                        remote: n.bridge_routes.clone(),
+                    }),
                 },
             );
         }

@@ -20,11 +20,15 @@ impl crate::Node {
     /// An Ethernet frame read from the port of network `id` (§4.1).
     pub fn handle_tap_frame(&mut self, now: Instant, id: NetworkId, frame: &[u8]) {
         self.last_seen_now = now;
+        if frame.len() >= 14 && self.port_to_lan(id, frame) {
+            self.publish();
+            return;
+        }
         self.tap_frame(now, id, frame);
         self.publish();
     }
 
-    fn tap_frame(&mut self, now: Instant, id: NetworkId, frame: &[u8]) {
+    pub(crate) fn tap_frame(&mut self, now: Instant, id: NetworkId, frame: &[u8]) {
         if frame.len() < 14 {
             return;
         }
@@ -161,7 +165,8 @@ impl crate::Node {
         let sum = icmpv6_checksum(&Ipv6Addr::from(target), &Ipv6Addr::from(mine), &adv[40..72]);
         adv[42..44].copy_from_slice(&sum.to_be_bytes());
         let frame = ethernet_frame(from, peer_mac, ETHERTYPE_IPV6, &adv);
-        self.events.push_back(Event::Deliver { network: id, frame });
+        // To whoever asked: our port, or a host on the bridged LAN.
+        self.deliver(id, frame);
         true
     }
 
@@ -187,7 +192,7 @@ impl crate::Node {
         }
         self.counters.frames_in += 1;
         let eth = ethernet_frame(our_mac, src, frame.ethertype, frame.payload);
-        self.events.push_back(Event::Deliver { network: id, frame: eth });
+        self.deliver(id, eth);
     }
 
     /// EXT_FRAME (§4.3): explicit MACs, bridging checks.
@@ -223,8 +228,9 @@ impl crate::Node {
                     }
                     if let Some(network) = self.networks.get_mut(&id)
                         && network.bridge_routes.len() < (1 << 16)
+                        && network.bridge_routes.insert(frame.src_mac, rx.source) != Some(rx.source)
                     {
-                        network.bridge_routes.insert(frame.src_mac, rx.source);
+                        self.data_path_dirty = true;
                     }
                 }
                 if frame.dst_mac != our_mac {
@@ -242,7 +248,7 @@ impl crate::Node {
         }
         self.counters.frames_in += 1;
         let eth = ethernet_frame(frame.dst_mac, frame.src_mac, frame.ethertype, frame.payload);
-        self.events.push_back(Event::Deliver { network: id, frame: eth });
+        self.deliver(id, eth);
         if frame.flags & EXT_FRAME_FLAG_ACK != 0 {
             let ok = OkMessage {
                 in_re_verb: Verb::ExtFrame,

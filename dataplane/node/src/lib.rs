@@ -26,6 +26,7 @@
 #[cfg(feature = "bench")]
 mod bench;
 pub mod bonding;
+pub mod bridge;
 pub mod config;
 pub mod controller;
 pub mod datapath;
@@ -78,6 +79,8 @@ pub enum Event {
     NetworkLeft { network: NetworkId },
     /// Write this Ethernet frame (destination, source, ethertype, payload) to the network's port.
     Deliver { network: NetworkId, frame: Vec<u8> },
+    /// Write this Ethernet frame to the LAN bridged into the network (gateway mode, [`bridge`]).
+    DeliverLan { network: NetworkId, frame: Vec<u8> },
     /// Persist state: `networks.d/<nwid>.conf` (a lone `\n` after a join without config).
     SaveNetwork { network: NetworkId, dictionary: Vec<u8> },
     /// Persist `peers.d/<address>.peer`.

@@ -4,7 +4,7 @@
 
 use crate::node::{Outgoing, Received};
 use crate::time::{Instant, since};
-use crate::{Address, Event, Mac, MulticastGroup, NetworkId};
+use crate::{Address, Mac, MulticastGroup, NetworkId};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use ztplane_protocol::credentials::CertificateOfMembership;
@@ -458,15 +458,16 @@ impl crate::Node {
             }
             if let Some(network) = self.networks.get_mut(&id)
                 && network.bridge_routes.len() < (1 << 16)
+                && network.bridge_routes.insert(source, rx.source) != Some(rx.source)
             {
-                network.bridge_routes.insert(source, rx.source);
+                self.data_path_dirty = true;
             }
         }
         let verdict = self.filter_inbound(now, id, rx.source, source, frame.group.mac, frame.ethertype, frame.payload);
         if verdict > 0 {
             self.counters.multicast_in += 1;
             let eth = ethernet_frame(frame.group.mac, source, frame.ethertype, frame.payload);
-            self.events.push_back(Event::Deliver { network: id, frame: eth });
+            self.deliver(id, eth);
         }
         if let Some(limit) = frame.gather_limit
             && limit > 0

@@ -111,6 +111,8 @@ pub struct Network {
     pub(crate) last_gather: HashMap<MulticastGroup, Instant>,
     /// Bridge routes learned from active bridges: MAC behind a bridge → the bridge (§4.4).
     pub(crate) bridge_routes: HashMap<Mac, Address>,
+    /// The LAN bridged into this network (gateway mode).
+    pub lan: Option<crate::bridge::LanSide>,
 }
 
 impl Network {
@@ -130,6 +132,7 @@ impl Network {
             outbound: Vec::new(),
             last_gather: HashMap::new(),
             bridge_routes: HashMap::new(),
+            lan: None,
         }
     }
 

@@ -33,19 +33,22 @@ pub fn node_status(node: &Node, now: Instant, unix_origin: u64) -> Value {
 /// One `/network` entry; `device` is the port's interface name.
 pub fn network_status(network: &Network, device: &str) -> Value {
     let config = network.config.as_ref();
-    let status = network.status.name();
+    let state = network.status.name();
     let groups: Vec<Value> =
         network.announced.iter().map(|g| json!({"mac": g.mac.to_string(), "adi": g.adi})).collect();
-    json!({
+    // As zerotier-one: whether the controller lets us bridge (our address is in our MAC).
+    let me = network.id.address_for(network.mac);
+    let bridge = config.is_some_and(|c| me.is_some_and(|me| c.is_active_bridge(me)));
+    let mut status = json!({
         "id": network.id.to_string(),
         "nwid": network.id.to_string(),
         "mac": network.mac.to_string(),
         "name": config.map_or(String::new(), |c| c.name.clone()),
-        "status": status,
+        "status": state,
         "type": config.map_or("PRIVATE", |c| c.type_name()),
         "mtu": network.mtu(),
         "dhcp": false,
-        "bridge": false,
+        "bridge": bridge,
         "broadcastEnabled": config.is_some_and(|c| c.broadcast_enabled()),
         "portError": 0,
         "netconfRevision": config.map_or(0, |c| c.revision),
@@ -66,7 +69,18 @@ pub fn network_status(network: &Network, device: &str) -> Value {
             "domain": config.map_or(String::new(), |c| c.dns_domain.clone()),
             "servers": config.map_or_else(Vec::new, |c| c.dns_servers.iter().map(|s| s.to_string()).collect()),
         },
-    })
+    });
+    if let Some(lan) = &network.lan {
+        status["ztplane"] = json!({ "lan": {
+            "macs": lan.macs(),
+            "macLimit": crate::bridge::LAN_MACS_MAX,
+            "unlearned": lan.unlearned,
+            "droppedNotBridge": lan.dropped_not_bridge,
+            "hairpin": lan.hairpin,
+            "tooLarge": lan.too_large,
+        }});
+    }
+    status
 }
 
 /// `/network`: every joined network, each with its port name from `device_of`.

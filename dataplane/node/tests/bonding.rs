@@ -29,6 +29,7 @@ fn bonded_pair(local_conf: &str) -> (Sim, NetworkId) {
         revision: 1,
         rules: vec![0x01, 0x00],
         extra_flags: 0,
+        bridges: vec![],
     }));
     let (config, _) = parse_local_conf(local_conf).expect("local.conf");
     for id in &ids[1..3] {
@@ -222,6 +223,7 @@ fn a_link_that_joins_under_traffic_leaves_the_carrying_path_up() {
         revision: 1,
         rules: vec![0x01, 0x00],
         extra_flags: 0,
+        bridges: vec![],
     }));
     let (config, _) = parse_local_conf(r#"{"settings": {"defaultBondingPolicy": "active-backup"}}"#).unwrap();
     for id in &ids[1..3] {

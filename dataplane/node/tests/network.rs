@@ -35,6 +35,7 @@ fn network_on(mut sim: Sim, rules: Vec<u8>) -> Net {
         revision: 1,
         rules,
         extra_flags: 0,
+        bridges: vec![],
     }));
     for id in &ids[1..3] {
         let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);

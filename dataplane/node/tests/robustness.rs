@@ -142,6 +142,7 @@ fn network(cap: &mut Capture) -> (Sim, NetworkId) {
         revision: 1,
         rules: vec![0x01, 0x00],
         extra_flags: 0,
+        bridges: vec![],
     }));
     for id in &ids[1..3] {
         let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);

@@ -137,6 +137,30 @@ pub fn seal_frame_into(
     })
 }
 
+/// As [`seal_frame_into`] for a bridged frame: EXT_FRAME `nwid ‖ flags 0 ‖ dest MAC ‖ source MAC ‖
+/// ethertype ‖ payload` (VL2 §4.1), `ethernet_frame` whole (its MACs are carried).
+pub fn seal_ext_frame_into(
+    buf: &mut [u8],
+    out: &Outgoing<'_>,
+    network_id: crate::network::NetworkId,
+    ethernet_frame: &[u8],
+) -> Result<usize> {
+    if ethernet_frame.len() < 14 {
+        return Err(ProtocolError::Truncated { what: "Ethernet frame", needed: 14, available: ethernet_frame.len() });
+    }
+    seal_into(buf, out, crate::header::Verb::ExtFrame, |p| {
+        // nwid, flags, then the frame as it is: dest MAC, source MAC, ethertype, payload.
+        let n = 9 + ethernet_frame.len();
+        if p.len() < n {
+            return Err(ProtocolError::TooLarge { what: "EXT_FRAME payload", value: n, limit: p.len() });
+        }
+        p[..8].copy_from_slice(&network_id.0.to_be_bytes());
+        p[8] = 0;
+        p[9..n].copy_from_slice(ethernet_frame);
+        Ok(n)
+    })
+}
+
 /// Build and cut into datagrams at `out.mtu`.
 pub fn send_datagrams(out: &Outgoing<'_>, message: &Message<'_>) -> Result<Vec<Vec<u8>>> {
     let packet = build_packet(out, message)?;

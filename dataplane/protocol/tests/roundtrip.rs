@@ -594,6 +594,48 @@ fn zero_allocation_frame_path_matches_the_general_builder() {
     assert!(seal_frame_into(&mut small, &out, NWID, 0x0800, &ether[..200]).is_err());
 }
 
+#[test]
+fn zero_allocation_ext_frame_matches_the_general_builder() {
+    use ztplane_protocol::packet::{build_packet, seal_ext_frame_into};
+    let n = nodes();
+    let key_ab = n.a.agree(&n.b).unwrap();
+    let ether: Vec<u8> = (0..1514u32).map(|i| (i * 7) as u8).collect();
+    for suite in [CipherSuite::AesGmacSiv, CipherSuite::Salsa2012Poly1305] {
+        let out = Outgoing {
+            key: &key_ab,
+            packet_id: [3; 8],
+            destination: n.b.address(),
+            source: n.a.address(),
+            suite,
+            compress: false,
+            mtu: 1432,
+        };
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let total = seal_ext_frame_into(&mut buf, &out, NWID, &ether).unwrap();
+        let frame = ExtFrame {
+            network_id: NWID,
+            flags: 0,
+            com: None,
+            dst_mac: Mac::from_octets(ether[0..6].try_into().unwrap()),
+            src_mac: Mac::from_octets(ether[6..12].try_into().unwrap()),
+            ethertype: u16::from_be_bytes([ether[12], ether[13]]),
+            payload: &ether[14..],
+        };
+        let general = build_packet(&out, &Message::ExtFrame(frame)).unwrap();
+        assert_eq!(&buf[..total], &general[..], "same bytes as the allocating builder ({suite:?})");
+    }
+    let out = Outgoing {
+        key: &key_ab,
+        packet_id: [3; 8],
+        destination: n.b.address(),
+        source: n.a.address(),
+        suite: CipherSuite::Poly1305,
+        compress: false,
+        mtu: 1432,
+    };
+    assert!(seal_ext_frame_into(&mut [0u8; MAX_PACKET_LEN], &out, NWID, &ether[..13]).is_err());
+}
+
 /// Fixed-layout structures reject every strict prefix of a valid encoding with a typed error.
 #[test]
 fn truncated_encodings_give_typed_errors() {

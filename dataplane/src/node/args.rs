@@ -39,6 +39,14 @@ pub struct NodeCli {
     /// only, frames written one by one; off: plain frames (default on)
     #[arg(long, value_name = "MODE", value_enum, hide_possible_values = true, allow_hyphen_values = true)]
     pub tap_offload: Option<TapOffload>,
+    /// gateway mode: bridge LAN interface LANIF into network NWID (joined too); every frame on
+    /// LANIF goes to the workers; the controller must mark this member activeBridge (repeatable)
+    #[arg(long, value_name = "NWID=LANIF", value_parser = bridge_arg, allow_hyphen_values = true)]
+    pub bridge: Vec<(NetworkId, String)>,
+    /// frames on a LAN interface tagged with this VLAN ID go to the kernel, not the network
+    /// (e.g. the management VLAN; repeatable)
+    #[arg(long, value_name = "ID", value_parser = vlan_arg, allow_hyphen_values = true)]
+    pub lan_pass_vlan: Vec<u16>,
 }
 
 /// Settings of `ztplane node`.
@@ -59,6 +67,10 @@ pub struct NodeArgs {
     pub duration: Option<Duration>,
     pub ready_file: Option<PathBuf>,
     pub tap_offload: TapOffload,
+    /// Gateway mode: (network, LAN interface) pairs.
+    pub bridges: Vec<(NetworkId, String)>,
+    /// VLAN IDs on LAN interfaces that stay with the kernel.
+    pub lan_pass_vlans: Vec<u16>,
 }
 
 /// How the taps exchange frames with the kernel (tap-offloads.md).
@@ -92,6 +104,8 @@ impl NodeCli {
             duration: w.duration,
             ready_file: w.ready_file,
             tap_offload: self.tap_offload.unwrap_or(TapOffload::On),
+            bridges: self.bridge,
+            lan_pass_vlans: self.lan_pass_vlan,
         };
         if a.ifaces.is_empty() {
             return Err(DataplaneError::Config("node needs at least one --iface (see `ztplane node --help`)".into()));
@@ -101,6 +115,18 @@ impl NodeCli {
         seen.dedup();
         if seen.len() != a.ifaces.len() {
             return Err(DataplaneError::Config("an --iface is given twice".into()));
+        }
+        for (i, (network, lan)) in a.bridges.iter().enumerate() {
+            if a.ifaces.contains(lan) {
+                return Err(DataplaneError::Config(format!(
+                    "--bridge {network}={lan}: {lan} is an --iface (underlay)"
+                )));
+            }
+            if a.bridges[..i].iter().any(|(n, l)| n == network || l == lan) {
+                return Err(DataplaneError::Config(format!(
+                    "--bridge {network}={lan}: one LAN interface per network, each LAN interface once"
+                )));
+            }
         }
         if a.umem_frames < 64 || !a.ring_size.is_power_of_two() {
             return Err(DataplaneError::Config(format!(
@@ -131,6 +157,23 @@ fn network_arg(text: &str) -> Result<NetworkId, String> {
     })
 }
 
+/// clap value parser: `NWID=LANIF`.
+fn bridge_arg(text: &str) -> Result<(NetworkId, String), String> {
+    let (network, lan) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NWID=LANIF"))?;
+    if lan.is_empty() || lan.len() > 15 || lan.contains(['/', ' ']) {
+        return Err(format!("{lan:?} is not an interface name"));
+    }
+    Ok((network_arg(network)?, lan.to_string()))
+}
+
+/// clap value parser: an 802.1Q VLAN ID.
+fn vlan_arg(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(v) if (1..=4094).contains(&v) => Ok(v),
+        _ => Err(format!("{text:?} is not a VLAN ID (1..4094)")),
+    }
+}
+
 /// A network ID as zerotier-cli takes it: 16 hex digits.
 pub fn parse_network(text: &str) -> Result<NetworkId, DataplaneError> {
     if text.len() != 16 {
@@ -158,6 +201,8 @@ mod tests {
         assert_eq!(a.tap_offload, TapOffload::On);
         let a = NodeArgs::from_args(&args("--home /tmp/h --iface a0 --tap-offload split")).unwrap();
         assert_eq!(a.tap_offload, TapOffload::Split);
+        let a = NodeArgs::from_args(&args("--iface a0 --bridge 2c80d4374849700f=lan0 --lan-pass-vlan 10")).unwrap();
+        assert_eq!((a.bridges, a.lan_pass_vlans), (vec![(NetworkId(0x2c80d4374849700f), "lan0".into())], vec![10]));
         for bad in [
             "--home /tmp/h",
             "--iface a --iface a",
@@ -196,6 +241,10 @@ mod tests {
             ("--iface a --zero-copy maybe", "zero-copy"),
             ("--iface a --duration", "'--duration <SECS>'"),
             ("--iface a stray", "unexpected argument 'stray'"),
+            ("--iface a --bridge 2c80d4374849700f", "is not NWID=LANIF"),
+            ("--iface a --bridge 2c80d4374849700f=a", "a is an --iface"),
+            ("--iface a --bridge 2c80d4374849700f=l --bridge 2c80d4374849700f=m", "one LAN interface per network"),
+            ("--iface a --lan-pass-vlan 4095", "not a VLAN ID"),
         ] {
             let err = NodeArgs::from_args(&args(line)).unwrap_err().to_string();
             assert!(err.contains(needle), "{line:?} gave {err:?}");

@@ -44,6 +44,8 @@ pub enum Punt {
     Datagram { local: u32, remote: SocketAddr, data: Vec<u8> },
     /// A frame from a tap the data path could not send.
     TapFrame { network: NetworkId, frame: Vec<u8> },
+    /// A frame from the LAN bridged into `network` (gateway mode).
+    LanFrame { network: NetworkId, frame: Vec<u8> },
     /// A decrypted frame too large for a UMEM frame: write it to the tap.
     Deliver { network: NetworkId, frame: Vec<u8> },
     /// Frames moved between us and `peer` on a path (throttled per worker).
@@ -71,6 +73,13 @@ const PUNT_QUEUE: usize = 8192;
 /// Batches an owner may have outstanding per processor.
 const HANDOFF_DEPTH: usize = 8;
 const FRAME_SIZE: u32 = 4096;
+
+/// A LAN interface bridged into a network (gateway mode).
+pub struct LanPort {
+    pub network: NetworkId,
+    pub ifname: String,
+    pub ifindex: u32,
+}
 
 /// Runs the node until `stop` is set (SIGINT/SIGTERM) or `--duration` passes.
 pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError> {
@@ -135,6 +144,21 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
     for ifname in &args.ifaces {
         steering.push(Steering::attach(ifname, args.xdp_mode, &[port], &pin_dir)?);
     }
+    // Gateway mode: each LAN interface on the same queues, every frame to the workers.
+    let mut lans = Vec::new();
+    for (network, lan) in &args.bridges {
+        let available = system::rx_queues(lan)?;
+        if let Some(&q) = queues.iter().find(|&&q| q >= available) {
+            return Err(DataplaneError::QueueOutOfRange {
+                ifname: lan.clone(),
+                queue: q,
+                available: format!("{lan} has {available} RX queue(s)"),
+            });
+        }
+        let ifindex = system::ifindex(lan)?;
+        steering.push(Steering::attach_lan(lan, args.xdp_mode, &args.lan_pass_vlans, &pin_dir)?);
+        lans.push(LanPort { network: *network, ifname: lan.clone(), ifindex });
+    }
     let umem_config = UmemConfig::builder()
         .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| DataplaneError::Config(e.to_string()))?)
         .fill_queue_size(QueueSize::new(args.ring_size).map_err(|e| DataplaneError::Config(e.to_string()))?)
@@ -153,7 +177,8 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         let (umem, descs) = Umem::new(umem_config, frames, false)
             .map_err(|e| DataplaneError::Memory(format!("UMEM for worker {index}: {e}")))?;
         let mut ports = Vec::new();
-        for (side, ifname) in args.ifaces.iter().enumerate() {
+        let lan_names = lans.iter().map(|l| &l.ifname);
+        for (side, ifname) in args.ifaces.iter().chain(lan_names).enumerate() {
             let p = Port::open(&umem, ifname, queue, args.ring_size, args.zero_copy)?;
             steering[side].register_socket(queue, p.rx.fd())?;
             ports.push(p);
@@ -209,13 +234,19 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         punts: punt_tx,
         reassembly: Shared::new_reassembly(),
         ifindexes: ifindexes.clone(),
+        lans: lans.iter().map(|l| l.network).collect(),
         epoch,
     });
-    for &network in &args.join {
+    let bridged = args.bridges.iter().map(|(n, _)| *n);
+    for network in args.join.iter().copied().chain(bridged) {
         match node.join(network, ztplane_node::Instant::ZERO) {
             Ok(()) => log::info!("joining {network}"),
-            Err(e) => log::info!("{e}"),
+            Err(e) => log::debug!("{e}"),
         }
+    }
+    for lan in &lans {
+        node.bridge_lan(lan.network).map_err(|e| DataplaneError::Config(e.to_string()))?;
+        log::info!("{}: bridging LAN {} (gateway mode)", lan.network, lan.ifname);
     }
     log::info!(
         "node {} on {:?} port {port}: {} worker(s) on cores {cores:?}, queues {queues:?}",
@@ -260,6 +291,7 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         quality,
         controller,
         controller_db,
+        lans,
     });
     let result = slow.run();
     stop.store(true, Ordering::Relaxed);

@@ -151,6 +151,8 @@ pub struct SlowSetup {
     pub controller: Arc<Mutex<NetworkController>>,
     /// Where the controller's records are kept (`DIR/controller.d`).
     pub controller_db: ControllerDb,
+    /// LAN interfaces bridged into networks (gateway mode).
+    pub lans: Vec<super::LanPort>,
 }
 
 pub struct SlowPath {
@@ -164,6 +166,8 @@ pub struct SlowPath {
     unix_origin: u64,
     /// Each network's status when last looked at, to log changes.
     statuses: HashMap<NetworkId, &'static str>,
+    /// How the slow path writes to each bridged LAN.
+    lan_senders: HashMap<NetworkId, ztplane_host::packet_socket::PacketSocket>,
 }
 
 type Control = (Request, Sender<Response>);
@@ -178,7 +182,17 @@ impl SlowPath {
             }
         };
         let unix_origin = unix_origin_ms(&s.shared);
+        let mut lan_senders = HashMap::new();
+        for lan in &s.lans {
+            match ztplane_host::packet_socket::PacketSocket::open(&lan.ifname, lan.ifindex) {
+                Ok(socket) => {
+                    lan_senders.insert(lan.network, socket);
+                }
+                Err(e) => log::error!("{}: {e}: frames from the network cannot reach the LAN", lan.network),
+            }
+        }
         SlowPath {
+            lan_senders,
             s,
             ports: HashMap::new(),
             netlink,
@@ -305,6 +319,7 @@ impl SlowPath {
             }
             Punt::Datagram { local, remote, data } => self.s.node.handle_datagram(now, local, remote, &data),
             Punt::TapFrame { network, frame } => self.s.node.handle_tap_frame(now, network, &frame),
+            Punt::LanFrame { network, frame } => self.s.node.handle_lan_frame(now, network, &frame),
             Punt::Deliver { network, frame } => self.write_tap(network, &frame),
             Punt::PathRecords(records) => self.s.node.bond_records(now, &records),
             Punt::Activity { peer, local, remote, received, direct } => {
@@ -348,6 +363,13 @@ impl SlowPath {
                     }
                 }
                 Event::Deliver { network, frame } => self.write_tap(network, &frame),
+                Event::DeliverLan { network, frame } => {
+                    if let Some(socket) = self.lan_senders.get(&network)
+                        && let Err(e) = socket.send(&frame)
+                    {
+                        log::debug!("{network}: LAN write: {e}");
+                    }
+                }
                 Event::SaveNetwork { network, dictionary } => {
                     if let Err(e) = self.s.home.save_network(network, &dictionary) {
                         log::warn!("{e}");

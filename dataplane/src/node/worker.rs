@@ -36,7 +36,7 @@ use ztplane_bond::{PathId, WorkerCursor};
 use ztplane_host::offload::{Coalescer, NEEDS_CSUM, Segments, VnetHdr};
 use ztplane_host::tap::{READ_BUF_LEN, TapQueue};
 use ztplane_node::bonding::PathRecord;
-use ztplane_node::datapath::{BondedArrival, DataPath, RxVerdict, TxVerdict, seal_frame};
+use ztplane_node::datapath::{BondedArrival, DataPath, RxVerdict, TxVerdict, seal_ext_frame, seal_frame};
 use ztplane_node::{Address, Instant, NetworkId};
 use ztplane_protocol::fragment::fragment_header;
 use ztplane_protocol::header::{
@@ -108,6 +108,9 @@ pub struct Shared {
     pub reassembly: Vec<Mutex<Reassembly<Piece>>>,
     /// Interface index of each underlay interface, in `--iface` order (a path's local socket).
     pub ifindexes: Vec<u32>,
+    /// The network of each LAN port (gateway mode): a worker's ports are the underlay ones, then
+    /// these.
+    pub lans: Vec<NetworkId>,
     /// The node's clock origin.
     pub epoch: StdInstant,
 }
@@ -141,7 +144,7 @@ impl Default for Piece {
 pub struct NodeWorker {
     pub index: usize,
     pub core: Option<usize>,
-    /// One port per underlay interface, in `--iface` order.
+    /// One port per underlay interface, in `--iface` order, then one per bridged LAN.
     pub ports: Vec<Port>,
     pub free: Vec<FrameDesc>,
     pub total_frames: usize,
@@ -249,6 +252,8 @@ impl NodeWorker {
                     stats::add(&self.stats.rx, n);
                     let umem = &shared.umems[self.index];
                     let spread = n >= SPREAD_MIN;
+                    // A LAN frame is sealed into a spare frame, as a tap frame is.
+                    let lan = p >= shared.ifindexes.len();
                     for desc in &scratch[..n] {
                         // SAFETY: a received frame is ours until we transmit or refill it.
                         let data = unsafe { umem.data(desc) };
@@ -257,8 +262,9 @@ impl NodeWorker {
                         } else {
                             self.index
                         };
+                        let extra = if lan { self.free.pop() } else { None };
                         owner.dispatch(
-                            Item { desc: *desc, extra: None, kind: Kind::Rx { port: p as u8 }, verdict: Verdict::Free },
+                            Item { desc: *desc, extra, kind: Kind::Rx { port: p as u8 }, verdict: Verdict::Free },
                             to,
                         );
                     }
@@ -437,9 +443,11 @@ impl Processor<'_> {
     }
 
     fn process(&mut self, umem: &Umem, _owner: usize, item: &mut Item) {
+        let underlay = self.shared.ifindexes.len();
         item.verdict = match item.kind {
+            Kind::Rx { port } if port as usize >= underlay => self.lan_frame(umem, item, port as usize - underlay),
             Kind::Rx { port } => self.receive(umem, item, port as usize),
-            Kind::Tap { network } => self.send(umem, item, NetworkId(network)),
+            Kind::Tap { network } => self.send(umem, item, NetworkId(network), false),
         };
     }
 
@@ -461,6 +469,12 @@ impl Processor<'_> {
     fn sent_record(&mut self, peer: Address, path: PathId, packet_id: u64, bytes: usize) {
         let (at, bytes) = (self.now, bytes as u32);
         self.records.push(PathRecord { peer, path, packet_id, bytes, at, received: false, flow: 0 });
+    }
+
+    /// A frame from LAN port `lan` (gateway mode): bridged like a tap frame, as EXT_FRAME.
+    fn lan_frame(&mut self, umem: &Umem, item: &mut Item, lan: usize) -> Verdict {
+        let Some(&network) = self.shared.lans.get(lan) else { return Verdict::Free };
+        self.send(umem, item, network, true)
     }
 
     fn report(&mut self, punt: Punt) {
@@ -586,15 +600,22 @@ impl Processor<'_> {
     }
 
     /// A frame from a tap (see the module doc).
-    fn send(&mut self, umem: &Umem, item: &mut Item, network: NetworkId) -> Verdict {
+    fn send(&mut self, umem: &Umem, item: &mut Item, network: NetworkId, from_lan: bool) -> Verdict {
         let dp = self.shared.data_path.load();
         let now = self.now;
         // SAFETY: as in `receive`.
         let mut data = unsafe { umem.data_mut(&mut item.desc) };
         let frame_len = data.contents().len();
         let mut random = || self.rng.next_u32();
-        let verdict = dp.route_frame(now, network, data.contents(), &mut random, &mut self.cursor);
-        let punt = |p: &mut Processor<'_>, bytes: &[u8]| p.report(Punt::TapFrame { network, frame: bytes.to_vec() });
+        let verdict = if from_lan {
+            dp.route_lan_frame(now, network, data.contents(), &mut random, &mut self.cursor)
+        } else {
+            dp.route_frame(now, network, data.contents(), &mut random, &mut self.cursor)
+        };
+        let punt = |p: &mut Processor<'_>, bytes: &[u8]| {
+            let frame = bytes.to_vec();
+            p.report(if from_lan { Punt::LanFrame { network, frame } } else { Punt::TapFrame { network, frame } })
+        };
         match verdict {
             TxVerdict::Loopback => Verdict::TapWrite { network: network.0, start: 0, len: frame_len as u16 },
             TxVerdict::Drop => Verdict::Free,
@@ -602,7 +623,7 @@ impl Processor<'_> {
                 punt(self, data.contents());
                 Verdict::Free
             }
-            TxVerdict::Send { dest, key, suite, via, path } => {
+            TxVerdict::Send { dest, key, suite, via, path, bridged } => {
                 let table = self.shared.egress.load();
                 let (Some(egress), Some(spare)) = (table.get(&via.1).copied(), item.extra.as_mut()) else {
                     punt(self, data.contents());
@@ -616,7 +637,8 @@ impl Processor<'_> {
                 let mut head = unsafe { umem.data_mut(spare) };
                 let out = whole_frame(&mut head);
                 let plain = data.contents();
-                let sealed = out.get_mut(h..).and_then(|o| seal_frame(dp.me, dest, &key, suite, id, network, plain, o));
+                let seal = if bridged { seal_ext_frame } else { seal_frame };
+                let sealed = out.get_mut(h..).and_then(|o| seal(dp.me, dest, &key, suite, id, network, plain, o));
                 let pieces = match sealed {
                     Some(len) if len <= DEFAULT_PHYS_MTU => 1,
                     Some(len) if len - DEFAULT_PHYS_MTU <= DEFAULT_PHYS_MTU - FRAGMENT_HEADER_LEN => 2,

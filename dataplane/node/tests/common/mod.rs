@@ -14,7 +14,7 @@ use ztplane_bond::WorkerCursor;
 use ztplane_crypto::Identity;
 use ztplane_node::bonding::PathRecord;
 use ztplane_node::config::NetworkConfig;
-use ztplane_node::datapath::{RxVerdict, TxVerdict, seal_frame};
+use ztplane_node::datapath::{RxVerdict, TxVerdict, seal_ext_frame, seal_frame};
 use ztplane_node::{Controller, Event, Instant, NetworkId, Node, NodeConfig};
 use ztplane_protocol::credentials::CertificateOfMembership;
 use ztplane_protocol::dictionary::Dictionary;
@@ -81,6 +81,8 @@ pub struct TestController {
     pub revision: u64,
     pub rules: Vec<u8>,
     pub extra_flags: u64,
+    /// Members marked `activeBridge` (specialists in every config, §4.4).
+    pub bridges: Vec<u64>,
 }
 
 /// The one network the test controller knows: network number 1 of its address.
@@ -133,6 +135,14 @@ impl Controller for TestController {
         d.set("RT", rt);
         d.set("I", addr);
         d.set("R", self.rules.clone());
+        if !self.bridges.is_empty() {
+            let specialists: Vec<u8> = self
+                .bridges
+                .iter()
+                .flat_map(|a| (a | ztplane_node::config::SPECIALIST_ACTIVE_BRIDGE).to_be_bytes())
+                .collect();
+            d.set("S", specialists);
+        }
         Some(Ok(d.encode()))
     }
 }
@@ -417,18 +427,27 @@ impl Sim {
 
     /// Writes `frame` into node `i`'s port of `network` (the host sends it).
     pub fn tap_send(&mut self, i: usize, network: NetworkId, frame: &[u8]) {
+        self.port_send(i, network, frame, false);
+    }
+
+    fn port_send(&mut self, i: usize, network: NetworkId, frame: &[u8], from_lan: bool) {
         let now = self.now;
         let n = &mut self.nodes[i];
         let dp = n.node.data_path();
         let mut random = || 4u32;
-        match dp.route_frame(now, network, frame, &mut random, &mut n.cursor) {
-            TxVerdict::Send { dest, key, suite, via, path } => {
+        let verdict = if from_lan {
+            dp.route_lan_frame(now, network, frame, &mut random, &mut n.cursor)
+        } else {
+            dp.route_frame(now, network, frame, &mut random, &mut n.cursor)
+        };
+        match verdict {
+            TxVerdict::Send { dest, key, suite, via, path, bridged } => {
                 n.fast_tx += 1;
                 n.rng = n.rng.wrapping_mul(6364136223846793005).wrapping_add(1);
                 let mut out = vec![0u8; MAX_PACKET_LEN];
-                let len =
-                    seal_frame(n.node.address(), dest, &key, suite, n.rng.to_be_bytes(), network, frame, &mut out)
-                        .expect("seal");
+                let seal = if bridged { seal_ext_frame } else { seal_frame };
+                let len = seal(n.node.address(), dest, &key, suite, n.rng.to_be_bytes(), network, frame, &mut out)
+                    .expect("seal");
                 let mut pieces = Vec::new();
                 fragment_packet(&out[..len], DEFAULT_PHYS_MTU, |d| pieces.push(d.to_vec())).unwrap();
                 n.node.note_sent(now, dest, via.0, via.1);
@@ -455,6 +474,10 @@ impl Sim {
                 }
             }
             TxVerdict::Loopback => n.delivered.push((network, frame.to_vec())),
+            TxVerdict::Punt if from_lan => {
+                n.punted_tx += 1;
+                n.node.handle_lan_frame(now, network, frame);
+            }
             TxVerdict::Punt => {
                 n.punted_tx += 1;
                 n.node.handle_tap_frame(now, network, frame);
@@ -462,6 +485,24 @@ impl Sim {
             TxVerdict::Drop => {}
         }
         self.drain(i);
+    }
+
+    /// Hands `frame` to node `i` as if it arrived on the LAN bridged into `network`: the data
+    /// path first, as a worker does, then the node with what it punts.
+    pub fn lan_send(&mut self, i: usize, network: NetworkId, frame: &[u8]) {
+        self.port_send(i, network, frame, true);
+    }
+
+    /// Frames node `i` wrote to the LAN of a bridged network so far.
+    pub fn lan_delivered(&self, i: usize) -> Vec<Vec<u8>> {
+        self.nodes[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::DeliverLan { frame, .. } => Some(frame.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Advances the clock by `ms`, delivering datagrams and running timers each millisecond.

@@ -1,0 +1,178 @@
+//! Gateway mode on the virtual clock (zerotier-vl2.md §4.4): two members each bridge a LAN into
+//! the network; LAN hosts reach each other with ARP and unicast, multicast reaches every port,
+//! the LAN MAC table stays bounded under a flood, and nothing is bridged until the controller
+//! marks the member an active bridge.
+
+mod common;
+
+use common::*;
+use std::sync::{Arc, Mutex};
+use ztplane_node::{NetworkId, bridge::LAN_MACS_MAX};
+
+/// LAN hosts: 52:… is never a ZeroTier MAC (VL1 §10 maps that first octet away).
+const H1: [u8; 6] = [0x52, 0x54, 0, 0, 0x01, 0x01];
+const H2: [u8; 6] = [0x52, 0x54, 0, 0, 0x02, 0x02];
+
+/// Moon/controller (0), gateways g1 (1) and g2 (2); `bridges`: whether the controller marks them
+/// active bridges. Both have their LAN bridged into the network.
+fn gateways(bridges: bool) -> (Sim, NetworkId) {
+    let mut sim = Sim::new();
+    let ids = identities();
+    let moon = moon(&ids[0], sim.underlay(0));
+    let nwid = controlled_network(&ids[0]);
+    let plans = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    for (i, id) in ids[1..3].iter().enumerate() {
+        plans
+            .lock()
+            .unwrap()
+            .insert(id.address().as_u64(), MemberPlan { authorized: true, ip: format!("198.19.0.{}", i + 1) });
+    }
+    let c = sim.add(ids[0].clone(), vec![moon.clone()], vec![], vec![]);
+    sim.nodes[c].node.set_controller(Box::new(TestController {
+        identity: ids[0].clone(),
+        members: plans,
+        revision: 1,
+        rules: vec![0x01, 0x00],
+        extra_flags: 0,
+        bridges: if bridges { ids[1..3].iter().map(|i| i.address().as_u64()).collect() } else { vec![] },
+    }));
+    for id in &ids[1..3] {
+        let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);
+        let now = sim.now;
+        sim.nodes[i].node.join(nwid, now).unwrap();
+        sim.nodes[i].node.bridge_lan(nwid).unwrap();
+    }
+    assert!(sim.run_until(30_000, |s| [1, 2].iter().all(|&i| s.config(i, nwid).is_some())), "not configured");
+    (sim, nwid)
+}
+
+fn arp_for(from: [u8; 6], ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    arp_request(from, ip, target)
+}
+
+/// LAN frames node `i` wrote from index `from` on, that went to `mac`.
+fn lan_frames_to(sim: &Sim, i: usize, from: usize, mac: [u8; 6]) -> Vec<Vec<u8>> {
+    sim.lan_delivered(i)[from..].iter().filter(|f| f[0..6] == mac).cloned().collect()
+}
+
+#[test]
+fn lan_hosts_behind_two_gateways_resolve_and_reach_each_other() {
+    let (mut sim, nwid) = gateways(true);
+    // H1 (behind g1) asks for H2's address: a broadcast, to every port of the network.
+    sim.lan_send(1, nwid, &arp_for(H1, [198, 19, 0, 101], [198, 19, 0, 102]));
+    sim.run(100);
+    let broadcasts: Vec<Vec<u8>> = lan_frames_to(&sim, 2, 0, [0xff; 6]);
+    assert_eq!(broadcasts.len(), 1, "the ARP request did not reach g2's LAN exactly once");
+    assert_eq!(broadcasts[0][6..12], H1, "source MAC not carried (EXT multicast)");
+    assert!(
+        sim.nodes[2].delivered.iter().any(|(_, f)| f[0..6] == [0xff; 6] && f[6..12] == H1),
+        "g2's own port did not see the broadcast"
+    );
+    // H2 answers H1: unicast to a MAC behind g1, learned from the broadcast's bridge route.
+    let g1_seen = sim.lan_delivered(1).len();
+    sim.lan_send(2, nwid, &arp_reply(H2, [198, 19, 0, 102], H1, [198, 19, 0, 101]));
+    sim.run(100);
+    let replies = lan_frames_to(&sim, 1, g1_seen, H1);
+    assert_eq!(replies.len(), 1, "the ARP reply did not reach H1");
+    assert_eq!(replies[0][6..12], H2);
+    // Unicast both ways, in order.
+    let fast_before = sim.nodes[1].fast_tx;
+    for seq in 0..50u32 {
+        sim.lan_send(1, nwid, &ipv4_frame(H2, H1, [198, 19, 0, 101], [198, 19, 0, 102], seq, 1200));
+        sim.run(1);
+    }
+    // Sealed as EXT_FRAME by the data path (a worker), not by the node.
+    assert!(sim.nodes[1].fast_tx - fast_before >= 45, "{} of 50 on the fast path", sim.nodes[1].fast_tx - fast_before);
+    sim.run(50);
+    let got: Vec<u8> =
+        lan_frames_to(&sim, 2, 0, H2).iter().filter(|f| f.len() > 42 && f[12..14] == [8, 0]).map(|f| f[42]).collect();
+    assert_eq!(got, (0..50u8).collect::<Vec<_>>());
+    // Only the gateways' LAN MACs were learned; the frames never went to the ports.
+    assert_eq!(sim.nodes[1].node.lan(nwid).unwrap().macs(), 1);
+    assert!(!sim.nodes[2].delivered.iter().any(|(_, f)| f[0..6] == H2), "a LAN host's frame went to g2's port");
+}
+
+#[test]
+fn frames_between_hosts_on_one_lan_stay_there_and_the_gateways_own_port_is_on_the_segment() {
+    let (mut sim, nwid) = gateways(true);
+    let h1b = [0x52, 0x54, 0, 0, 0x01, 0x02];
+    sim.lan_send(1, nwid, &arp_for(h1b, [198, 19, 0, 103], [198, 19, 0, 1]));
+    let sent_before = sim.in_flight().count();
+    // H1 → H1b: both on g1's LAN, which delivered it already.
+    sim.lan_send(1, nwid, &ipv4_frame(h1b, H1, [198, 19, 0, 101], [198, 19, 0, 103], 1, 100));
+    assert_eq!(sim.in_flight().count(), sent_before, "a frame within the LAN was sent to the network");
+    assert_eq!(sim.nodes[1].node.lan(nwid).unwrap().hairpin, 1);
+    // A LAN host talks to the gateway itself: its port gets it, the network does not.
+    let g1_mac = sim.nodes[1].node.network(nwid).unwrap().mac.octets();
+    sim.lan_send(1, nwid, &ipv4_frame(g1_mac, H1, [198, 19, 0, 101], [198, 19, 0, 1], 2, 100));
+    assert_eq!(sim.in_flight().count(), sent_before);
+    assert!(sim.nodes[1].delivered.iter().any(|(_, f)| f[0..6] == g1_mac && f[6..12] == H1));
+    // And the gateway answers on its port: to the LAN only.
+    let lan_before = sim.lan_delivered(1).len();
+    sim.tap_send(1, nwid, &ipv4_frame(H1, g1_mac, [198, 19, 0, 1], [198, 19, 0, 101], 3, 100));
+    assert_eq!(lan_frames_to(&sim, 1, lan_before, H1).len(), 1, "the gateway's answer did not reach the LAN");
+    assert_eq!(sim.in_flight().count(), sent_before);
+}
+
+#[test]
+fn a_flood_of_source_macs_fills_the_table_to_its_bound_and_forwarding_goes_on() {
+    let (mut sim, nwid) = gateways(true);
+    // Teach g2 where H2 is, and g1's network side where H2 is (bridge route from a broadcast).
+    sim.lan_send(2, nwid, &arp_for(H2, [198, 19, 0, 102], [198, 19, 0, 101]));
+    sim.run(100);
+    let mut seed = 0x1234_5678u64;
+    for _ in 0..(LAN_MACS_MAX + 2_000) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut src = seed.to_be_bytes()[2..8].try_into().unwrap_or([0; 6]);
+        src[0] = 0x52; // unicast, never a ZeroTier MAC
+        // To H1b on the same LAN: learned and dropped as hairpin once known, else forwarded.
+        sim.nodes[1].node.handle_lan_frame(
+            sim.now,
+            nwid,
+            &ipv4_frame(src, src, [198, 19, 0, 200], [198, 19, 0, 200], 0, 60),
+        );
+    }
+    let lan = sim.nodes[1].node.lan(nwid).unwrap();
+    assert_eq!(lan.macs(), LAN_MACS_MAX, "the LAN MAC table is not bounded");
+    assert!(lan.unlearned >= 2_000, "{} frames unlearned", lan.unlearned);
+    let status = ztplane_node::status::network_status(sim.nodes[1].node.network(nwid).unwrap(), "lan0");
+    assert_eq!(status["ztplane"]["lan"]["macs"], LAN_MACS_MAX);
+    assert_eq!(status["bridge"], true);
+    // H1 still reaches H2 (H1 is new: not learned, still forwarded).
+    sim.run(10);
+    let before = sim.lan_delivered(2).len();
+    sim.lan_send(1, nwid, &ipv4_frame(H2, H1, [198, 19, 0, 101], [198, 19, 0, 102], 7, 200));
+    sim.run(50);
+    assert_eq!(lan_frames_to(&sim, 2, before, H2).len(), 1, "forwarding stopped after the flood");
+    // Ageing: five minutes later the flood is forgotten.
+    sim.run(310_000);
+    sim.lan_send(1, nwid, &ipv4_frame(H2, H1, [198, 19, 0, 101], [198, 19, 0, 102], 8, 200));
+    assert!(sim.nodes[1].node.lan(nwid).unwrap().macs() <= 2, "aged MACs kept");
+}
+
+#[test]
+fn nothing_is_bridged_until_the_controller_marks_the_gateway_an_active_bridge() {
+    let (mut sim, nwid) = gateways(false);
+    let before = sim.in_flight().count();
+    sim.lan_send(1, nwid, &arp_for(H1, [198, 19, 0, 101], [198, 19, 0, 102]));
+    sim.lan_send(
+        1,
+        nwid,
+        &ipv4_frame(
+            sim.nodes[2].node.network(nwid).unwrap().mac.octets(),
+            H1,
+            [198, 19, 0, 101],
+            [198, 19, 0, 2],
+            0,
+            100,
+        ),
+    );
+    assert_eq!(sim.in_flight().count(), before, "bridged a frame without activeBridge");
+    let lan = sim.nodes[1].node.lan(nwid).unwrap();
+    assert_eq!(lan.dropped_not_bridge, 2);
+    let status = ztplane_node::status::network_status(sim.nodes[1].node.network(nwid).unwrap(), "lan0");
+    assert_eq!(status["bridge"], false);
+    assert_eq!(status["ztplane"]["lan"]["droppedNotBridge"], 2);
+}
