@@ -27,6 +27,14 @@ pub fn rx_queues(ifname: &str) -> Result<u32, DataplaneError> {
     Ok(count as u32)
 }
 
+/// The MTU of `ifname` (sysfs of the current network namespace).
+pub fn mtu(ifname: &str) -> Result<u32, DataplaneError> {
+    ifindex(ifname)?;
+    let path = format!("/sys/class/net/{ifname}/mtu");
+    let text = std::fs::read_to_string(&path).map_err(|e| DataplaneError::Internal(format!("reading {path}: {e}")))?;
+    text.trim().parse().map_err(|e| DataplaneError::Internal(format!("{path}: {e}")))
+}
+
 /// Fails unless we run as root.
 pub fn require_root() -> Result<(), DataplaneError> {
     if unsafe { libc::geteuid() } != 0 {

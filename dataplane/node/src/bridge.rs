@@ -36,6 +36,10 @@ pub struct LanSide {
     pub hairpin: u64,
     /// LAN frames larger than the network MTU: dropped, counted (never silently).
     pub too_large: u64,
+    /// Frames from the network larger than the LAN's MTU: dropped, counted.
+    pub too_large_for_lan: u64,
+    /// The LAN interface's MTU.
+    pub mtu: u32,
     pub(crate) last_sweep: Instant,
     warned_not_bridge: bool,
 }
@@ -77,10 +81,11 @@ impl LanSide {
 }
 
 impl Node {
-    /// Bridges a LAN into joined network `id` (`ztplane node --bridge NWID=LANIF`).
-    pub fn bridge_lan(&mut self, id: NetworkId) -> Result<(), NodeError> {
+    /// Bridges a LAN whose interface has MTU `lan_mtu` into joined network `id` (`ztplane node
+    /// --bridge NWID=LANIF`).
+    pub fn bridge_lan(&mut self, id: NetworkId, lan_mtu: u32) -> Result<(), NodeError> {
         let network = self.networks.get_mut(&id).ok_or(NodeError::NotJoined(id))?;
-        network.lan.get_or_insert_with(LanSide::default);
+        network.lan.get_or_insert_with(LanSide::default).mtu = lan_mtu;
         self.data_path_dirty = true;
         Ok(())
     }
@@ -158,8 +163,17 @@ impl Node {
             return;
         }
         let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
+        let too_large = network.lan.as_ref().is_some_and(|lan| frame.len() - 14 > lan.mtu as usize);
         if dst == network.mac {
             self.events.push_back(Event::Deliver { network: id, frame });
+        } else if too_large {
+            // The LAN would drop it silently: counted here (the network MTU is larger than the LAN's).
+            if let Some(lan) = self.networks.get_mut(&id).and_then(|n| n.lan.as_mut()) {
+                lan.too_large_for_lan += 1;
+            }
+            if dst.is_multicast() {
+                self.events.push_back(Event::Deliver { network: id, frame });
+            }
         } else if dst.is_multicast() {
             self.events.push_back(Event::DeliverLan { network: id, frame: frame.clone() });
             self.events.push_back(Event::Deliver { network: id, frame });

@@ -68,6 +68,8 @@ pub struct LanView {
     pub macs: HashSet<Mac>,
     /// MACs behind other active bridges → that bridge (§4.4).
     pub remote: HashMap<Mac, Address>,
+    /// The LAN's MTU: larger frames from the network are the node's to count and drop.
+    pub mtu: u32,
 }
 
 /// The immutable snapshot the workers use.
@@ -83,8 +85,9 @@ pub struct DataPath {
 /// What to do with a received packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxVerdict {
-    /// `packet[start..start + len]` is now an Ethernet frame for the port of `network`.
-    Deliver { network: NetworkId, start: usize, len: usize, source: Address, bonded: Option<BondedArrival> },
+    /// `packet[start..start + len]` is now an Ethernet frame for the port of `network`, or for
+    /// the LAN bridged into it if `lan` (gateway mode: a bridged frame for a MAC behind us).
+    Deliver { network: NetworkId, start: usize, len: usize, source: Address, bonded: Option<BondedArrival>, lan: bool },
     /// Hand the packet to the node as it was (not dearmored: unknown sender, HELLO, ...).
     Punt,
     /// Hand it to the node already opened with this suite ([`crate::Node::handle_opened`]).
@@ -158,10 +161,9 @@ impl DataPath {
             Err(_) => return RxVerdict::Drop,
         };
         let verb_byte = packet[27];
-        if verb_byte & 0x80 != 0
-            || Verb::from_code(verb_byte & 0x1f) != Verb::Frame
-            || packet.len() < PAYLOAD_OFFSET + 10
-        {
+        let verb = Verb::from_code(verb_byte & 0x1f);
+        let ext = verb == Verb::ExtFrame;
+        if verb_byte & 0x80 != 0 || !(verb == Verb::Frame || ext) || packet.len() < PAYLOAD_OFFSET + 10 {
             return RxVerdict::PuntOpened(suite);
         }
         // Broadcast bonds send every frame on every path: the later copies stop here.
@@ -178,6 +180,9 @@ impl DataPath {
         // Not configured (or not joined): the node parks or ignores it (§2.1, §3.5).
         let Some(network) = self.networks.get(&id) else { return RxVerdict::PuntOpened(suite) };
         let Some(membership) = network.members.get(&source) else { return RxVerdict::PuntOpened(suite) };
+        if ext {
+            return self.receive_bridged(packet, network, membership, source, peer, arrived, packet_id, suite, random);
+        }
         let ethertype = u16::from_be_bytes([packet[36], packet[37]]);
         let payload = &packet[38..];
         if payload.len() > network.mtu as usize {
@@ -210,7 +215,71 @@ impl DataPath {
         // Ethernet header in place: destination ‖ source over bytes 24..36, ethertype stays.
         packet[24..30].copy_from_slice(&network.mac.octets());
         packet[30..36].copy_from_slice(&src.octets());
-        RxVerdict::Deliver { network: id, start: 24, len: packet.len() - 24, source, bonded }
+        RxVerdict::Deliver { network: id, start: 24, len: packet.len() - 24, source, bonded, lan: false }
+    }
+
+    /// EXT_FRAME on a bridged network (gateway mode, VL2 §4.3): a frame from a bridge, or for a
+    /// MAC on our LAN. What needs the node (an inline COM, an OK asked for, multicast, a source
+    /// MAC not yet learned behind its bridge, rules with side effects) goes there opened.
+    #[allow(clippy::too_many_arguments)]
+    fn receive_bridged(
+        &self,
+        packet: &mut [u8],
+        network: &NetworkView,
+        membership: &Membership,
+        source: Address,
+        peer: &PeerRoute,
+        arrived: (LocalSocket, SocketAddr),
+        packet_id: u64,
+        suite: CipherSuite,
+        random: &mut dyn FnMut() -> u32,
+    ) -> RxVerdict {
+        // nwid ‖ flags ‖ dest MAC ‖ source MAC ‖ ethertype ‖ payload; the frame starts at 37.
+        const FRAME_AT: usize = PAYLOAD_OFFSET + 9;
+        let Some(lan) = &network.lan else { return RxVerdict::PuntOpened(suite) };
+        if packet.len() < FRAME_AT + 14 || packet[PAYLOAD_OFFSET + 8] != 0 {
+            return RxVerdict::PuntOpened(suite);
+        }
+        let id = network.id;
+        let dst = Mac::from_octets(packet[FRAME_AT..FRAME_AT + 6].try_into().unwrap_or([0; 6]));
+        let src = Mac::from_octets(packet[FRAME_AT + 6..FRAME_AT + 12].try_into().unwrap_or([0; 6]));
+        if src.0 == 0 || src == network.mac {
+            return RxVerdict::Drop;
+        }
+        let bridged_source = src != id.mac_for(&source);
+        let to_lan = dst != network.mac;
+        if dst.is_multicast()
+            || (bridged_source && lan.remote.get(&src) != Some(&source))
+            || (to_lan && !lan.active)
+            || packet.len() - FRAME_AT - 14 > lan.mtu.min(network.mtu) as usize
+        {
+            return RxVerdict::PuntOpened(suite);
+        }
+        let ethertype = u16::from_be_bytes([packet[FRAME_AT + 12], packet[FRAME_AT + 13]]);
+        let payload = &packet[FRAME_AT + 14..];
+        let frame = FrameInfo {
+            inbound: true,
+            zt_source: source,
+            zt_dest: self.me,
+            mac_source: src,
+            mac_dest: dst,
+            ethertype,
+            vlan_id: 0,
+            payload,
+        };
+        let outcome = inbound_filter(&network.config, self.me, Some(membership), &frame, random);
+        if !outcome.copies.iter().all(Option::is_none) || matches!(outcome.disposition, Disposition::Redirect(_)) {
+            return RxVerdict::PuntOpened(suite);
+        }
+        if outcome.inbound_code() == 0 {
+            return RxVerdict::Drop;
+        }
+        let bonded = peer.bond.as_ref().and_then(|b| {
+            let path = b.path_of(arrived.0, arrived.1)?;
+            let flow = if b.pin_received_flows { frame_flow_hash(ethertype, payload).0 } else { 0 };
+            Some(BondedArrival { path, packet_id, flow })
+        });
+        RxVerdict::Deliver { network: id, start: FRAME_AT, len: packet.len() - FRAME_AT, source, bonded, lan: to_lan }
     }
 
     /// A frame read from the port of `network` at `now` (see the module doc). A bonded peer's
@@ -600,6 +669,7 @@ impl crate::Node {
                         active: n.config.as_ref().is_some_and(|c| c.is_active_bridge(self.me)),
                         macs: lan.macs.keys().copied().collect(),
                         remote: n.bridge_routes.clone(),
+                        mtu: lan.mtu,
                     }),
                 },
             );

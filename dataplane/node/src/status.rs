@@ -78,6 +78,8 @@ pub fn network_status(network: &Network, device: &str) -> Value {
             "droppedNotBridge": lan.dropped_not_bridge,
             "hairpin": lan.hairpin,
             "tooLarge": lan.too_large,
+            "tooLargeForLan": lan.too_large_for_lan,
+            "mtu": lan.mtu,
         }});
     }
     status

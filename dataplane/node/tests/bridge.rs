@@ -40,7 +40,7 @@ fn gateways(bridges: bool) -> (Sim, NetworkId) {
         let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);
         let now = sim.now;
         sim.nodes[i].node.join(nwid, now).unwrap();
-        sim.nodes[i].node.bridge_lan(nwid).unwrap();
+        sim.nodes[i].node.bridge_lan(nwid, 1500).unwrap();
     }
     assert!(sim.run_until(30_000, |s| [1, 2].iter().all(|&i| s.config(i, nwid).is_some())), "not configured");
     (sim, nwid)
@@ -77,6 +77,7 @@ fn lan_hosts_behind_two_gateways_resolve_and_reach_each_other() {
     assert_eq!(replies[0][6..12], H2);
     // Unicast both ways, in order.
     let fast_before = sim.nodes[1].fast_tx;
+    let fast_rx_before = sim.nodes[2].fast_rx;
     for seq in 0..50u32 {
         sim.lan_send(1, nwid, &ipv4_frame(H2, H1, [198, 19, 0, 101], [198, 19, 0, 102], seq, 1200));
         sim.run(1);
@@ -87,6 +88,12 @@ fn lan_hosts_behind_two_gateways_resolve_and_reach_each_other() {
     let got: Vec<u8> =
         lan_frames_to(&sim, 2, 0, H2).iter().filter(|f| f.len() > 42 && f[12..14] == [8, 0]).map(|f| f[42]).collect();
     assert_eq!(got, (0..50u8).collect::<Vec<_>>());
+    // ...and opened and handed to the LAN by g2's data path.
+    assert!(
+        sim.nodes[2].fast_rx - fast_rx_before >= 45,
+        "{} of 50 received on the fast path",
+        sim.nodes[2].fast_rx - fast_rx_before
+    );
     // Only the gateways' LAN MACs were learned; the frames never went to the ports.
     assert_eq!(sim.nodes[1].node.lan(nwid).unwrap().macs(), 1);
     assert!(!sim.nodes[2].delivered.iter().any(|(_, f)| f[0..6] == H2), "a LAN host's frame went to g2's port");

@@ -48,6 +48,8 @@ pub enum Punt {
     LanFrame { network: NetworkId, frame: Vec<u8> },
     /// A decrypted frame too large for a UMEM frame: write it to the tap.
     Deliver { network: NetworkId, frame: Vec<u8> },
+    /// The same for the LAN bridged into `network`.
+    DeliverLan { network: NetworkId, frame: Vec<u8> },
     /// Frames moved between us and `peer` on a path (throttled per worker).
     Activity { peer: Address, local: u32, remote: SocketAddr, received: bool, direct: bool },
     /// Data packets moved on bonded paths (one processed batch's worth).
@@ -79,6 +81,7 @@ pub struct LanPort {
     pub network: NetworkId,
     pub ifname: String,
     pub ifindex: u32,
+    pub mtu: u32,
 }
 
 /// Runs the node until `stop` is set (SIGINT/SIGTERM) or `--duration` passes.
@@ -157,7 +160,7 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         }
         let ifindex = system::ifindex(lan)?;
         steering.push(Steering::attach_lan(lan, args.xdp_mode, &args.lan_pass_vlans, &pin_dir)?);
-        lans.push(LanPort { network: *network, ifname: lan.clone(), ifindex });
+        lans.push(LanPort { network: *network, ifname: lan.clone(), ifindex, mtu: system::mtu(lan)? });
     }
     let umem_config = UmemConfig::builder()
         .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| DataplaneError::Config(e.to_string()))?)
@@ -245,8 +248,8 @@ pub fn run(args: &NodeArgs, stop: Arc<AtomicBool>) -> Result<(), DataplaneError>
         }
     }
     for lan in &lans {
-        node.bridge_lan(lan.network).map_err(|e| DataplaneError::Config(e.to_string()))?;
-        log::info!("{}: bridging LAN {} (gateway mode)", lan.network, lan.ifname);
+        node.bridge_lan(lan.network, lan.mtu).map_err(|e| DataplaneError::Config(e.to_string()))?;
+        log::info!("{}: bridging LAN {} (MTU {}; gateway mode)", lan.network, lan.ifname, lan.mtu);
     }
     log::info!(
         "node {} on {:?} port {port}: {} worker(s) on cores {cores:?}, queues {queues:?}",

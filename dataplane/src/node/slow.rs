@@ -321,6 +321,7 @@ impl SlowPath {
             Punt::TapFrame { network, frame } => self.s.node.handle_tap_frame(now, network, &frame),
             Punt::LanFrame { network, frame } => self.s.node.handle_lan_frame(now, network, &frame),
             Punt::Deliver { network, frame } => self.write_tap(network, &frame),
+            Punt::DeliverLan { network, frame } => self.write_lan(network, &frame),
             Punt::PathRecords(records) => self.s.node.bond_records(now, &records),
             Punt::Activity { peer, local, remote, received, direct } => {
                 if received {
@@ -346,6 +347,14 @@ impl SlowPath {
         }
     }
 
+    fn write_lan(&self, network: NetworkId, frame: &[u8]) {
+        if let Some(socket) = self.lan_senders.get(&network)
+            && let Err(e) = socket.send(frame)
+        {
+            log::debug!("{network}: LAN write: {e}");
+        }
+    }
+
     fn events(&mut self) {
         while let Some(event) = self.s.node.poll_event() {
             match event {
@@ -363,13 +372,7 @@ impl SlowPath {
                     }
                 }
                 Event::Deliver { network, frame } => self.write_tap(network, &frame),
-                Event::DeliverLan { network, frame } => {
-                    if let Some(socket) = self.lan_senders.get(&network)
-                        && let Err(e) = socket.send(&frame)
-                    {
-                        log::debug!("{network}: LAN write: {e}");
-                    }
-                }
+                Event::DeliverLan { network, frame } => self.write_lan(network, &frame),
                 Event::SaveNetwork { network, dictionary } => {
                     if let Err(e) = self.s.home.save_network(network, &dictionary) {
                         log::warn!("{e}");

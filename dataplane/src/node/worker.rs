@@ -471,6 +471,14 @@ impl Processor<'_> {
         self.records.push(PathRecord { peer, path, packet_id, bytes, at, received: false, flow: 0 });
     }
 
+    /// The item's frame goes out on the LAN port of `network` (gateway mode).
+    fn lan_transmit(&self, network: NetworkId) -> Verdict {
+        match self.shared.lans.iter().position(|n| *n == network) {
+            Some(i) => Verdict::Transmit { iface: (self.shared.ifindexes.len() + i) as u8, extra: false },
+            None => Verdict::Free,
+        }
+    }
+
     /// A frame from LAN port `lan` (gateway mode): bridged like a tap frame, as EXT_FRAME.
     fn lan_frame(&mut self, umem: &Umem, item: &mut Item, lan: usize) -> Verdict {
         let Some(&network) = self.shared.lans.get(lan) else { return Verdict::Free };
@@ -524,12 +532,18 @@ impl Processor<'_> {
             let mut random = || self.rng.next_u32();
             let bytes = datagram.len();
             return match dp.receive(datagram, (local, remote), &mut random) {
-                RxVerdict::Deliver { network, start: s, len, source, bonded } => {
+                RxVerdict::Deliver { network, start: s, len, source, bonded, lan } => {
                     stats::add(&self.stats.fast_rx, 1);
                     if let Some(b) = bonded {
                         self.arrival_record(source, b, bytes);
                     }
                     self.note(source, remote, local, true, hops == 0);
+                    if lan {
+                        // Out on the LAN port: the frame moves to the start of its UMEM frame.
+                        frame.copy_within(start + s..start + s + len, 0);
+                        data.cursor().set_pos(len);
+                        return self.lan_transmit(network);
+                    }
                     Verdict::TapWrite { network: network.0, start: (start + s) as u16, len: len as u16 }
                 }
                 RxVerdict::PuntOpened(suite) => {
@@ -565,7 +579,7 @@ impl Processor<'_> {
         let mut random = || self.rng.next_u32();
         let packet = &mut self.scratch[..len];
         match dp.receive(packet, (local, remote), &mut random) {
-            RxVerdict::Deliver { network, start: s, len: l, source, bonded } => {
+            RxVerdict::Deliver { network, start: s, len: l, source, bonded, lan } => {
                 if let Some(b) = bonded {
                     self.arrival_record(source, b, len);
                 }
@@ -575,7 +589,13 @@ impl Processor<'_> {
                 let mut cursor = data.cursor();
                 cursor.set_pos(0);
                 if std::io::Write::write_all(&mut cursor, &self.scratch[s..s + l]).is_ok() {
+                    if lan {
+                        return self.lan_transmit(network);
+                    }
                     Verdict::TapWrite { network: network.0, start: 0, len: l as u16 }
+                } else if lan {
+                    self.report(Punt::DeliverLan { network, frame: self.scratch[s..s + l].to_vec() });
+                    Verdict::Free
                 } else {
                     self.report(Punt::Deliver { network, frame: self.scratch[s..s + l].to_vec() });
                     Verdict::Free

@@ -402,9 +402,14 @@ impl Sim {
         };
         let bytes = packet.len() as u32;
         match dp.receive(&mut packet, (local, from), &mut random) {
-            RxVerdict::Deliver { network, start, len, source, bonded } => {
+            RxVerdict::Deliver { network, start, len, source, bonded, lan } => {
                 n.fast_rx += 1;
-                n.delivered.push((network, packet[start..start + len].to_vec()));
+                if lan {
+                    let frame = packet[start..start + len].to_vec();
+                    n.events.push(Event::DeliverLan { network, frame });
+                } else {
+                    n.delivered.push((network, packet[start..start + len].to_vec()));
+                }
                 n.node.note_frames(now, source, local, from, original[18] & 7 == 0);
                 if let Some(b) = bonded {
                     n.node.bond_records(now, &[PathRecord::arrival(source, b, bytes, now)]);
