@@ -5,6 +5,7 @@ mod bond;
 mod decode;
 mod http_api;
 mod metrics;
+mod moon;
 mod node;
 mod policy;
 mod serve;
@@ -65,6 +66,9 @@ pub enum Cmd {
     Xdp(xdp::XdpArgs),
     /// bonded peers and the quality of their links (as zerotier-cli bond list / bond PEER show), rotate
     Bond(bond::BondArgs),
+    /// make a node the root of its own site (a moon), as zerotier-idtool initmoon/genmoon
+    #[command(subcommand)]
+    Moon(moon::MoonCmd),
     /// print a shell completion script (e.g. `ztplanectl completions bash > /etc/bash_completion.d/ztplanectl`)
     Completions {
         #[arg(value_enum)]
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
         Cmd::Policy(policy) => policy::run(&policy),
         Cmd::Xdp(xdp) => xdp::run(&xdp),
         Cmd::Bond(bond) => bond::run(&bond, cli.json),
+        Cmd::Moon(moon) => moon::run(&moon),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ztplanectl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

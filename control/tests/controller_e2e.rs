@@ -163,3 +163,91 @@ fn a_zerotier_one_member_joins_a_ztplane_controlled_network() {
     drop(node);
     drop(moon_node);
 }
+
+/// A site without zerotier-one: a ztplane node is the root (its own moon, from `ztplanectl moon
+/// create`), another ztplane node the controller; a zerotier-one member that knows only the moon
+/// finds the controller through it, joins the ztplane-controlled network and pings a ztplane
+/// member.
+#[test]
+fn a_zerotier_one_member_joins_through_a_ztplane_moon() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (network namespaces, taps)");
+        return;
+    }
+    let binary = ZeroTierBinary::locate().expect("zerotier-one from ../shared/ref");
+    let mut topo = Topology::new().unwrap();
+    let lan = Lan::new(&mut topo, &["root", "ctl", "zt", "zp"]).unwrap();
+    let tmp = TempDir(std::env::temp_dir().join(format!("ztplane-moon-e2e-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&tmp.0);
+    let (root_home, home, zp_home) = (tmp.0.join("root"), tmp.0.join("ctl"), tmp.0.join("zp"));
+    let handout = tmp.0.join("site.moon");
+    std::fs::create_dir_all(&tmp.0).unwrap();
+
+    // The root signs its moon; every other node gets the file.
+    let endpoint = format!("{}/9993", lan.host("root").unwrap().ip);
+    let out = std::process::Command::new(ztplanectl())
+        .args(["moon", "create", "--home"])
+        .arg(&root_home)
+        .args(["--endpoint", &endpoint, "--out"])
+        .arg(&handout)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "moon create: {}", String::from_utf8_lossy(&out.stderr));
+    let written = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let file_name = written.file_name().unwrap().to_string_lossy().to_string();
+    let bytes = std::fs::read(&handout).unwrap();
+    for dir in [&home, &zp_home] {
+        std::fs::create_dir_all(dir.join("moons.d")).unwrap();
+        std::fs::write(dir.join("moons.d").join(&file_name), &bytes).unwrap();
+    }
+    let root_public = std::fs::read_to_string(root_home.join("identity.public")).unwrap().trim().to_string();
+    let moon = Moon {
+        identity: ztplane_testkit::zerotier::Identity { secret: String::new(), public: root_public },
+        file_name,
+        bytes,
+        endpoints: vec![endpoint],
+    };
+    let root = ZtplaneNode::start(&ztplane(), &lan.host("root").unwrap().netns, &root_home, &["eth0"], &[]).unwrap();
+
+    let ns = lan.host("ctl").unwrap().netns.clone();
+    let node = ZtplaneNode::start(&ztplane(), &ns, &home, &["eth0"], &[]).unwrap();
+    let controller = node.address().unwrap();
+    let _serve = Serve::start(&ns, &home);
+    let api = |method: &str, path: &str, body: Option<Value>| api(&ns, &home, method, path, body);
+    let (code, network) = api(
+        "POST",
+        &format!("/controller/network/{controller}______"),
+        Some(json!({"name": "site", "private": true, "v4AssignMode": {"zt": true},
+            "ipAssignmentPools": [{"ipRangeStart": "198.19.0.10", "ipRangeEnd": "198.19.0.250"}],
+            "routes": [{"target": "198.19.0.0/24"}]})),
+    );
+    assert_eq!(code, 200, "{network}");
+    let nwid_hex = network["id"].as_str().unwrap().to_string();
+    let nwid = u64::from_str_radix(&nwid_hex, 16).unwrap();
+    let member_path = |address: &str| format!("/controller/network/{nwid_hex}/member/{address}");
+
+    let member = ZeroTierNode::start(&binary, &lan.host("zt").unwrap().netns, NodeConfig::member(&moon)).unwrap();
+    assert_eq!(api("POST", &member_path(member.address()), Some(json!({"authorized": true}))).0, 200);
+    member.join(nwid).unwrap();
+    let zp_ns = lan.host("zp").unwrap().netns.clone();
+    let zp = ZtplaneNode::start(&ztplane(), &zp_ns, &zp_home, &["eth0"], &["--join", &nwid_hex]).unwrap();
+    assert_eq!(api("POST", &member_path(&zp.address().unwrap()), Some(json!({"authorized": true}))).0, 200);
+
+    // The member learned of the controller from the ztplane root only (its one upstream).
+    let ip = member.wait_for_ip(nwid, Duration::from_secs(45)).unwrap();
+    let peers = member.peers().unwrap();
+    let root_role =
+        peers.as_array().unwrap().iter().find(|p| p["address"] == moon.address()).map(|p| p["role"].clone());
+    assert_eq!(root_role, Some(json!("MOON")), "the member does not use the ztplane root: {peers}");
+    let zp_ip = zp.wait_for_ip(nwid, Duration::from_secs(30)).unwrap();
+    let zt_ns = lan.host("zt").unwrap().netns.clone();
+    wait_until("ping from the zerotier-one member to the ztplane member", Duration::from_secs(20), || {
+        if ping(&zt_ns, &zp_ip) { Ok(()) } else { Err("no reply".into()) }
+    })
+    .unwrap();
+    assert!(ping(&zp_ns, &ip), "no reply from the zerotier-one member");
+    drop(member);
+    drop(zp);
+    drop(node);
+    drop(root);
+}
