@@ -1,6 +1,7 @@
 //! `cargo xtask <verb>`: the one entry point for setting up, running, testing, benchmarking and
 //! fuzzing ztplane. `run` and `test` install what is missing first (see `setup`).
 mod demo;
+mod gateway_demo;
 mod node_demo;
 mod setup;
 
@@ -10,13 +11,15 @@ use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage: cargo xtask <verb>
   setup                    install what is missing (apt packages, rust-src, bpf-linker, bpffs)
-  run [--zerotier PATH]    the embedded demo: two ztplane nodes join a network of a
-                           zerotier-one moon/controller in namespaces, ping, transfer
+  run                      the embedded demo, nothing outside the project: a ztplane root and
+                           controller, two ztplane gateways bridging a LAN each; ping, transfer
+  run interop [--zerotier PATH]
+                           two ztplane and two zerotier-one nodes on a zerotier-one moon/controller
   run -- NODE ARGS         `ztplane node ARGS` on real NICs
                            (e.g. -- --home /var/lib/zerotier-one --iface eth1 --join NWID)
   run -- fwd [FWD ARGS]    `ztplane fwd ARGS` on real NICs; no FWD ARGS: the forwarding demo
   test                     all tests, including root-only namespace/XDP tests
-  bench NAME               io | handoff | crypto | bond | peers | overlay | bond-live:
+  bench NAME               io | handoff | crypto | bond | peers | overlay | bond-live | gateway:
                            figures beside an in-run baseline, written to target/bench/NAME.json
   fuzz NAME [--seconds N]  run a cargo-fuzz target of the protocol parsers";
 
@@ -81,8 +84,12 @@ fn run(args: &[String]) -> Result<()> {
             _ => status(Command::new(binary).arg("node").args(rest)),
         };
     }
+    if args.is_empty() {
+        status(cargo().args(["build", "--release", "--quiet", "-p", "ztplanectl"]))?;
+        return gateway_demo::run(&binary, &binary.with_file_name("ztplanectl"));
+    }
     let mut zerotier = None;
-    let mut it = args.iter();
+    let mut it = args.iter().skip(usize::from(args[0] == "interop"));
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--zerotier" => zerotier = Some(PathBuf::from(it.next().context("--zerotier needs a path")?)),
@@ -132,11 +139,13 @@ fn shared_present() -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    let Some(name) = args.first() else { bail!("bench needs a NAME: io, handoff, crypto, bond or peers") };
+    let Some(name) = args.first() else {
+        bail!("bench needs a NAME: io, handoff, crypto, bond, peers, overlay, bond-live or gateway")
+    };
     let options = args[1..].iter().filter(|a| a.as_str() != "--");
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--quiet", "-p", "ztplane-bench", "--", name]).args(options);
-    if name == "io" || name == "overlay" || name == "bond-live" {
+    if ["io", "overlay", "bond-live", "gateway"].contains(&name.as_str()) {
         cmd.env("ZTPLANE_BIN", build_ztplane()?);
     }
     status(&mut cmd)

@@ -1,4 +1,4 @@
-//! `cargo xtask run` with no arguments: two ztplane nodes join a ZeroTier network whose moon and
+//! `cargo xtask run interop`: two ztplane nodes join a ZeroTier network whose moon and
 //! controller is a real zerotier-one, in namespaces; a ping and a TCP transfer cross the
 //! overlay; a table shows what each node did. Two zerotier-one members (c, d) of the same network
 //! make the same transfer: the baseline of the same run (`ztplane_testkit::overlay`).
@@ -9,8 +9,8 @@
 //!   [b]    ztplane node   eth0 198.18.0.3      overlay 198.19.0.22
 //!   [c, d] zerotier-one   eth0 198.18.0.4, .5  overlay 198.19.0.23, .24
 //! ```
-//! Until ztplane has a controller of its own, the moon is zerotier-one from `../shared/ref` or
-//! `--zerotier PATH`.
+//! The moon is zerotier-one from `../shared/ref` or `--zerotier PATH` (the self-contained demo
+//! with a ztplane root and controller is `crate::gateway_demo`).
 use anyhow::{Result, bail};
 use serde_json::Value;
 use std::io::{Read, Write};

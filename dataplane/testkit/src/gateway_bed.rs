@@ -266,7 +266,7 @@ pub fn ztplane_home(dir: &Path, name: &str, identity: &Identity, moon: &Moon) ->
 }
 
 /// Namespace `name` on a veth to `gateway`'s [`LAN_IFACE`], as `ip`/24 (see the module doc).
-fn bridged_host(topology: &mut Topology, gateway: &Netns, name: &str, ip: Ipv4Addr) -> Result<BridgedHost> {
+pub fn bridged_host(topology: &mut Topology, gateway: &Netns, name: &str, ip: Ipv4Addr) -> Result<BridgedHost> {
     ensure!(is_benchmark_addr(ip), "{ip} is outside 198.18.0.0/15: tests use only benchmark addresses");
     let netns = topology.netns(name)?;
     topology.veth(gateway, LAN_IFACE, &netns, HOST_IFACE, 2)?;

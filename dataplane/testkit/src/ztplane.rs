@@ -93,9 +93,14 @@ impl ZtplaneNode {
 
     /// One control request (zerotier-one local API shapes); the body of a 200, else an error.
     pub fn request(&self, method: &str, path: &str) -> Result<Value> {
+        self.request_with(method, path, Value::Null)
+    }
+
+    /// [`ZtplaneNode::request`] with a JSON body (e.g. the controller API's POSTs).
+    pub fn request_with(&self, method: &str, path: &str, body: Value) -> Result<Value> {
         let mut stream = UnixStream::connect(self.home.join(CONTROL_SOCKET)).context("control socket")?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let line = serde_json::json!({"method": method, "path": path, "body": null}).to_string();
+        let line = serde_json::json!({"method": method, "path": path, "body": body}).to_string();
         stream.write_all(line.as_bytes())?;
         stream.write_all(b"\n")?;
         let mut reply = String::new();
