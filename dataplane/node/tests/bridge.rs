@@ -100,6 +100,26 @@ fn lan_hosts_behind_two_gateways_resolve_and_reach_each_other() {
 }
 
 #[test]
+fn vlan_tagged_frames_cross_untouched() {
+    let (mut sim, nwid) = gateways(true);
+    // Both hosts known on their LANs, H2's gateway known behind g2 (an ARP exchange).
+    sim.lan_send(1, nwid, &arp_for(H1, [198, 19, 0, 101], [198, 19, 0, 102]));
+    sim.run(100);
+    sim.lan_send(2, nwid, &arp_reply(H2, [198, 19, 0, 102], H1, [198, 19, 0, 101]));
+    sim.run(100);
+    // An 802.1Q frame (VLAN 42, priority 5) H1 → H2: the tag and everything after it arrive as sent.
+    let mut tagged = Vec::new();
+    tagged.extend_from_slice(&H2);
+    tagged.extend_from_slice(&H1);
+    tagged.extend_from_slice(&[0x81, 0x00, 0xa0, 42, 0x08, 0x00]);
+    tagged.extend((0..600u32).map(|i| (i * 13) as u8));
+    let before = sim.lan_delivered(2).len();
+    sim.lan_send(1, nwid, &tagged);
+    sim.run(50);
+    assert_eq!(lan_frames_to(&sim, 2, before, H2), vec![tagged], "the tagged frame changed on the way");
+}
+
+#[test]
 fn frames_between_hosts_on_one_lan_stay_there_and_the_gateways_own_port_is_on_the_segment() {
     let (mut sim, nwid) = gateways(true);
     let h1b = [0x52, 0x54, 0, 0, 0x01, 0x02];
