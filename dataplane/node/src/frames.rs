@@ -105,7 +105,13 @@ impl crate::Node {
         }
         let learned = self.networks.get(&id).and_then(|n| n.bridge_routes.get(&dst).copied());
         let bridges: Vec<Address> = match learned.filter(|b| config.is_active_bridge(*b)) {
-            Some(b) => vec![b],
+            Some(b) => {
+                // A learned bridge gets our credentials as any unicast destination does (§3.3):
+                // zerotier-one skips this for bridges, but the data path only sends to members
+                // holding our current credentials, and a gateway's traffic is all of this kind.
+                self.push_credentials_if_needed(now, id, b);
+                vec![b]
+            }
             None => config.active_bridges().filter(|b| *b != self.me).take(MAX_BRIDGE_SPRAY).collect(),
         };
         for bridge in bridges {

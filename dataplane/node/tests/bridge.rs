@@ -94,6 +94,18 @@ fn lan_hosts_behind_two_gateways_resolve_and_reach_each_other() {
         "{} of 50 received on the fast path",
         sim.nodes[2].fast_rx - fast_rx_before
     );
+    // A config refresh (a new timestamp, about a minute on) makes our credentials stale at g2:
+    // bridged traffic itself re-pushes them, and the data path takes it again at once.
+    let installed = sim.nodes[1].node.counters().configs_installed;
+    sim.run_until(120_000, |s| s.nodes[1].node.counters().configs_installed > installed);
+    assert!(sim.nodes[1].node.counters().configs_installed > installed, "no config refresh in two minutes");
+    let fast_before = sim.nodes[1].fast_tx;
+    for seq in 0..50u32 {
+        sim.lan_send(1, nwid, &ipv4_frame(H2, H1, [198, 19, 0, 101], [198, 19, 0, 102], seq, 1200));
+        sim.run(1);
+    }
+    let fast = sim.nodes[1].fast_tx - fast_before;
+    assert!(fast >= 45, "after a config refresh only {fast} of 50 LAN frames on the fast path");
     // Only the gateways' LAN MACs were learned; the frames never went to the ports.
     assert_eq!(sim.nodes[1].node.lan(nwid).unwrap().macs(), 1);
     assert!(!sim.nodes[2].delivered.iter().any(|(_, f)| f[0..6] == H2), "a LAN host's frame went to g2's port");

@@ -782,6 +782,7 @@ impl SlowPath {
                     "stolen": stats::get(&w.stolen), "leaked": stats::get(&w.leaked),
                     "tap_rx": stats::get(&t.tap_rx), "tap_tx": stats::get(&t.tap_tx),
                     "fast_rx": stats::get(&t.fast_rx), "fast_tx": stats::get(&t.fast_tx), "punted": stats::get(&t.punted),
+                    "punts_dropped": stats::get(&t.punts_dropped),
                     "tap_dropped": stats::get(&t.tap_dropped), "tap_merged_writes": stats::get(&t.tap_merged_writes),
                     "tap_super_reads": stats::get(&t.tap_super_reads),
                     "tap_write_errors": stats::get(&t.tap_write_errors),

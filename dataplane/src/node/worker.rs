@@ -160,6 +160,8 @@ pub struct TapStats {
     pub tap_rx: std::sync::atomic::AtomicU64,
     pub tap_tx: std::sync::atomic::AtomicU64,
     pub punted: std::sync::atomic::AtomicU64,
+    /// Punts the slow path's full queue refused (a flood): dropped, and counted here.
+    pub punts_dropped: std::sync::atomic::AtomicU64,
     pub fast_rx: std::sync::atomic::AtomicU64,
     pub fast_tx: std::sync::atomic::AtomicU64,
     /// Tap reads that could not be used: truncated, or a super-frame that failed validation.
@@ -488,6 +490,8 @@ impl Processor<'_> {
     fn report(&mut self, punt: Punt) {
         if self.shared.punts.try_send(punt).is_ok() {
             stats::add(&self.stats.punted, 1);
+        } else {
+            stats::add(&self.stats.punts_dropped, 1);
         }
     }
 
