@@ -6,6 +6,7 @@
 mod bond;
 mod bond_live;
 mod crypto;
+mod gateway;
 mod handoff;
 mod io;
 mod overlay;
@@ -20,7 +21,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(name) = args.first() else {
         bail!(
-            "usage: ztplane-bench <io|handoff|crypto|bond|peers|overlay|bond-live> [options] | ztplane-bench plot NAME... \
+            "usage: ztplane-bench <io|handoff|crypto|bond|peers|overlay|bond-live|gateway> [options] | ztplane-bench plot NAME... \
              | ztplane-bench pktgen --tx-iface IF --rx-iface IF [options]"
         );
     };
@@ -32,11 +33,12 @@ fn main() -> Result<()> {
         "peers" => peers::run(&args[1..]),
         "overlay" => overlay::run(&args[1..]),
         "bond-live" => bond_live::run(&args[1..]),
+        "gateway" => gateway::run(&args[1..]),
         "plot" => report::replot(&args[1..], figure_for),
         "pktgen" => pktgen::run(&args[1..]),
         other => {
             bail!(
-                "unknown benchmark {other:?} (known: io, handoff, crypto, bond, peers, overlay, bond-live; or plot NAME, pktgen)"
+                "unknown benchmark {other:?} (known: io, handoff, crypto, bond, peers, overlay, bond-live, gateway; or plot NAME, pktgen)"
             )
         }
     }
@@ -52,6 +54,7 @@ fn figure_for(name: &str) -> Option<report::FigureFn> {
         "peers" => peers::figure,
         "overlay" => overlay::figure,
         "bond-live" => bond_live::figure,
+        "gateway" => gateway::figure,
         _ => return None,
     })
 }
@@ -135,6 +138,18 @@ mod tests {
                 ],
                 "zerotier-one 1.14.1, failoverInterval 500 (baseline)",
             ),
+            (
+                "gateway",
+                vec![
+                    json!({"system": "ztplane", "bytes": 64, "mpps": 0.42, "gbps": 0.215, "p50_us": 40.0,
+                        "p99_us": 120.0, "p999_us": 300.0}),
+                    json!({"system": "zerotier-one", "bytes": 64, "mpps": 0.08, "gbps": 0.041, "p50_us": 90.0,
+                        "p99_us": 400.0, "p999_us": 900.0}),
+                    json!({"system": "ztplane", "bytes": 1518, "mpps": 0.2, "gbps": 2.43, "p50_us": null,
+                        "p99_us": null, "p999_us": null}),
+                ],
+                "zerotier-one 1.14.1, Linux bridge (baseline)",
+            ),
         ]
     }
 
@@ -151,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_chart_needs_records() {
-        for name in ["crypto", "bond", "io", "handoff", "peers", "overlay", "bond-live"] {
+        for name in ["crypto", "bond", "io", "handoff", "peers", "overlay", "bond-live", "gateway"] {
             assert!(super::figure_for(name).expect("chart")(&[]).is_err(), "{name} drew nothing");
         }
     }

@@ -38,7 +38,9 @@ pub fn replot(names: &[String], figure_for: fn(&str) -> Option<FigureFn>) -> Res
     );
     for name in names {
         let figure = figure_for(name).with_context(|| {
-            format!("no chart for benchmark {name:?} (known: crypto, bond, io, handoff, peers, overlay, bond-live)")
+            format!(
+                "no chart for benchmark {name:?} (known: crypto, bond, io, handoff, peers, overlay, bond-live, gateway)"
+            )
         })?;
         let json = bench_dir()?.join(format!("{name}.json"));
         let text = std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
