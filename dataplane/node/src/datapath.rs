@@ -199,23 +199,43 @@ impl DataPath {
             vlan_id: 0,
             payload,
         };
-        let outcome = inbound_filter(&network.config, self.me, Some(membership), &frame, random);
-        if !outcome.copies.iter().all(Option::is_none) || matches!(outcome.disposition, Disposition::Redirect(_)) {
-            // TEE/WATCH copies and REDIRECTs are sent by the node.
-            return RxVerdict::PuntOpened(suite);
-        }
-        if outcome.inbound_code() == 0 {
-            return RxVerdict::Drop;
-        }
-        let bonded = peer.bond.as_ref().and_then(|b| {
-            let path = b.path_of(arrived.0, arrived.1)?;
-            let flow = if b.pin_received_flows { frame_flow_hash(ethertype, payload).0 } else { 0 };
-            Some(BondedArrival { path, packet_id, flow })
-        });
+        let bonded = match Self::admit(network, self.me, membership, peer, arrived, packet_id, &frame, random) {
+            Ok(b) => b,
+            Err(false) => return RxVerdict::PuntOpened(suite),
+            Err(true) => return RxVerdict::Drop,
+        };
         // Ethernet header in place: destination ‖ source over bytes 24..36, ethertype stays.
         packet[24..30].copy_from_slice(&network.mac.octets());
         packet[30..36].copy_from_slice(&src.octets());
         RxVerdict::Deliver { network: id, start: 24, len: packet.len() - 24, source, bonded, lan: false }
+    }
+
+    /// The inbound rules for a frame the data path would deliver, and its bond record: `Err(true)`
+    /// if the rules drop it, `Err(false)` if the node must carry them out (TEE/WATCH copies,
+    /// REDIRECT).
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        network: &NetworkView,
+        me: Address,
+        membership: &Membership,
+        peer: &PeerRoute,
+        arrived: (LocalSocket, SocketAddr),
+        packet_id: u64,
+        frame: &FrameInfo<'_>,
+        random: &mut dyn FnMut() -> u32,
+    ) -> Result<Option<BondedArrival>, bool> {
+        let outcome = inbound_filter(&network.config, me, Some(membership), frame, random);
+        if !outcome.copies.iter().all(Option::is_none) || matches!(outcome.disposition, Disposition::Redirect(_)) {
+            return Err(false);
+        }
+        if outcome.inbound_code() == 0 {
+            return Err(true);
+        }
+        Ok(peer.bond.as_ref().and_then(|b| {
+            let path = b.path_of(arrived.0, arrived.1)?;
+            let flow = if b.pin_received_flows { frame_flow_hash(frame.ethertype, frame.payload).0 } else { 0 };
+            Some(BondedArrival { path, packet_id, flow })
+        }))
     }
 
     /// EXT_FRAME on a bridged network (gateway mode, VL2 §4.3): a frame from a bridge, or for a
@@ -267,18 +287,11 @@ impl DataPath {
             vlan_id: 0,
             payload,
         };
-        let outcome = inbound_filter(&network.config, self.me, Some(membership), &frame, random);
-        if !outcome.copies.iter().all(Option::is_none) || matches!(outcome.disposition, Disposition::Redirect(_)) {
-            return RxVerdict::PuntOpened(suite);
-        }
-        if outcome.inbound_code() == 0 {
-            return RxVerdict::Drop;
-        }
-        let bonded = peer.bond.as_ref().and_then(|b| {
-            let path = b.path_of(arrived.0, arrived.1)?;
-            let flow = if b.pin_received_flows { frame_flow_hash(ethertype, payload).0 } else { 0 };
-            Some(BondedArrival { path, packet_id, flow })
-        });
+        let bonded = match Self::admit(network, self.me, membership, peer, arrived, packet_id, &frame, random) {
+            Ok(b) => b,
+            Err(false) => return RxVerdict::PuntOpened(suite),
+            Err(true) => return RxVerdict::Drop,
+        };
         RxVerdict::Deliver { network: id, start: FRAME_AT, len: packet.len() - FRAME_AT, source, bonded, lan: to_lan }
     }
 

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::sync::{Arc, Mutex};
 use ztplane_bond::config::parse_local_conf;
 use ztplane_node::{Event, NetworkId};
 
@@ -15,22 +14,7 @@ use ztplane_node::{Event, NetworkId};
 fn bonded_pair(local_conf: &str) -> (Sim, NetworkId) {
     let mut sim = Sim::new();
     let ids = identities();
-    let moon = moon(&ids[0], sim.underlay(0));
-    let nwid = controlled_network(&ids[0]);
-    let plans = Arc::new(Mutex::new(std::collections::HashMap::new()));
-    for (i, id) in ids[1..3].iter().enumerate() {
-        let ip = format!("198.19.0.{}", i + 1);
-        plans.lock().unwrap().insert(id.address().as_u64(), MemberPlan { authorized: true, ip });
-    }
-    let c = sim.add(ids[0].clone(), vec![moon.clone()], vec![], vec![]);
-    sim.nodes[c].node.set_controller(Box::new(TestController {
-        identity: ids[0].clone(),
-        members: plans,
-        revision: 1,
-        rules: vec![0x01, 0x00],
-        extra_flags: 0,
-        bridges: vec![],
-    }));
+    let (moon, nwid) = moon_and_controller(&mut sim, &ids, 2, vec![]);
     let (config, _) = parse_local_conf(local_conf).expect("local.conf");
     for id in &ids[1..3] {
         let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);
@@ -207,24 +191,7 @@ fn broadcast_sends_every_frame_on_both_links_and_delivers_it_once() {
 fn a_link_that_joins_under_traffic_leaves_the_carrying_path_up() {
     let mut sim = Sim::new();
     let ids = identities();
-    let moon = moon(&ids[0], sim.underlay(0));
-    let nwid = controlled_network(&ids[0]);
-    let plans = Arc::new(Mutex::new(std::collections::HashMap::new()));
-    for (i, id) in ids[1..3].iter().enumerate() {
-        plans
-            .lock()
-            .unwrap()
-            .insert(id.address().as_u64(), MemberPlan { authorized: true, ip: format!("198.19.0.{}", i + 1) });
-    }
-    let c = sim.add(ids[0].clone(), vec![moon.clone()], vec![], vec![]);
-    sim.nodes[c].node.set_controller(Box::new(TestController {
-        identity: ids[0].clone(),
-        members: plans,
-        revision: 1,
-        rules: vec![0x01, 0x00],
-        extra_flags: 0,
-        bridges: vec![],
-    }));
+    let (moon, nwid) = moon_and_controller(&mut sim, &ids, 2, vec![]);
     let (config, _) = parse_local_conf(r#"{"settings": {"defaultBondingPolicy": "active-backup"}}"#).unwrap();
     for id in &ids[1..3] {
         let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::sync::{Arc, Mutex};
 use ztplane_node::{NetworkId, bridge::LAN_MACS_MAX};
 
 /// LAN hosts: 52:… is never a ZeroTier MAC (VL1 §10 maps that first octet away).
@@ -18,24 +17,12 @@ const H2: [u8; 6] = [0x52, 0x54, 0, 0, 0x02, 0x02];
 fn gateways(bridges: bool) -> (Sim, NetworkId) {
     let mut sim = Sim::new();
     let ids = identities();
-    let moon = moon(&ids[0], sim.underlay(0));
-    let nwid = controlled_network(&ids[0]);
-    let plans = Arc::new(Mutex::new(std::collections::HashMap::new()));
-    for (i, id) in ids[1..3].iter().enumerate() {
-        plans
-            .lock()
-            .unwrap()
-            .insert(id.address().as_u64(), MemberPlan { authorized: true, ip: format!("198.19.0.{}", i + 1) });
-    }
-    let c = sim.add(ids[0].clone(), vec![moon.clone()], vec![], vec![]);
-    sim.nodes[c].node.set_controller(Box::new(TestController {
-        identity: ids[0].clone(),
-        members: plans,
-        revision: 1,
-        rules: vec![0x01, 0x00],
-        extra_flags: 0,
-        bridges: if bridges { ids[1..3].iter().map(|i| i.address().as_u64()).collect() } else { vec![] },
-    }));
+    let (moon, nwid) = moon_and_controller(
+        &mut sim,
+        &ids,
+        2,
+        if bridges { ids[1..3].iter().map(|i| i.address().as_u64()).collect() } else { vec![] },
+    );
     for id in &ids[1..3] {
         let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);
         let now = sim.now;

@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
 use ztplane_crypto::{CipherSuite, Identity, PeerKey};
 use ztplane_node::{Address, Instant, NetworkId, Node, NodeConfig};
 use ztplane_protocol::fragment::fragment_packet;
@@ -129,21 +128,7 @@ fn run_until_capturing(sim: &mut Sim, limit_ms: u64, cap: &mut Capture, done: im
 fn network(cap: &mut Capture) -> (Sim, NetworkId) {
     let ids = identities();
     let mut sim = Sim::new();
-    let moon = moon(&ids[0], underlay(0));
-    let nwid = NetworkId((ids[0].address().as_u64() << 24) | 0x01);
-    let plans = Arc::new(Mutex::new(HashMap::new()));
-    for (i, ip) in [(1, "198.19.0.1"), (2, "198.19.0.2")] {
-        plans.lock().unwrap().insert(ids[i].address().as_u64(), MemberPlan { authorized: true, ip: ip.into() });
-    }
-    let c = sim.add(ids[0].clone(), vec![moon.clone()], vec![], vec![]);
-    sim.nodes[c].node.set_controller(Box::new(TestController {
-        identity: ids[0].clone(),
-        members: plans,
-        revision: 1,
-        rules: vec![0x01, 0x00],
-        extra_flags: 0,
-        bridges: vec![],
-    }));
+    let (moon, nwid) = moon_and_controller(&mut sim, &ids, 2, vec![]);
     for id in &ids[1..3] {
         let i = sim.add(id.clone(), vec![moon.clone()], vec![], vec![]);
         sim.nodes[i].node.join(nwid, sim.now).unwrap();

@@ -85,6 +85,34 @@ pub struct TestController {
     pub bridges: Vec<u64>,
 }
 
+/// Makes `ids[0]` node 0 of `sim` (added here): the moon and the controller of
+/// [`controlled_network`] (accept-all rules), with `ids[1..=members]` authorized at 198.19.0.1,
+/// .2, ... and the addresses in `bridges` marked active bridges. Returns the moon (for the
+/// members to orbit) and the network.
+pub fn moon_and_controller(
+    sim: &mut Sim,
+    ids: &[Identity],
+    members: usize,
+    bridges: Vec<u64>,
+) -> (ztplane_protocol::world::World, NetworkId) {
+    let moon = moon(&ids[0], sim.underlay(0));
+    let plans = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    for (i, id) in ids[1..=members].iter().enumerate() {
+        let plan = MemberPlan { authorized: true, ip: format!("198.19.0.{}", i + 1) };
+        plans.lock().unwrap().insert(id.address().as_u64(), plan);
+    }
+    let c = sim.add(ids[0].clone(), vec![moon.clone()], vec![], vec![]);
+    sim.nodes[c].node.set_controller(Box::new(TestController {
+        identity: ids[0].clone(),
+        members: plans,
+        revision: 1,
+        rules: vec![0x01, 0x00],
+        extra_flags: 0,
+        bridges,
+    }));
+    (moon, controlled_network(&ids[0]))
+}
+
 /// The one network the test controller knows: network number 1 of its address.
 pub fn controlled_network(controller: &Identity) -> NetworkId {
     NetworkId((controller.address().as_u64() << 24) | 0x01)
