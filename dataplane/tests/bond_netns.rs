@@ -18,6 +18,7 @@ use ztplane_testkit::bond_bed::{
     BondBed, PingRun, ZEROTIER_TRIAL, bond_events, bond_show, carrying_link, fast_active_backup, flag, paths_on,
     ping_settled, standard_policy, tx_bytes, wait_both_links, ztplane_on_both_links,
 };
+use ztplane_testkit::gateway_bed::Steps;
 use ztplane_testkit::lan::Lan;
 use ztplane_testkit::traffic::{SendSpec, UdpSink, send_udp, tcp_transfer};
 use ztplane_testkit::zerotier::{ZeroTierBinary, wait_until};
@@ -45,20 +46,6 @@ fn v4(ip: &str) -> Ipv4Addr {
 /// The two-link bed with `members` (and the moon), ztplane being this build's binary.
 fn bed(members: &[&str]) -> Result<BondBed> {
     BondBed::start(&ZeroTierBinary::locate()?, ztplane(), members)
-}
-
-/// Prints how long the steps of a test took (stderr, `--nocapture`): the file should stay
-/// around two minutes.
-struct Steps(Instant);
-
-impl Steps {
-    fn start() -> Steps {
-        Steps(Instant::now())
-    }
-
-    fn done(&self, what: &str) {
-        eprintln!("[{:6.2} s] {what}", self.0.elapsed().as_secs_f64());
-    }
 }
 
 /// Cuts `a` ↔ `b` on `lan` while a 10 ms ping runs from `a` to `to`; the ping must recover.

@@ -10,8 +10,9 @@
 //! (which steers only UDP to its ports). Veth ends that feed AF_XDP send full checksums (TX
 //! checksum offload off: AF_XDP copy mode loses the "checksum partial" state) and veth ends
 //! that receive AF_XDP TX have GRO on (else veth drops redirected frames).
+use crate::gateway_bed::parse_mac;
 use crate::{Netns, Topology, kill_with_parent};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
@@ -153,16 +154,4 @@ impl Drop for Dataplane {
         }
         let _ = std::fs::remove_file(&self.ready);
     }
-}
-
-fn parse_mac(text: &str) -> Result<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = text.split(':').collect();
-    if parts.len() != 6 {
-        bail!("bad MAC {text:?}");
-    }
-    for (byte, part) in mac.iter_mut().zip(parts) {
-        *byte = u8::from_str_radix(part, 16).with_context(|| format!("bad MAC {text:?}"))?;
-    }
-    Ok(mac)
 }

@@ -24,7 +24,6 @@ use crate::{Netns, Topology};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -107,12 +106,7 @@ impl BondBed {
         let home = self.homes.path().join(host);
         if !home.join("identity.public").exists() {
             let identity = Identity::generate(&self.zerotier)?;
-            std::fs::create_dir_all(home.join("moons.d"))?;
-            let secret = home.join("identity.secret");
-            std::fs::write(&secret, &identity.secret)?;
-            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-            std::fs::write(home.join("identity.public"), &identity.public)?;
-            std::fs::write(home.join("moons.d").join(&self.moon.file_name), &self.moon.bytes)?;
+            crate::gateway_bed::ztplane_home(self.homes.path(), host, &identity, &self.moon)?;
         }
         std::fs::write(home.join("local.conf"), serde_json::to_vec_pretty(local_conf)?)?;
         let public = std::fs::read_to_string(home.join("identity.public"))?;
