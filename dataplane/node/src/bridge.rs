@@ -106,8 +106,7 @@ impl Node {
         if frame.len() < 14 {
             return;
         }
-        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
-        let src = Mac::from_octets(frame[6..12].try_into().unwrap_or([0; 6]));
+        let (dst, src) = crate::datapath::frame_macs(frame);
         let me = self.me;
         let Some(network) = self.networks.get_mut(&id) else { return };
         let our_mac = network.mac;
@@ -162,7 +161,7 @@ impl Node {
             self.events.push_back(Event::Deliver { network: id, frame });
             return;
         }
-        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
+        let (dst, _) = crate::datapath::frame_macs(&frame);
         let too_large = network.lan.as_ref().is_some_and(|lan| frame.len() - 14 > lan.mtu as usize);
         if dst == network.mac {
             self.events.push_back(Event::Deliver { network: id, frame });
@@ -186,7 +185,7 @@ impl Node {
     /// true if it went to the LAN only.
     pub(crate) fn port_to_lan(&mut self, id: NetworkId, frame: &[u8]) -> bool {
         let Some(lan) = self.networks.get(&id).and_then(|n| n.lan.as_ref()) else { return false };
-        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
+        let (dst, _) = crate::datapath::frame_macs(frame);
         let known = lan.knows(dst);
         let to_zerotier =
             id.address_for(dst).is_some() || self.networks.get(&id).is_some_and(|n| n.bridge_routes.contains_key(&dst));

@@ -309,8 +309,7 @@ impl DataPath {
             return TxVerdict::Drop;
         }
         let Some(network) = self.networks.get(&id) else { return TxVerdict::Punt };
-        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
-        let src = Mac::from_octets(frame[6..12].try_into().unwrap_or([0; 6]));
+        let (dst, src) = frame_macs(frame);
         if src != network.mac || dst.is_multicast() {
             return TxVerdict::Punt;
         }
@@ -338,8 +337,7 @@ impl DataPath {
         }
         let Some(network) = self.networks.get(&id) else { return TxVerdict::Punt };
         let Some(lan) = &network.lan else { return TxVerdict::Punt };
-        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
-        let src = Mac::from_octets(frame[6..12].try_into().unwrap_or([0; 6]));
+        let (dst, src) = frame_macs(frame);
         if !lan.active || dst.is_multicast() || !lan.macs.contains(&src) || frame.len() - 14 > network.mtu as usize {
             return TxVerdict::Punt;
         }
@@ -367,8 +365,7 @@ impl DataPath {
         random: &mut dyn FnMut() -> u32,
         cursor: &mut WorkerCursor,
     ) -> TxVerdict {
-        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
-        let src = Mac::from_octets(frame[6..12].try_into().unwrap_or([0; 6]));
+        let (dst, src) = frame_macs(frame);
         let Some(peer) = self.peers.get(&dest) else { return TxVerdict::Punt };
         let Some(via) = peer.via else { return TxVerdict::Punt };
         if dest == self.me {
@@ -414,6 +411,12 @@ impl DataPath {
             _ => TxVerdict::Punt,
         }
     }
+}
+
+/// The destination and source MACs of an Ethernet frame (zeros if it is shorter than that).
+pub(crate) fn frame_macs(frame: &[u8]) -> (Mac, Mac) {
+    let mac = |at: usize| Mac::from_octets(frame.get(at..at + 6).and_then(|b| b.try_into().ok()).unwrap_or([0; 6]));
+    (mac(0), mac(6))
 }
 
 /// Seals a frame from the port as a FRAME packet for `dest` into `out` (header, verb, network

@@ -32,8 +32,7 @@ impl crate::Node {
         if frame.len() < 14 {
             return;
         }
-        let dst = Mac::from_octets(frame[0..6].try_into().unwrap_or([0; 6]));
-        let src = Mac::from_octets(frame[6..12].try_into().unwrap_or([0; 6]));
+        let (dst, src) = crate::datapath::frame_macs(frame);
         let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
         let payload = &frame[14..];
         let Some(network) = self.networks.get(&id) else { return };
