@@ -782,11 +782,16 @@ impl Bond {
 /// ack having arrived at `arrived_us`: RTT, the peer's ack holding, loss and throughput over the
 /// packets it newly covers, and liveness.
 fn apply_ack(p: &mut PathState, ack: PathAck, seq: u64, sent_at: u64, arrived_us: u64) {
-    let rtt = arrived_us.saturating_sub(sent_at).saturating_sub(ack.holding_us as u64);
-    p.quality.record_rtt(rtt.max(1));
-    p.quality.record_ack_holding(u64::from(ack.holding_us));
     let covered = seq + 1;
     let progress = p.sent.resync_on_next_ack || covered > p.sent.acked_seq;
+    // A repeat of an ack already applied (the receiver repeats the last one of a burst) says
+    // nothing new about the RTT, and its holding time is the repeat's delay, not the peer's
+    // coalescing.
+    if progress {
+        let rtt = arrived_us.saturating_sub(sent_at).saturating_sub(ack.holding_us as u64);
+        p.quality.record_rtt(rtt.max(1));
+        p.quality.record_ack_holding(u64::from(ack.holding_us));
+    }
     if p.sent.resync_on_next_ack {
         if covered < p.sent.acked_seq {
             // A late ack for traffic from before the outage.

@@ -387,3 +387,30 @@ fn an_ack_that_overtakes_its_packets_send_record_counts_when_the_record_comes() 
     bond.on_path_ack(PathId(0), ack(12, 998, 0), 14_000).unwrap();
     assert_eq!(bond.paths()[0].sent.acks_unmatched, 1);
 }
+
+#[test]
+fn the_last_ack_of_a_burst_is_repeated_three_times_then_acks_stop() {
+    let mut bond = bond_with(PolicySettings::standard(Policy::BalanceRr), 1);
+    bond.set_peer_acks(true);
+    for i in 0..10u64 {
+        bond.on_packet_received(PathId(0), 100 + i, 1400, PacketKind::Data, 1_000 + i * 100).unwrap();
+    }
+    // Run the timers for 50 ms after the burst: one ack for it, then its three repeats.
+    let mut acks = Vec::new();
+    let mut now = 2_000;
+    while now < 52_000 {
+        if bond.poll_timeout(now) <= now {
+            bond.handle_timeout(now);
+        }
+        while let Some(t) = bond.poll_transmit() {
+            if let Transmit::Ack { ack, .. } = t {
+                acks.push((now, ack.newest_packet_id, ack.received_count));
+            }
+        }
+        now += 100;
+    }
+    assert_eq!(acks.len(), 4, "{acks:?}");
+    assert!(acks.iter().all(|&(_, id, count)| id == 109 && count == 10), "{acks:?}");
+    // The repeats are two ack intervals apart.
+    assert!(acks.windows(2).skip(1).all(|w| w[1].0 - w[0].0 >= 4_000), "{acks:?}");
+}
