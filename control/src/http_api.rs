@@ -20,7 +20,7 @@
 //!   that is not JSON is `500 {"error":500,"description":...}` (zerotier-one's exception handler); a `404` or `400`
 //!   from the controller has an empty body, as upstream's.
 //!
-//! Not provided (404): `/moon`, `/config`, `/sso`, `/app`, the `jsonp` parameter.
+//! Not provided (404): `/moon` writes (orbit, deorbit: put the file in `moons.d/`), `/config`, `/sso`, `/app`, the `jsonp` parameter.
 use crate::auth::Presented;
 use crate::metrics;
 use crate::node::dump;
@@ -86,6 +86,8 @@ pub enum Route {
     BondShow(String),
     BondRotate(String),
     BondSetMtu,
+    /// `/moon` (`id` empty) or `/moon/<id>`: the moons the node orbits.
+    Moon(String),
     Metrics,
     /// `/controller...` and `/unstable/controller/...`: relayed with the method and path.
     Controller,
@@ -106,6 +108,8 @@ pub fn route(method: &str, path: &str) -> Route {
         (_, ["network", id]) if write && hex(id, 16) => Route::Join(id.to_ascii_lowercase()),
         ("DELETE", ["network", id]) if hex(id, 16) => Route::Leave(id.to_ascii_lowercase()),
         ("GET", ["peer"]) => Route::Peers,
+        ("GET", ["moon"]) => Route::Moon(String::new()),
+        ("GET", ["moon", id]) if hex(id, 16) => Route::Moon(id.to_ascii_lowercase()),
         ("GET", ["peer", address]) if hex(address, 10) => Route::Peer(address.to_ascii_lowercase()),
         ("GET", ["bond", "show", address]) if hex(address, 10) => Route::BondShow(address.to_ascii_lowercase()),
         (_, ["bond", "rotate", address]) if write && hex(address, 10) => {
@@ -261,6 +265,8 @@ impl Api {
             Route::Status => self.relay("GET", "/status", None)?,
             Route::Networks => self.relay("GET", "/network", None)?,
             Route::Peers => self.relay("GET", "/peer", None)?,
+            Route::Moon(id) if id.is_empty() => self.relay("GET", "/moon", None)?,
+            Route::Moon(id) => self.relay("GET", &format!("/moon/{id}"), None)?,
             Route::Network(id) => self.relay("GET", &format!("/network/{id}"), None)?,
             Route::Leave(id) => self.relay("DELETE", &format!("/network/{id}"), None)?,
             Route::Join(id) => {
@@ -368,6 +374,8 @@ mod tests {
         assert_eq!(route("GET", "/peer/0123456789"), Route::Peer("0123456789".into()));
         assert_eq!(route("GET", "/bond/show/0123456789"), Route::BondShow("0123456789".into()));
         assert_eq!(route("POST", "/bond/rotate/0123456789"), Route::BondRotate("0123456789".into()));
+        assert_eq!(route("GET", "/moon"), Route::Moon(String::new()));
+        assert_eq!(route("GET", "/moon/000000ABCDEF0123"), Route::Moon("000000abcdef0123".into()));
         assert_eq!(route("POST", "/bond/setmtu/1400/eth0/198.18.0.1"), Route::BondSetMtu);
         for (method, path) in [
             ("GET", "/network/8056c2e21c00001"),
@@ -380,7 +388,8 @@ mod tests {
             ("GET", "/bond/show/xyz"),
             ("GET", "/bond/list"),
             ("GET", "/bond/rotate/0123456789"),
-            ("GET", "/moon"),
+            ("GET", "/moon/0123"),
+            ("POST", "/moon"),
             ("GET", "/controllers"),
             ("PATCH", "/controller/network"),
             ("GET", "/unstable/controller"),

@@ -138,6 +138,14 @@ fn zerotier_cli_against_ztplanectl_serve() {
     assert!(moon_line.starts_with(&moon_path), "{moon_line}");
     assert!(moon_line.ends_with(" MOON"), "{moon_line}");
 
+    // listmoons: the moon file in moons.d, as zerotier-one lists it.
+    let moons = cli(&ns, &link, &home, &["listmoons"]);
+    let moons: serde_json::Value = serde_json::from_slice(&moons.stdout)
+        .unwrap_or_else(|e| panic!("listmoons: {e}: {}", String::from_utf8_lossy(&moons.stdout)));
+    assert_eq!(moons[0]["id"], format!("000000{}", moon.address()), "{moons}");
+    assert_eq!(moons[0]["roots"][0]["stableEndpoints"], serde_json::json!(moon.endpoints), "{moons}");
+    assert!(moons[0]["roots"][0]["identity"].as_str().unwrap_or("").starts_with(moon.address()), "{moons}");
+
     // bond: no bonding on ztplane's data path yet, answered as zerotier-one without a bonding policy.
     let bonds = cli(&ns, &link, &home, &["bond", "list"]);
     assert_eq!(

@@ -299,6 +299,11 @@ impl Node {
         self.online
     }
 
+    /// The moons we orbit (`moons.d`, and updates their roots sent us).
+    pub fn moons(&self) -> &[World] {
+        &self.moons
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

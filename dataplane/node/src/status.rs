@@ -183,6 +183,27 @@ fn bonded_peer_status(
 }
 
 /// `/peer`.
+/// `/moon`: the moons the node orbits, as zerotier-one lists them (`zerotier-cli listmoons`).
+pub fn moons(node: &Node) -> Value {
+    Value::Array(node.moons.iter().map(moon_status).collect())
+}
+
+/// One `/moon` entry.
+pub fn moon_status(moon: &ztplane_protocol::world::World) -> Value {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    json!({
+        "id": format!("{:016x}", moon.id),
+        "timestamp": moon.timestamp,
+        "signature": hex(&moon.signature),
+        "updatesMustBeSignedBy": hex(&moon.updates_must_be_signed_by),
+        "waiting": false,
+        "roots": moon.roots.iter().map(|r| json!({
+            "identity": r.identity.to_public_string(),
+            "stableEndpoints": r.stable_endpoints.iter().map(|e| format!("{}/{}", e.ip(), e.port())).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 pub fn peers(node: &Node, now: Instant, unix_origin: u64) -> Value {
     let mut list: Vec<&Peer> = node.peers().collect();
     list.sort_by_key(|p| p.address());

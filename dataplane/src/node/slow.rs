@@ -686,6 +686,14 @@ impl SlowPath {
                 None => Response::new(404, json!({})),
             },
             ("GET", ["stats"]) => Response::new(200, self.stats_json()),
+            ("GET", ["moon"]) => Response::new(200, ztplane_node::status::moons(&self.s.node)),
+            ("GET", ["moon", id]) => {
+                let moon = self.s.node.moons().iter().find(|m| format!("{:016x}", m.id) == id.to_ascii_lowercase());
+                match moon {
+                    Some(m) => Response::new(200, ztplane_node::status::moon_status(m)),
+                    None => Response::new(404, json!({})),
+                }
+            }
             // zerotier-one answers a peer without a bond with 400 and an empty object.
             ("GET", ["bond", "show", address]) => {
                 match self.s.node.peers().find(|p| p.address().to_string() == *address) {
