@@ -600,16 +600,17 @@ fn zero_allocation_ext_frame_matches_the_general_builder() {
     let n = nodes();
     let key_ab = n.a.agree(&n.b).unwrap();
     let ether: Vec<u8> = (0..1514u32).map(|i| (i * 7) as u8).collect();
+    let outgoing = |suite| Outgoing {
+        key: &key_ab,
+        packet_id: [3; 8],
+        destination: n.b.address(),
+        source: n.a.address(),
+        suite,
+        compress: false,
+        mtu: 1432,
+    };
     for suite in [CipherSuite::AesGmacSiv, CipherSuite::Salsa2012Poly1305] {
-        let out = Outgoing {
-            key: &key_ab,
-            packet_id: [3; 8],
-            destination: n.b.address(),
-            source: n.a.address(),
-            suite,
-            compress: false,
-            mtu: 1432,
-        };
+        let out = outgoing(suite);
         let mut buf = [0u8; MAX_PACKET_LEN];
         let total = seal_ext_frame_into(&mut buf, &out, NWID, &ether).unwrap();
         let frame = ExtFrame {
@@ -624,15 +625,7 @@ fn zero_allocation_ext_frame_matches_the_general_builder() {
         let general = build_packet(&out, &Message::ExtFrame(frame)).unwrap();
         assert_eq!(&buf[..total], &general[..], "same bytes as the allocating builder ({suite:?})");
     }
-    let out = Outgoing {
-        key: &key_ab,
-        packet_id: [3; 8],
-        destination: n.b.address(),
-        source: n.a.address(),
-        suite: CipherSuite::Poly1305,
-        compress: false,
-        mtu: 1432,
-    };
+    let out = outgoing(CipherSuite::Poly1305);
     assert!(seal_ext_frame_into(&mut [0u8; MAX_PACKET_LEN], &out, NWID, &ether[..13]).is_err());
 }
 
