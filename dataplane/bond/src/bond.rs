@@ -536,6 +536,7 @@ impl Bond {
                     // Whatever was in flight is the outage's; measure afresh once the path is back.
                     p.sent.resync_on_next_ack = true;
                     p.sent.acked_seq = p.sent.data_sent;
+                    p.sent.forget_missing();
                     // Only Down paths are unusable after being usable (Failing still carries traffic).
                     let reason = match p.liveness.state {
                         LinkState::Down { reason, .. } => reason,
@@ -551,10 +552,11 @@ impl Bond {
         }
         if now_us >= self.next_estimate_us {
             self.next_estimate_us = now_us + ESTIMATE_INTERVAL_US;
-            changed |= self.estimate(now_us);
             for p in &mut self.paths {
                 p.sent.expire_qos(now_us.saturating_sub(QOS_SAMPLE_TIMEOUT_US));
+                settle_missing(p, now_us);
             }
+            changed |= self.estimate(now_us);
         }
         // Active-backup reselection can fire without a usability change (scores move, hold-downs expire).
         if changed || self.settings.base == Policy::ActiveBackup {
@@ -778,6 +780,14 @@ impl Bond {
     }
 }
 
+/// Counts as lost the packets found missing longer than the reorder window ago.
+fn settle_missing(p: &mut PathState, now_us: u64) {
+    let lost = p.sent.settle_missing(now_us);
+    if lost > 0 {
+        p.quality.record_outcomes(now_us, lost, 0, 0);
+    }
+}
+
 /// Applies a path ack whose newest packet is data packet `seq` of `p`, sent at `sent_at`, the
 /// ack having arrived at `arrived_us`: RTT, the peer's ack holding, loss and throughput over the
 /// packets it newly covers, and liveness.
@@ -802,19 +812,27 @@ fn apply_ack(p: &mut PathState, ack: PathAck, seq: u64, sent_at: u64, arrived_us
         p.sent.acked_received = ack.received_count;
         p.sent.acked_bytes = ack.received_bytes;
     } else if covered > p.sent.acked_seq && ack.received_count >= p.sent.acked_received {
+        // Shortfalls older than the reorder window are loss before this ack's surplus can
+        // account for them.
+        settle_missing(p, arrived_us);
         let sent = covered - p.sent.acked_seq;
-        // More received than sent up to the acked packet: packets the sender logged just after
-        // it (several cores send on one path; their order in the log is only nearly the wire's)
-        // arrived first. The surplus is carried to the next ack instead of being lost, or it
-        // would show up there as loss.
-        let received = (ack.received_count - p.sent.acked_received).min(sent);
+        let receipts = ack.received_count - p.sent.acked_received;
+        let received = receipts.min(sent);
         let bytes = ack.received_bytes.saturating_sub(p.sent.acked_bytes);
-        p.quality.record_outcomes(arrived_us, sent, received, bytes);
+        p.quality.record_outcomes(arrived_us, received, received, bytes);
+        // More received than sent up to the acked packet: packets an earlier ack found missing
+        // came after all (see REORDER_WINDOW_US), or packets the sender logged just after the
+        // acked one (several cores send on one path; their order in the log is only nearly the
+        // wire's) arrived first. The latter are carried to the next ack, or they would show up
+        // there as loss.
+        let found = p.sent.found_missing(receipts - received);
+        p.quality.record_outcomes(arrived_us, found, found, 0);
+        p.sent.hold_missing(sent - received, arrived_us);
         p.sent.acked_seq = covered;
         // ...but only so much: packets the sender never logged (a record lost on the way) must
         // not hide later losses for long.
         p.sent.acked_received =
-            (p.sent.acked_received + received).max(ack.received_count.saturating_sub(MAX_CARRIED_RECEIPTS));
+            (p.sent.acked_received + received + found).max(ack.received_count.saturating_sub(MAX_CARRIED_RECEIPTS));
         p.sent.acked_bytes = ack.received_bytes;
     }
     if covered >= p.sent.acked_seq {

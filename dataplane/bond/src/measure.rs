@@ -30,6 +30,12 @@ pub const QOS_RECORDS_PER_PACKET: usize = 140;
 pub const QOS_MAX_PENDING: usize = 420;
 /// Sampled sends remembered per path for matching QoS records.
 const QOS_SENT_MEMORY: usize = 4096;
+/// How long a data packet an ack found missing may still turn up before it counts as lost. The
+/// sender's log orders packets by when a worker sealed them, and the wire by when the worker that
+/// owns the socket sent them: a core preempted in between (a busy 2-core host: tens of ms) puts
+/// packets on the wire after ones logged later, so an ack can overtake them. The next acks then
+/// report them as surplus receipts, which cancel the pending shortfall.
+pub const REORDER_WINDOW_US: u64 = 50_000;
 /// Data packets remembered per path for matching acks (send time and ID by sequence number): 64 KiB,
 /// enough for 200 ms of round trip at 20 000 packets/s on one path.
 pub const SENT_RING: usize = 4096;
@@ -105,6 +111,11 @@ pub struct SentLog {
     pub acks_late: u64,
     pub acks_unmatched: u64,
     pub last_ack_us: Option<u64>,
+    /// Shortfalls acks reported (packets sent up to the acked one but not received) not yet
+    /// judged, oldest first: (when seen, packets). See [`REORDER_WINDOW_US`].
+    missing: VecDeque<(u64, u64)>,
+    /// Packets found missing that turned up within the reorder window.
+    pub reordered: u64,
 }
 
 impl SentLog {
@@ -126,6 +137,8 @@ impl SentLog {
             acks_late: 0,
             acks_unmatched: 0,
             last_ack_us: None,
+            missing: VecDeque::new(),
+            reordered: 0,
         }
     }
 
@@ -188,6 +201,53 @@ impl SentLog {
             let (id, at) = self.ring[(seq % SENT_RING as u64) as usize];
             (id == packet_id).then_some((seq, at))
         })
+    }
+
+    /// An ack found `packets` missing at `now_us`: held for [`REORDER_WINDOW_US`].
+    pub fn hold_missing(&mut self, packets: u64, now_us: u64) {
+        if packets > 0 {
+            self.missing.push_back((now_us, packets));
+        }
+    }
+
+    /// `receipts` more packets arrived than were logged up to the acked one: they turn up up to as
+    /// many missing ones (oldest first). Returns how many missing packets they account for.
+    pub fn found_missing(&mut self, receipts: u64) -> u64 {
+        let mut left = receipts;
+        while left > 0
+            && let Some(front) = self.missing.front_mut()
+        {
+            let n = front.1.min(left);
+            front.1 -= n;
+            left -= n;
+            if front.1 == 0 {
+                self.missing.pop_front();
+            }
+        }
+        self.reordered += receipts - left;
+        receipts - left
+    }
+
+    /// Missing packets held longer than [`REORDER_WINDOW_US`] at `now_us`: lost, and forgotten here.
+    pub fn settle_missing(&mut self, now_us: u64) -> u64 {
+        let mut lost = 0;
+        while let Some(&(at, n)) = self.missing.front()
+            && at + REORDER_WINDOW_US <= now_us
+        {
+            lost += n;
+            self.missing.pop_front();
+        }
+        lost
+    }
+
+    /// Packets found missing and not yet judged.
+    pub fn missing_now(&self) -> u64 {
+        self.missing.iter().map(|&(_, n)| n).sum()
+    }
+
+    /// The path went down: whatever was missing is the outage's, not the link's loss.
+    pub fn forget_missing(&mut self) {
+        self.missing.clear();
     }
 
     /// Take the send time of a sampled packet named by a QoS record.

@@ -5,6 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use ztplane_bond::config::{BalanceMode, LinkMode, LinkSettings, Policy, PolicySettings};
+use ztplane_bond::measure::REORDER_WINDOW_US;
 use ztplane_bond::{
     Bond, BondError, BondEvent, Delivery, FlowHash, PacketKind, PathId, QosRecord, Selection, Transmit, TxRecord,
     WorkerCursor,
@@ -352,8 +353,54 @@ fn receipts_ahead_of_the_senders_log_are_carried_not_counted_as_loss() {
         bond.on_data_sent(PathId(0), i, 1000, 22_000 + i).unwrap();
     }
     bond.on_path_ack(PathId(0), ack(28, 30), 30_000).unwrap();
-    let loss = bond.quality(PathId(0), 30_000).unwrap().loss;
+    assert_eq!(bond.paths()[0].sent.missing_now(), 2, "the shortfall waits out the reorder window");
+    let judged = 30_000 + REORDER_WINDOW_US;
+    bond.handle_timeout(judged);
+    let loss = bond.quality(PathId(0), judged).unwrap().loss;
     assert!((loss - 2.0 / 30.0).abs() < 1e-9, "loss {loss}");
+}
+
+#[test]
+fn packets_an_ack_overtook_on_the_wire_are_not_loss_when_the_next_ack_counts_them() {
+    use ztplane_bond::PathAck;
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    bond.set_peer_acks(true);
+    let ack = |count: u64, newest: u64| PathAck {
+        received_count: count,
+        received_bytes: count * 1000,
+        newest_packet_id: newest,
+        holding_us: 0,
+    };
+    // Two cores seal packets 1..=10 in that order, but the core holding 4..=6 is preempted
+    // before it transmits them: the peer acks 10 having seen 7, then sees the other three.
+    for i in 1..=10u64 {
+        bond.on_data_sent(PathId(0), i, 1000, 10_000 + i).unwrap();
+    }
+    bond.on_path_ack(PathId(0), ack(7, 10), 12_000).unwrap();
+    assert_eq!(bond.quality(PathId(0), 12_000).unwrap().loss, 0.0, "judged before the reorder window");
+    for i in 11..=20u64 {
+        bond.on_data_sent(PathId(0), i, 1000, 20_000 + i).unwrap();
+    }
+    bond.on_path_ack(PathId(0), ack(20, 20), 25_000).unwrap();
+    let p = &bond.paths()[0];
+    assert_eq!((p.sent.missing_now(), p.sent.reordered), (0, 3));
+    let later = 25_000 + 2 * REORDER_WINDOW_US;
+    bond.handle_timeout(later);
+    let q = bond.quality(PathId(0), later).unwrap();
+    assert_eq!(q.loss, 0.0, "the late packets were counted as lost");
+    // Only so many: a shortfall nobody makes up is loss once the window has passed, and later
+    // surplus receipts (packets logged after the acked one) do not undo it.
+    for i in 21..=30u64 {
+        bond.on_data_sent(PathId(0), i, 1000, later + i).unwrap();
+    }
+    bond.on_path_ack(PathId(0), ack(25, 30), later + 1_000).unwrap();
+    for i in 31..=40u64 {
+        bond.on_data_sent(PathId(0), i, 1000, later + 1_000 + REORDER_WINDOW_US + i).unwrap();
+    }
+    let end = later + 2_000 + REORDER_WINDOW_US;
+    bond.on_path_ack(PathId(0), ack(37, 38), end).unwrap();
+    let q = bond.quality(PathId(0), end).unwrap();
+    assert!((q.loss - 5.0 / 38.0).abs() < 1e-9, "loss {}", q.loss);
 }
 
 #[test]
