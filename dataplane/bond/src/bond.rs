@@ -729,14 +729,20 @@ impl Bond {
             }
         };
         let paths: Vec<PathId> = if bonded.is_empty() { self.fallback_path().into_iter().collect() } else { bonded };
-        let assign_sequence = if base == Policy::BalanceAware && paths.len() == weights.len() {
-            weighted_sequence(&paths, &weights, ASSIGN_SEQUENCE_LEN)
-        } else {
-            paths.clone()
-        };
+        let weighted = base == Policy::BalanceAware && paths.len() == weights.len();
+        let assign_sequence =
+            if weighted { weighted_sequence(&paths, &weights, ASSIGN_SEQUENCE_LEN) } else { paths.clone() };
+        let weights = if weighted { weights } else { Vec::new() };
         self.generation += 1;
         let usable_mask = paths.iter().fold(0, |m, p| m | (1u64 << p.0));
-        self.handle.publish(SelectionTable { generation: self.generation, kind, paths, usable_mask, assign_sequence });
+        self.handle.publish(SelectionTable {
+            generation: self.generation,
+            kind,
+            paths,
+            usable_mask,
+            assign_sequence,
+            weights,
+        });
         if base == Policy::BalanceAware && old_mask != bonded_mask {
             self.rebalance_flows(now_us, true);
         }
@@ -750,32 +756,47 @@ impl Bond {
         }
         let table = self.handle.load_full();
         let epoch = flow_epoch(now_us);
-        let counts = self.flows.count_active(epoch, ACTIVE_FLOW_EPOCHS);
+        // Once some flows carry real load, only those count: an idle flow beside a transfer on one
+        // link is not a transfer (HEAVY_FLOW_PACKETS).
+        let min_load = self.flows.counting_threshold(epoch, ACTIVE_FLOW_EPOCHS);
+        let counts = self.flows.count_loaded(epoch, ACTIVE_FLOW_EPOCHS, min_load);
         let bonded: Vec<PathId> = table.paths.clone();
         let weights = balance::allocation_weights(&self.paths, &bonded, now_us);
         let total: u32 = counts.iter().sum();
-        if total == 0 {
-            return;
-        }
+        let dynamic = self.settings.balance == crate::config::BalanceMode::FlowDynamic;
         let ideal = proportional_targets(total, &weights);
         let mut targets = [0u32; 64];
-        let dynamic = self.settings.balance == crate::config::BalanceMode::FlowDynamic;
         for (p, t) in bonded.iter().zip(&ideal) {
             targets[p.0 as usize] = if dynamic { *t } else { (*t).max(counts[p.0 as usize]) };
         }
-        if !dynamic && !membership_changed {
-            return;
-        }
-        // Leave small imbalances alone: moving a flow costs reordering.
-        let excess: u32 = (0..64).map(|i| counts[i].saturating_sub(targets[i])).sum();
+        // Leave small imbalances alone: moving a flow costs reordering. Moves are wanted once the
+        // paths together hold at least one whole flow (and 2 %) beyond their exact shares, so
+        // that rounding (three flows on two equal links) does not move a flow to and fro.
+        let weight_sum: f64 = weights.iter().sum::<f64>().max(1e-9);
+        let over: f64 = bonded
+            .iter()
+            .zip(&weights)
+            .map(|(p, w)| (f64::from(counts[p.0 as usize]) - f64::from(total) * w / weight_sum).max(0.0))
+            .sum();
         let stranded = (0..64).any(|i| counts[i] > 0 && table.usable_mask & (1 << i) == 0);
-        if !stranded && excess <= (total / 50).max(1) {
-            return;
+        let wanted =
+            (dynamic || membership_changed) && (stranded || (over >= 1.0 - 1e-9 && over > f64::from(total) / 50.0));
+        if wanted {
+            let moved = self.flows.rebalance(epoch, ACTIVE_FLOW_EPOCHS, table.usable_mask, &targets, min_load);
+            if moved > 0 {
+                self.stats.flow_moves += moved;
+                Self::push_event(
+                    &mut self.events,
+                    &mut self.stats,
+                    BondEvent::FlowsMoved { at_us: now_us, count: moved },
+                );
+            }
+        } else {
+            self.flows.recount(epoch, ACTIVE_FLOW_EPOCHS, min_load);
         }
-        let moved = self.flows.rebalance(epoch, ACTIVE_FLOW_EPOCHS, table.usable_mask, &targets);
-        if moved > 0 {
-            self.stats.flow_moves += moved;
-            Self::push_event(&mut self.events, &mut self.stats, BondEvent::FlowsMoved { at_us: now_us, count: moved });
+        if !membership_changed {
+            // The interval the loads were measured over ends here.
+            self.flows.reset_loads();
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct SelectionTable {
     pub(crate) usable_mask: u64,
     /// Smooth weighted round-robin sequence over `paths` (balance-aware).
     pub(crate) assign_sequence: Vec<PathId>,
+    /// Allocation weight of each of `paths` (balance-aware; empty otherwise).
+    pub(crate) weights: Vec<f64>,
 }
 
 /// A worker's own decision state.
@@ -95,6 +97,7 @@ impl SelectionTable {
             paths: Vec::new(),
             usable_mask: 0,
             assign_sequence: Vec::new(),
+            weights: Vec::new(),
         }
     }
 
@@ -136,7 +139,7 @@ impl SelectionTable {
                     let second = bucket_path[((flow.0 >> 32) % n) as usize];
                     if flows.flows_on(second) < flows.flows_on(first) { second } else { first }
                 };
-                Selection::One(flows.lookup_or_assign(flow, flow_epoch(now_us), self.usable_mask, assign))
+                Selection::One(flows.lookup_or_assign(flow, flow_epoch(now_us), self.usable_mask, 0, assign))
             }
             TableKind::WeightedPackets => {
                 let i = cursor.assigned % self.assign_sequence.len() as u64;
@@ -144,16 +147,55 @@ impl SelectionTable {
                 Selection::One(self.assign_sequence[i as usize])
             }
             TableKind::Flows { flows } => {
+                // Sampled at random: flows interleave in regular patterns (a batch of each in turn)
+                // that a fixed stride would alias with.
+                let sample = if cursor.rng.next_u64() % LOAD_SAMPLE == 0 { LOAD_SAMPLE as u32 } else { 0 };
                 let next = || {
                     let i = cursor.assigned % self.assign_sequence.len() as u64;
                     cursor.assigned = cursor.assigned.wrapping_add(1);
-                    self.assign_sequence[i as usize]
+                    self.least_loaded(flows, self.assign_sequence[i as usize])
                 };
-                Selection::One(flows.lookup_or_assign(flow, flow_epoch(now_us), self.usable_mask, next))
+                Selection::One(flows.lookup_or_assign(flow, flow_epoch(now_us), self.usable_mask, sample, next))
             }
         }
     }
 }
+
+impl SelectionTable {
+    /// Where a new balance-aware flow goes: the path furthest below its share of the flows that
+    /// count (see [`FlowTable::rebalance`]; the counts are shared by all workers), `preferred` (the
+    /// weighted sequence's turn) when it is as good as any.
+    fn least_loaded(&self, flows: &FlowTable, preferred: PathId) -> PathId {
+        if self.weights.len() != self.paths.len() {
+            return preferred;
+        }
+        let load = |p: PathId, w: f64| (f64::from(flows.flows_on(p)) + 1.0) / w.max(1e-9);
+        let mut best = preferred;
+        let mut best_load = self
+            .paths
+            .iter()
+            .zip(&self.weights)
+            .find(|(p, _)| **p == preferred)
+            .map_or(f64::MAX, |(p, w)| load(*p, *w));
+        for (&p, &w) in self.paths.iter().zip(&self.weights) {
+            let l = load(p, w);
+            if l < best_load * (1.0 - 1e-9) {
+                best = p;
+                best_load = l;
+            }
+        }
+        best
+    }
+}
+
+/// One balance-aware packet in this many is counted towards its flow's load (by this many), so
+/// that the counter's cache line is written rarely even when several cores send one flow.
+pub const LOAD_SAMPLE: u64 = 16;
+/// A flow with at least this many packets per rebalancing interval is heavy: once any flow is,
+/// only heavy flows count for placement and rebalancing. Counting a mostly idle flow (a control
+/// connection) like a bulk transfer would leave, say, three transfers on one link and one beside
+/// the idle flow on the other.
+pub const HEAVY_FLOW_PACKETS: u32 = 1_000;
 
 /// Coarse time for flow-table ageing (~1.05 s units).
 pub fn flow_epoch(now_us: u64) -> u16 {
@@ -185,6 +227,8 @@ pub struct FlowTable {
     /// Flows per path: exact after [`FlowTable::refresh_counts`], kept approximately by inserts and
     /// moves in between (idle flows age out only at the next refresh).
     path_flows: Box<[AtomicU32]>,
+    /// Sampled packets per entry since the last [`FlowTable::rebalance`] (balance-aware).
+    loads: Box<[AtomicU32]>,
 }
 
 #[inline]
@@ -215,6 +259,7 @@ impl FlowTable {
             entries: (0..n).map(|_| AtomicU64::new(0)).collect(),
             mask: n - 1,
             path_flows: (0..64).map(|_| AtomicU32::new(0)).collect(),
+            loads: (0..n).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 
@@ -235,10 +280,7 @@ impl FlowTable {
 
     /// Recount active flows per path (slow path).
     pub fn refresh_counts(&self, epoch: u16, max_age: u16) {
-        let counts = self.count_active(epoch, max_age);
-        for (slot, c) in self.path_flows.iter().zip(counts) {
-            slot.store(c, Ordering::Relaxed);
-        }
+        self.recount(epoch, max_age, 0);
     }
 
     #[inline]
@@ -248,13 +290,15 @@ impl FlowTable {
 
     /// The flow's path; a new flow (or one whose path is no longer usable) takes `assign()`. Concurrent
     /// callers with the same new flow agree on its path: an insert succeeds only against the entry seen
-    /// while scanning, and a caller that loses re-scans and takes what the winner stored.
+    /// while scanning, and a caller that loses re-scans and takes what the winner stored. `sample`
+    /// packets are added to the flow's load (see [`LOAD_SAMPLE`]).
     #[inline]
     pub fn lookup_or_assign(
         &self,
         flow: FlowHash,
         epoch: u16,
         usable_mask: u64,
+        sample: u32,
         assign: impl FnOnce() -> PathId,
     ) -> PathId {
         let set = self.set_of(flow);
@@ -271,7 +315,7 @@ impl FlowTable {
             for (i, slot) in ways.iter().enumerate() {
                 let e = slot.load(Ordering::Acquire);
                 if e & !0xFF_FFFF == tag {
-                    found = Some((slot, e));
+                    found = Some((i, slot, e));
                     break;
                 }
                 let age = if e == 0 { u16::MAX } else { epoch_age(epoch, entry_epoch(e)) };
@@ -281,8 +325,11 @@ impl FlowTable {
                     victim_age = age;
                 }
             }
-            if let Some((slot, e)) = found {
+            if let Some((i, slot, e)) = found {
                 let path = entry_path(e);
+                if sample > 0 {
+                    self.loads[set + i].fetch_add(sample, Ordering::Relaxed);
+                }
                 if usable_mask & (1u64 << (path.0 & 63)) != 0 {
                     if entry_epoch(e) != epoch {
                         // At most one write per flow per epoch; losing the race to the slow path is fine.
@@ -302,6 +349,7 @@ impl FlowTable {
             if ways[victim].compare_exchange(victim_entry, mine, Ordering::SeqCst, Ordering::SeqCst).is_err() {
                 continue;
             }
+            self.loads[set + victim].store(sample, Ordering::Relaxed);
             // An evicted flow that was still recent leaves its path's count.
             let evicted = (victim_entry != 0 && epoch_age(epoch, entry_epoch(victim_entry)) <= 3)
                 .then(|| entry_path(victim_entry));
@@ -328,7 +376,7 @@ impl FlowTable {
     /// §6.5). Returns whether it was inserted.
     pub fn pin_if_absent(&self, flow: FlowHash, epoch: u16, path: PathId) -> bool {
         let mut inserted = false;
-        self.lookup_or_assign(flow, epoch, u64::MAX, || {
+        self.lookup_or_assign(flow, epoch, u64::MAX, 0, || {
             inserted = true;
             path
         });
@@ -337,36 +385,60 @@ impl FlowTable {
 
     /// Active flows (seen within `max_age` epochs) per path.
     pub fn count_active(&self, epoch: u16, max_age: u16) -> [u32; 64] {
+        self.count_loaded(epoch, max_age, 0)
+    }
+
+    /// Active flows per path with a load of at least `min_load` sampled packets.
+    pub fn count_loaded(&self, epoch: u16, max_age: u16, min_load: u32) -> [u32; 64] {
         let mut counts = [0u32; 64];
-        for slot in self.entries.iter() {
+        for (slot, load) in self.entries.iter().zip(self.loads.iter()) {
             let e = slot.load(Ordering::Relaxed);
-            if e != 0 && epoch_age(epoch, entry_epoch(e)) <= max_age {
+            if e != 0 && epoch_age(epoch, entry_epoch(e)) <= max_age && load.load(Ordering::Relaxed) >= min_load {
                 counts[(entry_path(e).0 & 63) as usize] += 1;
             }
         }
         counts
     }
 
-    /// Move active flows so that each path holds at most `targets[path]`, moving only the excess (the
-    /// fewest moves that reach the targets). Flows on paths outside `usable_mask` all move. Returns the
-    /// number of flows moved.
-    pub fn rebalance(&self, epoch: u16, max_age: u16, usable_mask: u64, targets: &[u32; 64]) -> u64 {
-        let mut counts = self.count_active(epoch, max_age);
+    /// The load a flow needs to count for balance-aware placement: [`HEAVY_FLOW_PACKETS`] once
+    /// any active flow has it, else 0 (every active flow counts).
+    pub fn counting_threshold(&self, epoch: u16, max_age: u16) -> u32 {
+        let heavy = self.entries.iter().zip(self.loads.iter()).any(|(slot, load)| {
+            let e = slot.load(Ordering::Relaxed);
+            e != 0 && epoch_age(epoch, entry_epoch(e)) <= max_age && load.load(Ordering::Relaxed) >= HEAVY_FLOW_PACKETS
+        });
+        if heavy { HEAVY_FLOW_PACKETS } else { 0 }
+    }
+
+    /// Forget the flows' loads: a new measuring interval begins.
+    pub fn reset_loads(&self) {
+        for load in self.loads.iter() {
+            load.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Move active flows so that each path holds at most `targets[path]` of the flows with a load
+    /// of at least `min_load`, moving only the excess (the fewest moves that reach the targets).
+    /// Flows on paths outside `usable_mask` all move, whatever their load. Returns the number of
+    /// flows moved; the per-path counts new flows are placed by become those of counting flows.
+    pub fn rebalance(&self, epoch: u16, max_age: u16, usable_mask: u64, targets: &[u32; 64], min_load: u32) -> u64 {
+        let mut counts = self.count_loaded(epoch, max_age, min_load);
         let mut moved = 0;
-        for slot in self.entries.iter() {
+        for (slot, load) in self.entries.iter().zip(self.loads.iter()) {
             let e = slot.load(Ordering::Relaxed);
             if e == 0 || epoch_age(epoch, entry_epoch(e)) > max_age {
                 continue;
             }
+            let counts_here = load.load(Ordering::Relaxed) >= min_load;
             let from = (entry_path(e).0 & 63) as usize;
             let usable = usable_mask & (1u64 << from) != 0;
-            if usable && counts[from] <= targets[from] {
+            if usable && (!counts_here || counts[from] <= targets[from]) {
                 continue;
             }
             // The usable path furthest below its target.
             let Some(to) = (0..64)
-                .filter(|&p| usable_mask & (1u64 << p) != 0 && counts[p] < targets[p])
-                .max_by_key(|&p| (targets[p] - counts[p], std::cmp::Reverse(p)))
+                .filter(|&p| usable_mask & (1u64 << p) != 0 && (counts[p] < targets[p] || !counts_here))
+                .max_by_key(|&p| (targets[p].saturating_sub(counts[p]), std::cmp::Reverse(p)))
             else {
                 if usable {
                     continue;
@@ -375,16 +447,27 @@ impl FlowTable {
             };
             let new = entry(e & !0xFF_FFFF, entry_epoch(e), PathId(to as u8));
             if slot.compare_exchange(e, new, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                // Saturating: a worker may have pinned this flow after the count was taken.
-                counts[from] = counts[from].saturating_sub(1);
-                counts[to] += 1;
                 moved += 1;
+                if counts_here {
+                    // Saturating: a worker may have pinned this flow after the count was taken.
+                    counts[from] = counts[from].saturating_sub(1);
+                    counts[to] += 1;
+                }
             }
         }
         for (slot, c) in self.path_flows.iter().zip(counts) {
             slot.store(c, Ordering::Relaxed);
         }
         moved
+    }
+
+    /// Set the per-path counts new flows are placed by to those of flows with a load of at least
+    /// `min_load` (no flow moves).
+    pub fn recount(&self, epoch: u16, max_age: u16, min_load: u32) {
+        let counts = self.count_loaded(epoch, max_age, min_load);
+        for (slot, c) in self.path_flows.iter().zip(counts) {
+            slot.store(c, Ordering::Relaxed);
+        }
     }
 }
 
@@ -528,13 +611,13 @@ mod tests {
         let mut i = 0u64;
         let flows: Vec<FlowHash> = (0..40u64).map(|f| FlowHash(crate::flow::fmix64(f + 1))).collect();
         for f in &flows {
-            let p = table.lookup_or_assign(*f, 5, mask, || PathId(0));
+            let p = table.lookup_or_assign(*f, 5, mask, 0, || PathId(0));
             assert_eq!(p, PathId(0));
         }
         // Pinned: the assigner is not consulted again.
         for f in &flows {
             assert_eq!(
-                table.lookup_or_assign(*f, 5, mask, || {
+                table.lookup_or_assign(*f, 5, mask, 0, || {
                     i += 1;
                     PathId(1)
                 }),
@@ -545,11 +628,12 @@ mod tests {
         let mut targets = [0u32; 64];
         targets[0] = 30;
         targets[1] = 10;
-        assert_eq!(table.rebalance(5, 2, mask, &targets), 10);
+        assert_eq!(table.rebalance(5, 2, mask, &targets, 0), 10);
         let counts = table.count_active(5, 2);
         assert_eq!((counts[0], counts[1]), (30, 10));
         // Path 0 unusable: its flows are reassigned on lookup.
-        let moved_to: Vec<PathId> = flows.iter().map(|f| table.lookup_or_assign(*f, 5, 0b10, || PathId(1))).collect();
+        let moved_to: Vec<PathId> =
+            flows.iter().map(|f| table.lookup_or_assign(*f, 5, 0b10, 0, || PathId(1))).collect();
         assert!(moved_to.iter().all(|&p| p == PathId(1)));
     }
 
@@ -575,7 +659,7 @@ mod tests {
                                 barrier.wait();
                             }
                             let flow = flow_of(f, round);
-                            out.push(table.lookup_or_assign(flow, 5, 0xF, || PathId(w as u8)));
+                            out.push(table.lookup_or_assign(flow, 5, 0xF, 0, || PathId(w as u8)));
                         }
                         out
                     })
@@ -583,7 +667,7 @@ mod tests {
                 .collect();
             let seen: Vec<Vec<PathId>> = workers.into_iter().map(|h| h.join().unwrap()).collect();
             for f in 0..flows as usize {
-                let pinned = table.lookup_or_assign(flow_of(f as u64, round), 5, 0xF, || PathId(9));
+                let pinned = table.lookup_or_assign(flow_of(f as u64, round), 5, 0xF, 0, || PathId(9));
                 let paths: Vec<PathId> = seen.iter().map(|s| s[f]).collect();
                 assert!(paths.iter().all(|&p| p == pinned), "flow {f}: workers got {paths:?}, table has {pinned:?}");
             }
@@ -596,7 +680,7 @@ mod tests {
         let flows: Vec<FlowHash> = (0..8u64).map(|f| FlowHash(crate::flow::fmix64(f + 1))).collect();
         // A worker whose clock is one epoch ahead pins the flows at epoch 6; the slow path reads at 5.
         for f in &flows {
-            table.lookup_or_assign(*f, 6, 0b1, || PathId(0));
+            table.lookup_or_assign(*f, 6, 0b1, 0, || PathId(0));
         }
         assert_eq!(table.count_active(5, 3)[0], 8, "an entry one epoch ahead is active, not 65 535 epochs old");
         assert_eq!(epoch_age(5, 6), 0);
@@ -606,17 +690,17 @@ mod tests {
         let mut targets = [0u32; 64];
         targets[0] = 4;
         targets[1] = 4;
-        assert_eq!(table.rebalance(5, 3, 0b11, &targets), 4);
+        assert_eq!(table.rebalance(5, 3, 0b11, &targets, 0), 4);
         // A new flow does not evict a fresh (ahead-stamped) entry while an older one is in its set.
         let t = FlowTable::new(4);
         let set_flows: Vec<FlowHash> = (0..4u64).map(|f| FlowHash((f + 1) << 32)).collect();
-        t.lookup_or_assign(set_flows[0], 6, 1, || PathId(0));
-        t.lookup_or_assign(set_flows[1], 2, 1, || PathId(0));
-        t.lookup_or_assign(set_flows[2], 5, 1, || PathId(0));
-        t.lookup_or_assign(set_flows[3], 5, 1, || PathId(0));
-        t.lookup_or_assign(FlowHash(9 << 32), 5, 1, || PathId(0));
+        t.lookup_or_assign(set_flows[0], 6, 1, 0, || PathId(0));
+        t.lookup_or_assign(set_flows[1], 2, 1, 0, || PathId(0));
+        t.lookup_or_assign(set_flows[2], 5, 1, 0, || PathId(0));
+        t.lookup_or_assign(set_flows[3], 5, 1, 0, || PathId(0));
+        t.lookup_or_assign(FlowHash(9 << 32), 5, 1, 0, || PathId(0));
         let mut asked = false;
-        t.lookup_or_assign(set_flows[0], 5, 1, || {
+        t.lookup_or_assign(set_flows[0], 5, 1, 0, || {
             asked = true;
             PathId(1)
         });
@@ -635,7 +719,7 @@ mod tests {
                         let mut f = 0u64;
                         while !stop.load(Ordering::Relaxed) && f < 200_000 {
                             let flow = FlowHash(crate::flow::fmix64(round << 40 | w << 32 | f));
-                            table.lookup_or_assign(flow, 5, 0b11, || PathId(0));
+                            table.lookup_or_assign(flow, 5, 0b11, 0, || PathId(0));
                             f += 1;
                         }
                     })
@@ -644,7 +728,7 @@ mod tests {
             let mut targets = [0u32; 64];
             targets[1] = u32::MAX / 2;
             for _ in 0..50 {
-                table.rebalance(5, 3, 0b11, &targets);
+                table.rebalance(5, 3, 0b11, &targets, 0);
                 assert!(table.flows_on(PathId(0)) <= 1 << 12, "count underflowed: {}", table.flows_on(PathId(0)));
             }
             stop.store(true, Ordering::Relaxed);

@@ -461,3 +461,50 @@ fn the_last_ack_of_a_burst_is_repeated_three_times_then_acks_stop() {
     // The repeats are two ack intervals apart.
     assert!(acks.windows(2).skip(1).all(|w| w[1].0 - w[0].0 >= 4_000), "{acks:?}");
 }
+
+#[test]
+fn balance_aware_spreads_the_transfers_not_the_idle_flows() {
+    let mut bond = bond_with(PolicySettings::standard(Policy::BalanceAware), 2);
+    let flow = |i: u64| FlowHash((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    // iperf3 -P 4: a control connection, then four transfers. Ingress pinning left three
+    // transfers on path 0 and the fourth beside the (now idle) control connection on path 1:
+    // five flows, three and two, which a count of flows calls balanced.
+    let control = flow(0);
+    let transfers: Vec<FlowHash> = (1..=4).map(flow).collect();
+    for (f, p) in [(control, 1), (transfers[0], 0), (transfers[1], 0), (transfers[2], 0), (transfers[3], 1)] {
+        bond.on_flow_received(f, PathId(p), 1_000).unwrap();
+    }
+    let handle = bond.selection_handle();
+    let mut cursor = WorkerCursor::new(0);
+    let mut packet_id = 0u64;
+    for ms in 1..=2_500u64 {
+        let now = ms * 1_000;
+        let table = handle.load_full();
+        // Each transfer sends 2 packets per ms: 2,000 per rebalancing interval, heavy
+        // (HEAVY_FLOW_PACKETS); the control connection sends nothing more.
+        for f in &transfers {
+            for _ in 0..2 {
+                one(table.select(*f, now, &mut cursor));
+            }
+        }
+        if ms % 10 == 0 {
+            for p in 0..2u8 {
+                packet_id += 2;
+                bond.on_packet_received(PathId(p), packet_id, 100, PacketKind::Control, now).unwrap();
+            }
+        }
+        bond.handle_timeout(now);
+        while bond.poll_transmit().is_some() {}
+    }
+    let table = handle.load_full();
+    let on: Vec<u8> = transfers.iter().map(|f| one(table.select(*f, 2_500_000, &mut cursor)).0).collect();
+    let on_zero = on.iter().filter(|&&p| p == 0).count();
+    assert_eq!(on_zero, 2, "transfers on paths {on:?}: two per link");
+    assert!(bond.stats().flow_moves >= 1);
+    // A new transfer goes where fewer transfers are, whatever the weighted sequence says: add a
+    // fifth and a sixth: they take different links.
+    let (fifth, sixth) = (flow(5), flow(6));
+    let a = one(table.select(fifth, 2_500_000, &mut cursor));
+    let b = one(table.select(sixth, 2_500_000, &mut cursor));
+    assert_ne!(a, b, "two new flows on one link");
+}
