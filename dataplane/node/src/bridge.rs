@@ -13,7 +13,8 @@
 
 use crate::time::Instant;
 use crate::{Event, Mac, NetworkId, Node, NodeError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// LAN MACs a bridged network remembers at most: a flood of random source MACs fills it and is
 /// then forwarded without being learned (nothing is lost, the table stays bounded).
@@ -42,6 +43,9 @@ pub struct LanSide {
     pub mtu: u32,
     pub(crate) last_sweep: Instant,
     warned_not_bridge: bool,
+    /// The learned MACs as the workers' snapshot holds them, until the table changes: a snapshot
+    /// rebuilt for another reason shares it instead of copying up to [`LAN_MACS_MAX`] entries.
+    view: Option<Arc<HashSet<Mac>>>,
 }
 
 impl LanSide {
@@ -54,6 +58,11 @@ impl LanSide {
         self.macs.contains_key(&mac)
     }
 
+    /// The learned MACs for the workers' snapshot (built again only after a change).
+    pub(crate) fn view(&mut self) -> Arc<HashSet<Mac>> {
+        self.view.get_or_insert_with(|| Arc::new(self.macs.keys().copied().collect())).clone()
+    }
+
     /// Notes `mac` as heard now; true if the table changed (the workers' copy is stale).
     fn learn(&mut self, mac: Mac, now: Instant) -> bool {
         if let Some(seen) = self.macs.get_mut(&mac) {
@@ -61,6 +70,7 @@ impl LanSide {
             false
         } else if self.macs.len() < LAN_MACS_MAX {
             self.macs.insert(mac, now);
+            self.view = None;
             true
         } else {
             self.unlearned += 1;
@@ -76,7 +86,11 @@ impl LanSide {
         self.last_sweep = now;
         let before = self.macs.len();
         self.macs.retain(|_, seen| crate::time::since(now, *seen) < LAN_MAC_AGEING_MS);
-        self.macs.len() != before
+        let changed = self.macs.len() != before;
+        if changed {
+            self.view = None;
+        }
+        changed
     }
 }
 

@@ -64,10 +64,10 @@ pub struct NetworkView {
 pub struct LanView {
     /// The controller made us an active bridge: LAN frames may leave as EXT_FRAME.
     pub active: bool,
-    /// Source MACs learned on the LAN.
-    pub macs: HashSet<Mac>,
-    /// MACs behind other active bridges → that bridge (§4.4).
-    pub remote: HashMap<Mac, Address>,
+    /// Source MACs learned on the LAN (shared between snapshots until it changes).
+    pub macs: Arc<HashSet<Mac>>,
+    /// MACs behind other active bridges → that bridge (§4.4; shared likewise).
+    pub remote: Arc<HashMap<Mac, Address>>,
     /// The LAN's MTU: larger frames from the network are the node's to count and drop.
     pub mtu: u32,
 }
@@ -618,10 +618,12 @@ impl crate::Node {
         self.publish_now();
     }
 
-    /// Milliseconds between snapshot rebuilds: 1 per 1,000 peers (0 below 1,000, 100 ms at
-    /// 100,000), a deterministic stand-in for the rebuild's cost.
+    /// Milliseconds between snapshot rebuilds: 1 per 1,000 peers or learned MACs (0 below 1,000,
+    /// 100 ms at 100,000), a deterministic stand-in for the rebuild's cost. A flood of new source
+    /// MACs on a bridged LAN thus cannot keep the slow path copying tables either.
     pub(crate) fn publish_spacing_ms(&self) -> u64 {
-        (self.peers.len() / 1000) as u64
+        let macs: usize = self.networks.values().map(|n| n.table_entries()).sum();
+        ((self.peers.len() + macs) / 1000) as u64
     }
 
     /// When a pending rebuild is due, if one is.
@@ -657,7 +659,8 @@ impl crate::Node {
             })
             .collect();
         let mut networks = HashMap::new();
-        for (id, n) in &self.networks {
+        let me = self.me;
+        for (id, n) in &mut self.networks {
             let Some(config) = n.config.clone() else { continue };
             let members = n
                 .memberships
@@ -671,6 +674,14 @@ impl crate::Node {
                 .filter(|(_, m)| m.pushed_config_timestamp == config.timestamp)
                 .filter_map(|(a, m)| m.last_pushed.map(|t| (*a, t.add_ms(crate::network::CREDENTIALS_REPUSH_MS))))
                 .collect();
+            let active = config.is_active_bridge(me);
+            let remote = n.lan.is_some().then(|| n.bridge_routes_view());
+            let lan = n.lan.as_mut().zip(remote).map(|(lan, remote)| LanView {
+                active,
+                macs: lan.view(),
+                remote,
+                mtu: lan.mtu,
+            });
             networks.insert(
                 *id,
                 NetworkView {
@@ -681,12 +692,7 @@ impl crate::Node {
                     config,
                     members,
                     credentials_fresh,
-                    lan: n.lan.as_ref().map(|lan| LanView {
-                        active: n.config.as_ref().is_some_and(|c| c.is_active_bridge(self.me)),
-                        macs: lan.macs.keys().copied().collect(),
-                        remote: n.bridge_routes.clone(),
-                        mtu: lan.mtu,
-                    }),
+                    lan,
                 },
             );
         }

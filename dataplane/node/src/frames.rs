@@ -232,8 +232,7 @@ impl crate::Node {
                         return;
                     }
                     if let Some(network) = self.networks.get_mut(&id)
-                        && network.bridge_routes.len() < (1 << 16)
-                        && network.bridge_routes.insert(frame.src_mac, rx.source) != Some(rx.source)
+                        && network.learn_bridge_route(frame.src_mac, rx.source)
                     {
                         self.data_path_dirty = true;
                     }

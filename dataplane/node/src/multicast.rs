@@ -457,8 +457,7 @@ impl crate::Node {
                 return;
             }
             if let Some(network) = self.networks.get_mut(&id)
-                && network.bridge_routes.len() < (1 << 16)
-                && network.bridge_routes.insert(source, rx.source) != Some(rx.source)
+                && network.learn_bridge_route(source, rx.source)
             {
                 self.data_path_dirty = true;
             }

@@ -33,6 +33,9 @@ const CREDENTIALS_ACCEPT_MS: u64 = 1_000;
 const MAX_MEMBERSHIPS: usize = 65_536;
 /// Paths we remember as trust-established (relaying, §3.1).
 const MAX_TRUSTED_PATHS: usize = 65_536;
+/// MACs behind other bridges we remember per network (§4.4); beyond, new ones are not learned
+/// and frames to them go as to an unknown MAC.
+const BRIDGE_ROUTES_MAX: usize = 1 << 16;
 
 /// Network status values (§2.6), as zerotier-one numbers and names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +114,8 @@ pub struct Network {
     pub(crate) last_gather: HashMap<MulticastGroup, Instant>,
     /// Bridge routes learned from active bridges: MAC behind a bridge → the bridge (§4.4).
     pub(crate) bridge_routes: HashMap<Mac, Address>,
+    /// `bridge_routes` as the workers' snapshot holds them, until they change.
+    bridge_routes_view: Option<Arc<HashMap<Mac, Address>>>,
     /// The LAN bridged into this network (gateway mode).
     pub lan: Option<crate::bridge::LanSide>,
 }
@@ -132,8 +137,30 @@ impl Network {
             outbound: Vec::new(),
             last_gather: HashMap::new(),
             bridge_routes: HashMap::new(),
+            bridge_routes_view: None,
             lan: None,
         }
+    }
+
+    /// `mac` is behind active bridge `bridge` (§4.4); true if that is news (the workers' copy is
+    /// stale). At most 65,536 routes are kept.
+    pub(crate) fn learn_bridge_route(&mut self, mac: Mac, bridge: Address) -> bool {
+        let news =
+            self.bridge_routes.len() < BRIDGE_ROUTES_MAX && self.bridge_routes.insert(mac, bridge) != Some(bridge);
+        if news {
+            self.bridge_routes_view = None;
+        }
+        news
+    }
+
+    /// The bridge routes for the workers' snapshot (built again only after a change).
+    pub(crate) fn bridge_routes_view(&mut self) -> Arc<HashMap<Mac, Address>> {
+        self.bridge_routes_view.get_or_insert_with(|| Arc::new(self.bridge_routes.clone())).clone()
+    }
+
+    /// Entries the snapshot's tables hold for this network (learned LAN MACs and bridge routes).
+    pub(crate) fn table_entries(&self) -> usize {
+        self.bridge_routes.len() + self.lan.as_ref().map_or(0, |l| l.macs())
     }
 
     /// The port MTU: the config's, or 2800 before one arrives.

@@ -146,6 +146,8 @@ fn a_flood_of_source_macs_fills_the_table_to_its_bound_and_forwarding_goes_on() 
     // Teach g2 where H2 is, and g1's network side where H2 is (bridge route from a broadcast).
     sim.lan_send(2, nwid, &arp_for(H2, [198, 19, 0, 102], [198, 19, 0, 101]));
     sim.run(100);
+    let generation = |sim: &Sim| sim.nodes[1].node.data_path().generation;
+    let before_flood = generation(&sim);
     let mut seed = 0x1234_5678u64;
     for _ in 0..(LAN_MACS_MAX + 2_000) {
         seed ^= seed << 13;
@@ -166,6 +168,19 @@ fn a_flood_of_source_macs_fills_the_table_to_its_bound_and_forwarding_goes_on() 
     let status = ztplane_node::status::network_status(sim.nodes[1].node.network(nwid).unwrap(), "lan0");
     assert_eq!(status["ztplane"]["lan"]["macs"], LAN_MACS_MAX);
     assert_eq!(status["bridge"], true);
+    // The workers' snapshot is rebuilt at most every (peers + MACs) / 1,000 ms: the flood, all at
+    // one instant, rebuilt it about once per new MAC only until 1,000 were known.
+    let rebuilds = generation(&sim) - before_flood;
+    assert!(rebuilds < 1_100, "{rebuilds} snapshot rebuilds for one instant's flood");
+    // A rebuild for another reason shares the MAC table instead of copying it.
+    sim.run(10);
+    let macs = |sim: &Sim| sim.nodes[1].node.data_path().networks[&nwid].lan.as_ref().map(|l| l.macs.clone()).unwrap();
+    let (first, at) = (macs(&sim), generation(&sim));
+    sim.nodes[1].node.bridge_lan(nwid, 1500).unwrap();
+    sim.run(10);
+    assert!(generation(&sim) > at, "no rebuild");
+    assert!(std::sync::Arc::ptr_eq(&first, &macs(&sim)), "the unchanged MAC table was copied");
+    assert_eq!(first.len(), LAN_MACS_MAX);
     // H1 still reaches H2 (H1 is new: not learned, still forwarded).
     sim.run(10);
     let before = sim.lan_delivered(2).len();
