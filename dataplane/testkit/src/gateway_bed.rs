@@ -226,14 +226,20 @@ impl GatewayBed {
         for gateway in &self.gateways {
             let counter =
                 |c| gateway.netns.link_counter(LAN_IFACE, c).map_or_else(|e| format!("{e:#}"), |n| n.to_string());
-            let (network, log) = match &gateway.process {
-                Process::ZeroTier(node) => (node.network(self.nwid), tail(&node.log(), 30)),
-                Process::Ztplane(node) => (node.network(self.nwid), node.log_tail(30)),
+            let (network, log, state) = match &gateway.process {
+                Process::ZeroTier(node) => (node.network(self.nwid), tail(&node.log(), 30), String::new()),
+                Process::Ztplane(node) => (node.network(self.nwid), node.log_tail(30), ztplane_state(node)),
             };
             let network = network.map_or_else(
                 |e| format!("{e:#}"),
-                |n| format!("status={} bridge={} port={}", n["status"], n["bridge"], n["portDeviceName"]),
+                |n| {
+                    format!(
+                        "status={} bridge={} port={} lan={}",
+                        n["status"], n["bridge"], n["portDeviceName"], n["ztplane"]["lan"]
+                    )
+                },
             );
+            let log = format!("{state}{log}");
             out.push_str(&format!(
                 "--- {} ({:?} {}): lan0 rx {} tx {} packets; network {network}; log:\n{log}\n",
                 gateway.name,
@@ -245,6 +251,44 @@ impl GatewayBed {
         }
         out
     }
+}
+
+/// What a ztplane gateway knows that explains a failure: its peers and their paths, and the
+/// node's and workers' counters (drops, punts).
+fn ztplane_state(node: &crate::ztplane::ZtplaneNode) -> String {
+    let peers = node.request("GET", "/peer").map_or_else(
+        |e| format!("{e:#}"),
+        |v| {
+            let list = v.as_array().cloned().unwrap_or_default();
+            list.iter()
+                .map(|p| {
+                    let paths: Vec<String> = p["paths"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|q| {
+                                    format!(
+                                        "{}{}",
+                                        q["address"].as_str().unwrap_or("?"),
+                                        if q["active"] == true { "" } else { "(inactive)" }
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "{} {} [{}]",
+                        p["address"].as_str().unwrap_or("?"),
+                        p["role"].as_str().unwrap_or("?"),
+                        paths.join(", ")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    );
+    let stats = node.request("GET", "/stats").map_or_else(|e| format!("{e:#}"), |v| v.to_string());
+    format!("peers: {peers}\nstats: {stats}\n")
 }
 
 /// The arguments after `ztplane node --home HOME --iface eth0` that make a gateway of `nwid`.
