@@ -178,6 +178,19 @@ impl Pair {
             .collect()
     }
 
+    /// What a's failure detector saw at each path-down logged after `from` (ztplane): the log
+    /// line's text from the path on ("path 1 down: … data sent; acks …").
+    fn a_path_downs_since(&self, from: usize) -> Vec<String> {
+        let Pair::Ztplane(a, _) = self else { return Vec::new() };
+        let log = a.log();
+        log.get(from..)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" down: ") && l.contains("data sent"))
+            .filter_map(|l| l.find("path ").map(|i| l[i..].to_string()))
+            .collect()
+    }
+
     /// ztplane's worker counters of a and b (`GET /stats`, summed over workers); nothing for
     /// zerotier-one.
     fn worker_counters(&self) -> Option<[Value; 2]> {
@@ -374,6 +387,7 @@ fn failover(bed: &BondBed, pair: &Pair, system: System, run: u32, progress: &dyn
         }
     }
     record["a_bond_events"] = json!(pair.a_events_since(log_from));
+    record["a_path_downs"] = json!(pair.a_path_downs_since(log_from));
     Ok(record)
 }
 
@@ -438,6 +452,7 @@ fn aggregate(
                 "ideal_mbps": ideal, "retransmits": got.retransmits, "a_tx_mb": [mb(0), mb(1)],
                 "tbf_drops_to_b": [drops_after[0] - drops_before[0], drops_after[1] - drops_before[1]],
                 "a_bond_samples": samples, "a_bond_events": pair.a_events_since(log_from),
+                "a_path_downs": pair.a_path_downs_since(log_from),
                 "underlay_packets": { "a_tx": [underlay[0], underlay[1]], "b_rx": [underlay[2], underlay[3]] },
                 "workers": workers,
             }))

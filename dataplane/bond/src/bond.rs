@@ -462,6 +462,7 @@ impl Bond {
             peer_acks: self.peer_acks,
             overdue_packets: 0,
             overdue_for_us: 0,
+            silent_together: false,
         };
         if self.peer_acks && p.liveness.usable() {
             let cutoff = now_us.saturating_sub(ctx.ack_deadline_us());
@@ -469,6 +470,13 @@ impl Bond {
             if ctx.overdue_packets > 0 {
                 let oldest = p.sent.send_time_of_seq(p.sent.acked_seq).unwrap_or(cutoff);
                 ctx.overdue_for_us = cutoff.saturating_sub(oldest);
+                let last_ack = p.sent.last_ack_us.unwrap_or(0);
+                ctx.silent_together = self.paths.iter().any(|q| {
+                    q.id != p.id
+                        && q.liveness.usable()
+                        && q.liveness.unacked_since_us.is_some()
+                        && q.sent.last_ack_us.unwrap_or(0) <= last_ack + crate::failover::ACK_INTERVAL_US
+                });
             }
         }
         ctx

@@ -5,7 +5,9 @@
 //! already sends as the probe:
 //! * **missing acknowledgements** (ztplane peers): data sent on the path but not acknowledged within
 //!   `srtt + 4·rttvar + ack interval + slack`, with enough unacknowledged packets (or an unanswered probe)
-//!   that the silence cannot plausibly be ordinary loss at the path's measured loss rate;
+//!   that the silence cannot plausibly be ordinary loss at the path's measured loss rate, and while
+//!   another path with data in flight still hears acks (when every such path falls silent at once,
+//!   the peer or this host stalled: no path is to blame and none would do better);
 //! * **silence while traffic is expected** (any peer): data sent after the last thing received, and nothing
 //!   arriving within about one RTT → an ECHO probe goes out at once; an unanswered probe means failure;
 //! * **unanswered probes** on idle paths (ECHO every monitor interval, §4.1);
@@ -89,6 +91,10 @@ pub struct DetectorContext {
     /// acknowledged (ztplane peers), and how long the oldest of them has been overdue.
     pub overdue_packets: u64,
     pub overdue_for_us: u64,
+    /// Another usable path of the bond with data awaiting acks has had no ack for as long: the
+    /// silence is the peer's or ours (a stalled host), not this path's, and failing this path
+    /// over would gain nothing. An ack timeout then waits; probes and the backstop still apply.
+    pub silent_together: bool,
 }
 
 impl DetectorContext {
@@ -398,7 +404,11 @@ impl Liveness {
             // cadence (the ack interval or the peer's holding, plus jitter and slack) whatever the RTT.
             let gap_limit = ctx.ack_gap_limit_us().max(2 * self.ack_gap_peak_us);
             let ack_silent = now_us.saturating_sub(self.ack_wait_since_us) >= gap_limit;
-            if ack_silent && ctx.overdue_packets >= needed && ctx.overdue_for_us >= needed * ACK_INTERVAL_US {
+            if ack_silent
+                && !ctx.silent_together
+                && ctx.overdue_packets >= needed
+                && ctx.overdue_for_us >= needed * ACK_INTERVAL_US
+            {
                 return Some(FailureReason::AckTimeout);
             }
             if ctx.overdue_packets > 0 {
@@ -456,6 +466,7 @@ mod tests {
             down_delay_us: 0,
             peer_acks: true,
             overdue_packets: 0,
+            silent_together: false,
             overdue_for_us: 0,
         }
     }

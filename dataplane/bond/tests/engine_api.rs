@@ -508,3 +508,81 @@ fn balance_aware_spreads_the_transfers_not_the_idle_flows() {
     let b = one(table.select(sixth, 2_500_000, &mut cursor));
     assert_ne!(a, b, "two new flows on one link");
 }
+
+/// Two ztplane nodes' bond over two paths under balance-rr, the peer side simulated: each path
+/// carries 5 data packets per ms, the peer acks each path every 2 ms and answers probes, except
+/// while `silent(ms, path)`. Returns a's path-down events as (ms, path, reason).
+fn acked_rr_run(ms_total: u64, silent: impl Fn(u64, u8) -> bool) -> Vec<(u64, u8, String)> {
+    use ztplane_bond::PathAck;
+    let mut bond = bond_with(PolicySettings::standard(Policy::BalanceRr), 2);
+    bond.set_peer_acks(true);
+    let mut next_id = 1u64;
+    let mut received = [0u64; 2];
+    let mut newest = [0u64; 2];
+    let mut echoes: Vec<(u8, u64)> = Vec::new();
+    let mut downs = Vec::new();
+    for ms in 1..=ms_total {
+        let now = ms * 1_000;
+        for path in 0..2u8 {
+            for _ in 0..5 {
+                next_id += 2;
+                bond.on_data_sent(PathId(path), next_id, 1000, now).unwrap();
+                if !silent(ms, path) {
+                    received[path as usize] += 1;
+                    newest[path as usize] = next_id;
+                }
+            }
+        }
+        let at = now + 300;
+        for path in 0..2u8 {
+            if silent(ms, path) {
+                continue;
+            }
+            for (p, id) in echoes.iter().filter(|(p, _)| *p == path) {
+                bond.on_echo_reply(PathId(*p), *id, at).unwrap();
+            }
+            echoes.retain(|(p, _)| *p != path);
+            if ms % 2 == 0 {
+                next_id += 2;
+                bond.on_packet_received(PathId(path), next_id, 80, PacketKind::Measurement, at).unwrap();
+                let i = path as usize;
+                let ack = PathAck {
+                    received_count: received[i],
+                    received_bytes: received[i] * 1000,
+                    newest_packet_id: newest[i],
+                    holding_us: 300,
+                };
+                bond.on_path_ack(PathId(path), ack, at).unwrap();
+            }
+        }
+        for t in [now, at] {
+            bond.handle_timeout(t);
+            while let Some(tx) = bond.poll_transmit() {
+                if let Transmit::Echo { path } = tx {
+                    next_id += 2;
+                    bond.on_echo_sent(path, next_id, t).unwrap();
+                    echoes.push((path.0, next_id));
+                }
+            }
+            while let Some(event) = bond.poll_event() {
+                if let BondEvent::PathDown { path, reason, .. } = event {
+                    downs.push((ms, path, reason.name().to_string()));
+                }
+            }
+        }
+    }
+    downs
+}
+
+#[test]
+fn a_stall_that_silences_every_path_at_once_fails_none_and_a_cut_still_fails_its_path() {
+    // The peer (or this host) stalls for 40 ms: acks stop on both paths together.
+    let stall = acked_rr_run(1_000, |ms, _| (500..540).contains(&ms));
+    assert!(stall.is_empty(), "a stall failed paths over: {stall:?}");
+    // Path 0 alone goes silent at 500 ms: it goes down by its acks, well within 100 ms.
+    let cut = acked_rr_run(1_000, |ms, path| path == 0 && ms >= 500);
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    let (at, path, reason) = &cut[0];
+    assert_eq!((*path, reason.as_str()), (0, "ack-timeout"));
+    assert!(*at < 560, "detected at {at} ms");
+}
