@@ -822,7 +822,13 @@ fn settle_missing(p: &mut PathState, now_us: u64) {
 /// packets it newly covers, and liveness.
 fn apply_ack(p: &mut PathState, ack: PathAck, seq: u64, sent_at: u64, arrived_us: u64) {
     let covered = seq + 1;
+    let previously_acked = p.sent.acked_seq;
     let progress = p.sent.resync_on_next_ack || covered > p.sent.acked_seq;
+    // The peer counts more packets received: the path delivers, even when the packet it names
+    // sits earlier in our log than one acked before (cores' sends reach the wire out of log
+    // order), which is no new RTT sample but is life.
+    let delivering = ack.received_count > p.sent.peer_received;
+    p.sent.peer_received = p.sent.peer_received.max(ack.received_count);
     // A repeat of an ack already applied (the receiver repeats the last one of a burst) says
     // nothing new about the RTT, and its holding time is the repeat's delay, not the peer's
     // coalescing.
@@ -864,8 +870,18 @@ fn apply_ack(p: &mut PathState, ack: PathAck, seq: u64, sent_at: u64, arrived_us
             (p.sent.acked_received + received + found).max(ack.received_count.saturating_sub(MAX_CARRIED_RECEIPTS));
         p.sent.acked_bytes = ack.received_bytes;
     }
-    if covered >= p.sent.acked_seq {
-        let next = p.sent.send_time_of_seq(covered);
-        p.liveness.on_ack(arrived_us, next, progress);
+    // The receipts not yet matched to our log cover every packet logged after the acked one: the
+    // path delivered all we sent, whichever packet the ack names. Without this, the last packets
+    // of a burst that reached the wire out of log order would wait for an ack naming them, which
+    // never comes once the path carries nothing new, and look overdue.
+    let outstanding = p.sent.data_sent - p.sent.acked_seq;
+    if outstanding > 0 && ack.received_count.saturating_sub(p.sent.acked_received) >= outstanding {
+        p.quality.record_outcomes(arrived_us, outstanding, outstanding, 0);
+        p.sent.acked_seq = p.sent.data_sent;
+        p.sent.acked_received += outstanding;
+    }
+    if covered >= previously_acked || delivering {
+        let next = p.sent.send_time_of_seq(p.sent.acked_seq);
+        p.liveness.on_ack(arrived_us, next, progress || delivering);
     }
 }

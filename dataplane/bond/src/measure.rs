@@ -97,6 +97,8 @@ pub struct SentLog {
     pub acked_seq: u64,
     pub acked_received: u64,
     pub acked_bytes: u64,
+    /// The highest count of data packets the peer has reported receiving on the path.
+    pub peer_received: u64,
     /// The path was down: the next ack only re-establishes the reference point. Packets lost in the
     /// outage are the outage's (availability), not the link's loss ratio once it is back.
     pub resync_on_next_ack: bool,
@@ -131,6 +133,7 @@ impl SentLog {
             acked_seq: 0,
             acked_received: 0,
             acked_bytes: 0,
+            peer_received: 0,
             resync_on_next_ack: false,
             held_ack: None,
             acks_matched: 0,

@@ -399,8 +399,12 @@ fn packets_an_ack_overtook_on_the_wire_are_not_loss_when_the_next_ack_counts_the
     }
     let end = later + 2_000 + REORDER_WINDOW_US;
     bond.on_path_ack(PathId(0), ack(37, 38), end).unwrap();
+    // 5 lost of 40: the 4 receipts beyond the 38th packet first account for the 2 packets logged
+    // after it (every packet sent is then matched), not for the 5 already judged lost.
     let q = bond.quality(PathId(0), end).unwrap();
-    assert!((q.loss - 5.0 / 38.0).abs() < 1e-9, "loss {}", q.loss);
+    assert!((q.loss - 5.0 / 40.0).abs() < 1e-9, "loss {}", q.loss);
+    let p = &bond.paths()[0];
+    assert_eq!((p.sent.acked_seq, p.liveness.unacked_since_us), (40, None), "nothing left awaiting an ack");
 }
 
 #[test]
@@ -585,4 +589,73 @@ fn a_stall_that_silences_every_path_at_once_fails_none_and_a_cut_still_fails_its
     let (at, path, reason) = &cut[0];
     assert_eq!((*path, reason.as_str()), (0, "ack-timeout"));
     assert!(*at < 560, "detected at {at} ms");
+}
+
+#[test]
+fn acks_naming_packets_earlier_in_the_log_keep_the_path_up_while_the_peer_counts_more() {
+    use ztplane_bond::PathAck;
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    bond.set_peer_acks(true);
+    // 200 packets go out; the first ack names the 100th.
+    for i in 1..=200u64 {
+        bond.on_data_sent(PathId(0), i, 1000, 1_000 + i).unwrap();
+    }
+    let ack = |count: u64, newest: u64| PathAck {
+        received_count: count,
+        received_bytes: count * 1000,
+        newest_packet_id: newest,
+        holding_us: 0,
+    };
+    bond.on_path_ack(PathId(0), ack(100, 100), 2_000).unwrap();
+    // For 100 ms the peer keeps receiving (its count rises) while each ack names a packet logged
+    // before the 100th: another core's sends, held up before the wire. No new RTT sample, but
+    // the path delivers.
+    let mut downs = Vec::new();
+    for ms in 3..=100u64 {
+        let now = ms * 1_000;
+        bond.on_data_sent(PathId(0), 1_000 + ms, 1000, now).unwrap();
+        if ms % 2 == 0 {
+            bond.on_packet_received(PathId(0), 10_001 + 2 * ms, 80, PacketKind::Measurement, now).unwrap();
+            bond.on_path_ack(PathId(0), ack(100 + ms, 40 + ms % 40), now).unwrap();
+        }
+        bond.handle_timeout(now);
+        while bond.poll_transmit().is_some() {}
+        while let Some(e) = bond.poll_event() {
+            if let BondEvent::PathDown { reason, .. } = e {
+                downs.push((ms, reason.name()));
+            }
+        }
+    }
+    assert!(downs.is_empty(), "the path was failed while the peer kept counting: {downs:?}");
+}
+
+#[test]
+fn the_last_packets_of_a_burst_sent_out_of_log_order_are_acked_by_the_peers_count() {
+    use ztplane_bond::PathAck;
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    bond.set_peer_acks(true);
+    for i in 1..=10u64 {
+        bond.on_data_sent(PathId(0), i, 1000, 1_000 + i).unwrap();
+    }
+    // The 10th logged packet reached the wire before the 9th: the peer's last ack names the 9th
+    // but counts all ten. Then the path carries nothing new.
+    let ack = PathAck { received_count: 10, received_bytes: 10_000, newest_packet_id: 9, holding_us: 0 };
+    bond.on_path_ack(PathId(0), ack, 2_000).unwrap();
+    let p = &bond.paths()[0];
+    assert_eq!((p.sent.acked_seq, p.liveness.unacked_since_us), (10, None), "the 10th still awaits an ack");
+    // The peer answers probes at once.
+    for ms in 3..=300u64 {
+        bond.handle_timeout(ms * 1_000);
+        while let Some(t) = bond.poll_transmit() {
+            if let Transmit::Echo { path } = t {
+                let id = 1_001 + 2 * ms;
+                bond.on_echo_sent(path, id, ms * 1_000).unwrap();
+                bond.on_echo_reply(path, id, ms * 1_000 + 300).unwrap();
+            }
+        }
+        while let Some(e) = bond.poll_event() {
+            assert!(!matches!(e, BondEvent::PathDown { .. }), "{e:?} at {ms} ms");
+        }
+    }
+    assert_eq!(bond.quality(PathId(0), 300_000).unwrap().loss, 0.0);
 }
