@@ -44,9 +44,6 @@ pub const AVOID_HOLD_MAX_US: u64 = 120_000_000;
 pub const MAX_QUEUED_EVENTS: usize = 1024;
 /// Flow table size for balance-xor and balance-aware (entries; zerotier-one keeps up to 65 536 flows).
 pub const FLOW_TABLE_ENTRIES: usize = 16_384;
-/// Receipts an ack may report beyond what the sender had logged up to the acked packet, carried to
-/// the next ack (see [`Bond::on_path_ack`]).
-const MAX_CARRIED_RECEIPTS: u64 = 1024;
 /// Acks offered to a peer not yet known to answer them (see [`Bond::set_announce_acks`]).
 pub const ANNOUNCE_ACK_INTERVAL_US: u64 = 1_000_000;
 
@@ -507,10 +504,15 @@ impl Bond {
         next.max(now_us)
     }
 
-    /// Run timers: failure detection, probes, acks, QoS records, estimation, rebalancing.
+    /// Run timers: failure detection, probes, acks, QoS records, loss judgement, estimation,
+    /// rebalancing.
     pub fn handle_timeout(&mut self, now_us: u64) {
         let mut changed = false;
         let ack_interval = self.ack_interval_us();
+        for p in &mut self.paths {
+            p.sent.judge_quiet(now_us);
+            settle_outcomes(p, now_us, 0);
+        }
         for i in 0..self.paths.len() {
             let ctx = self.context(&self.paths[i], now_us);
             let p = &mut self.paths[i];
@@ -544,7 +546,7 @@ impl Bond {
                     // Whatever was in flight is the outage's; measure afresh once the path is back.
                     p.sent.resync_on_next_ack = true;
                     p.sent.acked_seq = p.sent.data_sent;
-                    p.sent.forget_missing();
+                    p.sent.outage();
                     // Only Down paths are unusable after being usable (Failing still carries traffic).
                     let reason = match p.liveness.state {
                         LinkState::Down { reason, .. } => reason,
@@ -562,7 +564,6 @@ impl Bond {
             self.next_estimate_us = now_us + ESTIMATE_INTERVAL_US;
             for p in &mut self.paths {
                 p.sent.expire_qos(now_us.saturating_sub(QOS_SAMPLE_TIMEOUT_US));
-                settle_missing(p, now_us);
             }
             changed |= self.estimate(now_us);
         }
@@ -809,26 +810,26 @@ impl Bond {
     }
 }
 
-/// Counts as lost the packets found missing longer than the reorder window ago.
-fn settle_missing(p: &mut PathState, now_us: u64) {
-    let lost = p.sent.settle_missing(now_us);
-    if lost > 0 {
-        p.quality.record_outcomes(now_us, lost, 0, 0);
+/// Hands the outcomes learnt since the last call to the quality estimate (`bytes`: delivered
+/// bytes newly reported).
+fn settle_outcomes(p: &mut PathState, now_us: u64, bytes: u64) {
+    let (known, delivered) = p.sent.settle_outcomes(now_us);
+    if known > 0 || bytes > 0 {
+        p.quality.record_outcomes(now_us, known, delivered, bytes);
     }
 }
 
 /// Applies a path ack whose newest packet is data packet `seq` of `p`, sent at `sent_at`, the
-/// ack having arrived at `arrived_us`: RTT, the peer's ack holding, loss and throughput over the
-/// packets it newly covers, and liveness.
+/// ack having arrived at `arrived_us`: RTT, the peer's ack holding, loss and throughput, and
+/// liveness.
 fn apply_ack(p: &mut PathState, ack: PathAck, seq: u64, sent_at: u64, arrived_us: u64) {
     let covered = seq + 1;
     let previously_acked = p.sent.acked_seq;
-    let progress = p.sent.resync_on_next_ack || covered > p.sent.acked_seq;
+    let progress = p.sent.resync_on_next_ack || covered > previously_acked;
     // The peer counts more packets received: the path delivers, even when the packet it names
     // sits earlier in our log than one acked before (cores' sends reach the wire out of log
     // order), which is no new RTT sample but is life.
     let delivering = ack.received_count > p.sent.peer_received;
-    p.sent.peer_received = p.sent.peer_received.max(ack.received_count);
     // A repeat of an ack already applied (the receiver repeats the last one of a burst) says
     // nothing new about the RTT, and its holding time is the repeat's delay, not the peer's
     // coalescing.
@@ -837,49 +838,33 @@ fn apply_ack(p: &mut PathState, ack: PathAck, seq: u64, sent_at: u64, arrived_us
         p.quality.record_rtt(rtt.max(1));
         p.quality.record_ack_holding(u64::from(ack.holding_us));
     }
+    let mut bytes = 0;
     if p.sent.resync_on_next_ack {
         if covered < p.sent.acked_seq {
             // A late ack for traffic from before the outage.
             return;
         }
         p.sent.resync_on_next_ack = false;
-        p.sent.acked_seq = covered;
-        p.sent.acked_received = ack.received_count;
+        p.sent.rebase(covered, ack.received_count, ack.received_bytes);
+    } else if ack.received_count >= p.sent.peer_received {
+        // (An older ack overtaken by a newer one counts nothing.)
+        p.sent.acked_seq = p.sent.acked_seq.max(covered);
+        // The peer's count covers every packet logged (beyond those judged lost): the path
+        // delivered all we sent, whichever packet the ack names. Without this, the last packets
+        // of a burst that reached the wire out of log order would wait for an ack naming them,
+        // which never comes once the path carries nothing new, and look overdue.
+        if p.sent.deficit_at(p.sent.data_sent, ack.received_count) <= p.sent.lost as i64 {
+            p.sent.acked_seq = p.sent.data_sent;
+            p.sent.judged_seq = p.sent.data_sent;
+        } else {
+            p.sent.judge_until(sent_at.saturating_sub(crate::measure::REORDER_WINDOW_US));
+        }
+        p.sent.peer_received = ack.received_count;
+        bytes = ack.received_bytes.saturating_sub(p.sent.acked_bytes);
         p.sent.acked_bytes = ack.received_bytes;
-    } else if covered > p.sent.acked_seq && ack.received_count >= p.sent.acked_received {
-        // Shortfalls older than the reorder window are loss before this ack's surplus can
-        // account for them.
-        settle_missing(p, arrived_us);
-        let sent = covered - p.sent.acked_seq;
-        let receipts = ack.received_count - p.sent.acked_received;
-        let received = receipts.min(sent);
-        let bytes = ack.received_bytes.saturating_sub(p.sent.acked_bytes);
-        p.quality.record_outcomes(arrived_us, received, received, bytes);
-        // More received than sent up to the acked packet: packets an earlier ack found missing
-        // came after all (see REORDER_WINDOW_US), or packets the sender logged just after the
-        // acked one (several cores send on one path; their order in the log is only nearly the
-        // wire's) arrived first. The latter are carried to the next ack, or they would show up
-        // there as loss.
-        let found = p.sent.found_missing(receipts - received);
-        p.quality.record_outcomes(arrived_us, found, found, 0);
-        p.sent.hold_missing(sent - received, arrived_us);
-        p.sent.acked_seq = covered;
-        // ...but only so much: packets the sender never logged (a record lost on the way) must
-        // not hide later losses for long.
-        p.sent.acked_received =
-            (p.sent.acked_received + received + found).max(ack.received_count.saturating_sub(MAX_CARRIED_RECEIPTS));
-        p.sent.acked_bytes = ack.received_bytes;
+        p.sent.note_deficit(arrived_us);
     }
-    // The receipts not yet matched to our log cover every packet logged after the acked one: the
-    // path delivered all we sent, whichever packet the ack names. Without this, the last packets
-    // of a burst that reached the wire out of log order would wait for an ack naming them, which
-    // never comes once the path carries nothing new, and look overdue.
-    let outstanding = p.sent.data_sent - p.sent.acked_seq;
-    if outstanding > 0 && ack.received_count.saturating_sub(p.sent.acked_received) >= outstanding {
-        p.quality.record_outcomes(arrived_us, outstanding, outstanding, 0);
-        p.sent.acked_seq = p.sent.data_sent;
-        p.sent.acked_received += outstanding;
-    }
+    settle_outcomes(p, arrived_us, bytes);
     if covered >= previously_acked || delivering {
         let next = p.sent.send_time_of_seq(p.sent.acked_seq);
         p.liveness.on_ack(arrived_us, next, progress || delivering);

@@ -30,12 +30,17 @@ pub const QOS_RECORDS_PER_PACKET: usize = 140;
 pub const QOS_MAX_PENDING: usize = 420;
 /// Sampled sends remembered per path for matching QoS records.
 const QOS_SENT_MEMORY: usize = 4096;
-/// How long a data packet an ack found missing may still turn up before it counts as lost. The
-/// sender's log orders packets by when a worker sealed them, and the wire by when the worker that
-/// owns the socket sent them: a core preempted in between (a busy 2-core host: tens of ms) puts
-/// packets on the wire after ones logged later, so an ack can overtake them. The next acks then
-/// report them as surplus receipts, which cancel the pending shortfall.
+/// How far the wire's order may stray from the send log's. The log orders packets by when a
+/// worker sealed them, the wire by when the worker that owns the socket sent them: a core
+/// preempted in between (a busy 2-core host: tens of ms) puts packets on the wire after ones
+/// logged later, so an ack can name a packet logged after some not yet sent. Loss is therefore
+/// judged only for packets logged this long before the acked one (the peer's count then bounds
+/// how many of them arrived from above: the packets it counts beyond them only hide loss for a
+/// while, they never invent it), and a shortfall must persist this long before it is loss.
 pub const REORDER_WINDOW_US: u64 = 50_000;
+/// How far the peer's count may run ahead of our log (packets whose send record never reached
+/// the bond) before the excess is forgotten: it must not hide later losses for long.
+const MAX_DEFICIT_CREDIT: i64 = 1024;
 /// Data packets remembered per path for matching acks (send time and ID by sequence number): 64 KiB,
 /// enough for 200 ms of round trip at 20 000 packets/s on one path.
 pub const SENT_RING: usize = 4096;
@@ -93,12 +98,24 @@ pub struct SentLog {
     /// Sampled packets sent since the last QoS packet arrived (to know whether the peer's table could
     /// have overflowed, which would make missing records meaningless).
     pub sampled_since_qos: u64,
-    /// The newest ack's reference point: data packets sent up to the acked one, and received count.
+    /// Data packets logged up to the newest acked one (or all of them, once the peer's count
+    /// covers them), the peer's count of data packets received on the path and of their bytes.
     pub acked_seq: u64,
-    pub acked_received: u64,
-    pub acked_bytes: u64,
-    /// The highest count of data packets the peer has reported receiving on the path.
     pub peer_received: u64,
+    pub acked_bytes: u64,
+    /// Loss accounting (see [`REORDER_WINDOW_US`]): packets logged up to `judged_seq` are judged;
+    /// deficit = judged_seq − peer_received − `deficit_offset`; (time, deficit) samples covering
+    /// the last window; packets judged lost.
+    pub judged_seq: u64,
+    deficit_offset: i64,
+    deficits: VecDeque<(u64, i64)>,
+    pub lost: u64,
+    /// Outcomes handed to the quality estimate so far (cumulative, for increments), and the
+    /// offsets that keep them continuous across an outage.
+    known_recorded: u64,
+    delivered_recorded: u64,
+    known_offset: i64,
+    lost_offset: i64,
     /// The path was down: the next ack only re-establishes the reference point. Packets lost in the
     /// outage are the outage's (availability), not the link's loss ratio once it is back.
     pub resync_on_next_ack: bool,
@@ -113,11 +130,6 @@ pub struct SentLog {
     pub acks_late: u64,
     pub acks_unmatched: u64,
     pub last_ack_us: Option<u64>,
-    /// Shortfalls acks reported (packets sent up to the acked one but not received) not yet
-    /// judged, oldest first: (when seen, packets). See [`REORDER_WINDOW_US`].
-    missing: VecDeque<(u64, u64)>,
-    /// Packets found missing that turned up within the reorder window.
-    pub reordered: u64,
 }
 
 impl SentLog {
@@ -131,17 +143,22 @@ impl SentLog {
             qos_order: VecDeque::new(),
             sampled_since_qos: 0,
             acked_seq: 0,
-            acked_received: 0,
-            acked_bytes: 0,
             peer_received: 0,
+            acked_bytes: 0,
+            judged_seq: 0,
+            deficit_offset: 0,
+            deficits: VecDeque::new(),
+            lost: 0,
+            known_recorded: 0,
+            delivered_recorded: 0,
+            known_offset: 0,
+            lost_offset: 0,
             resync_on_next_ack: false,
             held_ack: None,
             acks_matched: 0,
             acks_late: 0,
             acks_unmatched: 0,
             last_ack_us: None,
-            missing: VecDeque::new(),
-            reordered: 0,
         }
     }
 
@@ -206,51 +223,101 @@ impl SentLog {
         })
     }
 
-    /// An ack found `packets` missing at `now_us`: held for [`REORDER_WINDOW_US`].
-    pub fn hold_missing(&mut self, packets: u64, now_us: u64) {
-        if packets > 0 {
-            self.missing.push_back((now_us, packets));
+    /// The deficit if packets up to `logged` were acked with the peer counting `received`.
+    pub fn deficit_at(&self, logged: u64, received: u64) -> i64 {
+        logged as i64 - received as i64 - self.deficit_offset
+    }
+
+    /// The deficit now (packets judged and not counted by the peer).
+    pub fn deficit(&self) -> i64 {
+        self.deficit_at(self.judged_seq, self.peer_received)
+    }
+
+    /// No newer ack for a whole window: the last count is final for the packets acked so far,
+    /// which are judged now.
+    pub fn judge_quiet(&mut self, now_us: u64) {
+        if self.judged_seq < self.acked_seq && self.last_ack_us.is_some_and(|t| now_us >= t + REORDER_WINDOW_US) {
+            self.judged_seq = self.acked_seq;
+            self.note_deficit(now_us);
         }
     }
 
-    /// `receipts` more packets arrived than were logged up to the acked one: they turn up up to as
-    /// many missing ones (oldest first). Returns how many missing packets they account for.
-    pub fn found_missing(&mut self, receipts: u64) -> u64 {
-        let mut left = receipts;
-        while left > 0
-            && let Some(front) = self.missing.front_mut()
+    /// Judges the packets logged up to the last one sent at or before `cutoff_us` (at most up to
+    /// `acked_seq`).
+    pub fn judge_until(&mut self, cutoff_us: u64) {
+        let from = self.judged_seq;
+        let upto = from.max(self.data_sent.saturating_sub(SENT_RING as u64)) + self.count_sent_before(from, cutoff_us);
+        self.judged_seq = upto.min(self.acked_seq).max(self.judged_seq);
+    }
+
+    /// Packets currently short and not yet judged (the deficit beyond what is counted lost).
+    pub fn pending_loss(&self) -> u64 {
+        (self.deficit() - self.lost as i64).max(0) as u64
+    }
+
+    /// Records the deficit after an ack at `now_us`. A count running ahead of the log by more
+    /// than [`MAX_DEFICIT_CREDIT`] is forgotten beyond that.
+    pub fn note_deficit(&mut self, now_us: u64) {
+        let floor = self.lost as i64 - MAX_DEFICIT_CREDIT;
+        let d = self.deficit();
+        if d < floor {
+            self.deficit_offset -= floor - d;
+        }
+        self.deficits.push_back((now_us, self.deficit()));
+        self.prune_deficits(now_us);
+    }
+
+    /// Keeps the samples in effect during the last window: those after its start and the one in
+    /// effect at its start.
+    fn prune_deficits(&mut self, now_us: u64) {
+        let start = now_us.saturating_sub(REORDER_WINDOW_US);
+        while self.deficits.len() > 1 && self.deficits[1].0 <= start {
+            self.deficits.pop_front();
+        }
+    }
+
+    /// The deficit that persisted through the whole window before `now_us` (its minimum), once
+    /// the samples span that long.
+    fn persistent_deficit(&mut self, now_us: u64) -> Option<i64> {
+        self.prune_deficits(now_us);
+        let &(first, _) = self.deficits.front()?;
+        (first + REORDER_WINDOW_US <= now_us).then(|| self.deficits.iter().map(|&(_, d)| d).min().unwrap_or(0))
+    }
+
+    /// Judges what persisted the window as lost and returns the outcomes learnt since the last
+    /// call: (packets whose fate is now known, of them delivered).
+    pub fn settle_outcomes(&mut self, now_us: u64) -> (u64, u64) {
+        if let Some(persisting) = self.persistent_deficit(now_us)
+            && persisting > self.lost as i64
         {
-            let n = front.1.min(left);
-            front.1 -= n;
-            left -= n;
-            if front.1 == 0 {
-                self.missing.pop_front();
-            }
+            self.lost = persisting as u64;
         }
-        self.reordered += receipts - left;
-        receipts - left
+        // Known: judged, less those still short; delivered: known less the lost.
+        let known = (self.judged_seq as i64 - self.pending_loss() as i64 - self.known_offset).max(0) as u64;
+        let delivered = known.saturating_sub((self.lost as i64 - self.lost_offset).max(0) as u64);
+        let new_known = known.saturating_sub(self.known_recorded);
+        let new_delivered = delivered.saturating_sub(self.delivered_recorded).min(new_known);
+        self.known_recorded = self.known_recorded.max(known);
+        self.delivered_recorded = self.delivered_recorded.max(delivered);
+        (new_known, new_delivered)
     }
 
-    /// Missing packets held longer than [`REORDER_WINDOW_US`] at `now_us`: lost, and forgotten here.
-    pub fn settle_missing(&mut self, now_us: u64) -> u64 {
-        let mut lost = 0;
-        while let Some(&(at, n)) = self.missing.front()
-            && at + REORDER_WINDOW_US <= now_us
-        {
-            lost += n;
-            self.missing.pop_front();
-        }
-        lost
+    /// The path went down: the shortfall so far is the outage's and is not judged.
+    pub fn outage(&mut self) {
+        self.deficits.clear();
     }
 
-    /// Packets found missing and not yet judged.
-    pub fn missing_now(&self) -> u64 {
-        self.missing.iter().map(|&(_, n)| n).sum()
-    }
-
-    /// The path went down: whatever was missing is the outage's, not the link's loss.
-    pub fn forget_missing(&mut self) {
-        self.missing.clear();
+    /// Starts measuring afresh after an outage at the acked position `acked_seq` with the peer's
+    /// count `received`: what went missing in the outage is the outage's, not the link's loss.
+    pub fn rebase(&mut self, acked_seq: u64, received: u64, bytes: u64) {
+        self.acked_seq = acked_seq;
+        self.judged_seq = acked_seq;
+        self.peer_received = received;
+        self.acked_bytes = bytes;
+        self.deficit_offset = acked_seq as i64 - received as i64 - self.lost as i64;
+        self.deficits.clear();
+        self.known_offset = acked_seq as i64 - self.known_recorded as i64;
+        self.lost_offset = self.lost as i64 - (self.known_recorded - self.delivered_recorded) as i64;
     }
 
     /// Take the send time of a sampled packet named by a QoS record.

@@ -538,13 +538,14 @@ impl Node {
                 let (sent, l) = (&p.sent, &p.liveness);
                 log::info!(
                     "bond {peer}: path {path} down: {} data sent; acks {} matched, {} late, {} unmatched, last {} µs ago; \
-                     {} missing packets came late; ack wait since {} µs ago, gap peak {} µs; srtt {} µs, rttvar {} µs; last receive {} µs ago",
+                     {} lost, {} short now; ack wait since {} µs ago, gap peak {} µs; srtt {} µs, rttvar {} µs; last receive {} µs ago",
                     sent.data_sent,
                     sent.acks_matched,
                     sent.acks_late,
                     sent.acks_unmatched,
                     sent.last_ack_us.map_or(-1, |t| at_us.saturating_sub(t) as i64),
-                    sent.reordered,
+                    sent.lost,
+                    sent.pending_loss(),
                     at_us.saturating_sub(l.ack_wait_since_us),
                     l.ack_gap_peak_us,
                     p.quality.srtt_us(),
