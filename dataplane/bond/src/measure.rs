@@ -236,7 +236,11 @@ impl SentLog {
     /// No newer ack for a whole window: the last count is final for the packets acked so far,
     /// which are judged now.
     pub fn judge_quiet(&mut self, now_us: u64) {
-        if self.judged_seq < self.acked_seq && self.last_ack_us.is_some_and(|t| now_us >= t + REORDER_WINDOW_US) {
+        // (After an outage nothing is judged until an ack re-establishes the reference.)
+        if !self.resync_on_next_ack
+            && self.judged_seq < self.acked_seq
+            && self.last_ack_us.is_some_and(|t| now_us >= t + REORDER_WINDOW_US)
+        {
             self.judged_seq = self.acked_seq;
             self.note_deficit(now_us);
         }

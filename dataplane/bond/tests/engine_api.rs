@@ -527,8 +527,9 @@ fn balance_aware_spreads_the_transfers_not_the_idle_flows() {
 
 /// Two ztplane nodes' bond over two paths under balance-rr, the peer side simulated: each path
 /// carries 5 data packets per ms, the peer acks each path every 2 ms and answers probes, except
-/// while `silent(ms, path)`. Returns a's path-down events as (ms, path, reason).
-fn acked_rr_run(ms_total: u64, silent: impl Fn(u64, u8) -> bool) -> Vec<(u64, u8, String)> {
+/// while `silent(ms, path)`. Returns a's path-down events as (ms, path, reason) and each path's
+/// loss ratio at the end.
+fn acked_rr_run(ms_total: u64, silent: impl Fn(u64, u8) -> bool) -> (Vec<(u64, u8, String)>, [f64; 2]) {
     use ztplane_bond::PathAck;
     let mut bond = bond_with(PolicySettings::standard(Policy::BalanceRr), 2);
     bond.set_peer_acks(true);
@@ -587,16 +588,17 @@ fn acked_rr_run(ms_total: u64, silent: impl Fn(u64, u8) -> bool) -> Vec<(u64, u8
             }
         }
     }
-    downs
+    let loss = |p: u8| bond.quality(PathId(p), ms_total * 1_000).unwrap().loss;
+    (downs, [loss(0), loss(1)])
 }
 
 #[test]
 fn a_stall_that_silences_every_path_at_once_fails_none_and_a_cut_still_fails_its_path() {
     // The peer (or this host) stalls for 40 ms: acks stop on both paths together.
-    let stall = acked_rr_run(1_000, |ms, _| (500..540).contains(&ms));
+    let (stall, _) = acked_rr_run(1_000, |ms, _| (500..540).contains(&ms));
     assert!(stall.is_empty(), "a stall failed paths over: {stall:?}");
     // Path 0 alone goes silent at 500 ms: it goes down by its acks, well within 100 ms.
-    let cut = acked_rr_run(1_000, |ms, path| path == 0 && ms >= 500);
+    let (cut, _) = acked_rr_run(1_000, |ms, path| path == 0 && ms >= 500);
     assert_eq!(cut.len(), 1, "{cut:?}");
     let (at, path, reason) = &cut[0];
     assert_eq!((*path, reason.as_str()), (0, "ack-timeout"));
@@ -670,4 +672,12 @@ fn the_last_packets_of_a_burst_sent_out_of_log_order_are_acked_by_the_peers_coun
         }
     }
     assert_eq!(bond.quality(PathId(0), 300_000).unwrap().loss, 0.0);
+}
+
+#[test]
+fn what_a_path_lost_while_it_was_down_is_not_its_loss_once_it_is_back() {
+    // Path 0 is cut for 200 ms and comes back; everything sent on it meanwhile is lost.
+    let (downs, loss) = acked_rr_run(1_500, |ms, path| path == 0 && (500..700).contains(&ms));
+    assert_eq!(downs.len(), 1, "{downs:?}");
+    assert_eq!(loss, [0.0, 0.0], "the outage's packets counted as the links' loss");
 }
