@@ -39,6 +39,10 @@ pub struct LanSide {
     pub too_large: u64,
     /// Frames from the network larger than the LAN's MTU: dropped, counted.
     pub too_large_for_lan: u64,
+    /// New LAN source MACs that have this network's ZeroTier MAC prefix (VL1 §10): frames to such
+    /// a host go to the ZeroTier address its MAC encodes, as zerotier-one sends them, not to this
+    /// gateway. Counted, and logged once.
+    pub zerotier_macs: u64,
     /// The LAN interface's MTU.
     pub mtu: u32,
     pub(crate) last_sweep: Instant,
@@ -131,7 +135,17 @@ impl Node {
         if src == our_mac || src.is_multicast() || src.0 == 0 {
             return;
         }
-        let changed = lan.sweep(now) | lan.learn(src, now);
+        let learned = lan.learn(src, now);
+        if learned && let Some(member) = id.address_for(src) {
+            lan.zerotier_macs += 1;
+            if lan.zerotier_macs == 1 {
+                log::warn!(
+                    "{id}: LAN host {src} has this network's ZeroTier MAC prefix: members send frames for it to \
+                     ZeroTier address {member}, not to this gateway; give it another MAC"
+                );
+            }
+        }
+        let changed = lan.sweep(now) | learned;
         self.data_path_dirty |= changed;
         let Some(lan) = self.networks.get_mut(&id).and_then(|n| n.lan.as_mut()) else { return };
         if !dst.is_multicast() && lan.knows(dst) {

@@ -79,6 +79,7 @@ pub fn network_status(network: &Network, device: &str) -> Value {
             "hairpin": lan.hairpin,
             "tooLarge": lan.too_large,
             "tooLargeForLan": lan.too_large_for_lan,
+            "zeroTierMacs": lan.zerotier_macs,
             "mtu": lan.mtu,
         }});
     }

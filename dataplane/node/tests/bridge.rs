@@ -217,3 +217,61 @@ fn nothing_is_bridged_until_the_controller_marks_the_gateway_an_active_bridge() 
     assert_eq!(status["bridge"], false);
     assert_eq!(status["ztplane"]["lan"]["droppedNotBridge"], 2);
 }
+
+#[test]
+fn a_gateway_configured_late_bridges_both_ways_once_it_is() {
+    let mut sim = Sim::new();
+    let ids = identities();
+    let bridges = ids[1..3].iter().map(|i| i.address().as_u64()).collect();
+    let (moon, nwid) = moon_and_controller(&mut sim, &ids, 2, bridges);
+    let g1 = sim.add(ids[1].clone(), vec![moon.clone()], vec![], vec![]);
+    let now = sim.now;
+    sim.nodes[g1].node.join(nwid, now).unwrap();
+    sim.nodes[g1].node.bridge_lan(nwid, 1500).unwrap();
+    assert!(sim.run_until(30_000, |s| s.config(g1, nwid).is_some()), "g1 not configured");
+    // g2 starts, but joins (and bridges) only 5 s later; meanwhile H1 keeps asking for H2.
+    let g2 = sim.add(ids[2].clone(), vec![moon.clone()], vec![], vec![]);
+    for _ in 0..5 {
+        sim.lan_send(g1, nwid, &arp_for(H1, [198, 19, 0, 101], [198, 19, 0, 102]));
+        sim.run(1_000);
+    }
+    let now = sim.now;
+    sim.nodes[g2].node.join(nwid, now).unwrap();
+    sim.nodes[g2].node.bridge_lan(nwid, 1500).unwrap();
+    assert!(sim.run_until(30_000, |s| s.config(g2, nwid).is_some()), "g2 not configured");
+    for attempt in 0..5 {
+        let (g1_seen, g2_seen) = (sim.lan_delivered(g1).len(), sim.lan_delivered(g2).len());
+        sim.lan_send(g1, nwid, &arp_for(H1, [198, 19, 0, 101], [198, 19, 0, 102]));
+        sim.run(200);
+        let asked = lan_frames_to(&sim, g2, g2_seen, [0xff; 6]).len();
+        sim.lan_send(g2, nwid, &arp_reply(H2, [198, 19, 0, 102], H1, [198, 19, 0, 101]));
+        sim.run(200);
+        let answered = lan_frames_to(&sim, g1, g1_seen, H1).len();
+        if asked == 1 && answered == 1 {
+            // And unicast on: H1 → H2 and back.
+            sim.lan_send(g1, nwid, &ipv4_frame(H2, H1, [198, 19, 0, 101], [198, 19, 0, 102], 1, 200));
+            sim.lan_send(g2, nwid, &ipv4_frame(H1, H2, [198, 19, 0, 102], [198, 19, 0, 101], 2, 200));
+            sim.run(200);
+            assert_eq!(lan_frames_to(&sim, g2, g2_seen, H2).len(), 1, "H1 → H2 lost");
+            assert_eq!(lan_frames_to(&sim, g1, g1_seen, H1).len(), 2, "H2 → H1 lost");
+            return;
+        }
+        eprintln!("attempt {attempt}: request reached g2's LAN {asked} time(s), reply reached H1 {answered} time(s)");
+    }
+    panic!("the late gateway never bridged both ways");
+}
+
+#[test]
+fn a_lan_host_with_a_zerotier_mac_is_counted_and_reported() {
+    let (mut sim, nwid) = gateways(true);
+    // A LAN host whose MAC has the network's ZeroTier prefix (VL1 §10): members would send its
+    // frames to the ZeroTier address it encodes. Forwarded as any other, but counted.
+    let odd = nwid.mac_for(&ztplane_node::Address::from_bytes(&[1, 2, 3, 4, 5])).octets();
+    sim.lan_send(1, nwid, &arp_for(odd, [198, 19, 0, 150], [198, 19, 0, 102]));
+    sim.lan_send(1, nwid, &arp_for(H1, [198, 19, 0, 101], [198, 19, 0, 102]));
+    sim.run(100);
+    let lan = sim.nodes[1].node.lan(nwid).unwrap();
+    assert_eq!((lan.macs(), lan.zerotier_macs), (2, 1));
+    let status = ztplane_node::status::network_status(sim.nodes[1].node.network(nwid).unwrap(), "lan0");
+    assert_eq!(status["ztplane"]["lan"]["zeroTierMacs"], 1);
+}

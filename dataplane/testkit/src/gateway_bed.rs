@@ -315,6 +315,12 @@ pub fn bridged_host(topology: &mut Topology, gateway: &Netns, name: &str, ip: Ip
     let netns = topology.netns(name)?;
     topology.veth(gateway, LAN_IFACE, &netns, HOST_IFACE, 2)?;
     sysctl(gateway, &format!("net.ipv6.conf.{LAN_IFACE}.disable_ipv6"), "1")?;
+    // A fixed MAC that can never be a ZeroTier MAC: a random one has the network's first octet
+    // about one time in 64, and a gateway then takes it for a member's own MAC (zerotier-one
+    // does the same, VL1 §10) and looks up a ZeroTier address that does not exist.
+    let [a, b, c, d] = ip.octets();
+    let mac = format!("52:54:{a:02x}:{b:02x}:{c:02x}:{d:02x}");
+    netns.ip(&["link", "set", HOST_IFACE, "address", &mac])?;
     netns.ip(&["addr", "add", &format!("{ip}/24"), "brd", "+", "dev", HOST_IFACE])?;
     netns.ethtool_k(HOST_IFACE, "tx", false)?;
     netns.ethtool_k(HOST_IFACE, "gro", true)?;
