@@ -8,7 +8,8 @@
 //!   we feed its.
 //! * **Path acks** between two ztplane nodes: the receiver reports, per path, the cumulative count and
 //!   bytes of data packets received and the ID of the newest one with its holding time. The sender knows
-//!   how many data packets it had sent on the path up to that ID, so loss is counted exactly (not sampled),
+//!   how many data packets it had logged on the path up to that ID, so loss is counted, not sampled
+//!   (judged a window behind, as the wire's order is only nearly the log's: [`REORDER_WINDOW_US`]),
 //!   and an overdue ack is the fastest evidence that a path died.
 //!
 //! The byte codecs for these messages live in `ztplane-protocol`; the engine deals in typed values.
