@@ -161,12 +161,15 @@ impl Pair {
         }
     }
 
-    /// a's bond events logged after `from` (a [`Pair::a_log_len`]), as "event link reason".
+    /// a's log after `from` (a [`Pair::a_log_len`]); empty for zerotier-one.
+    fn a_log_since(&self, from: usize) -> String {
+        let Pair::Ztplane(a, _) = self else { return String::new() };
+        a.log().get(from..).unwrap_or_default().to_string()
+    }
+
+    /// a's bond events logged after `from`, as "event link reason".
     fn a_events_since(&self, from: usize) -> Vec<String> {
-        let Pair::Ztplane(a, _) = self else { return Vec::new() };
-        let log = a.log();
-        log.get(from..)
-            .unwrap_or_default()
+        self.a_log_since(from)
             .lines()
             .filter_map(|l| l.find("{\"event\"").map(|i| &l[i..]))
             .filter_map(|j| serde_json::from_str::<Value>(j).ok())
@@ -178,13 +181,10 @@ impl Pair {
             .collect()
     }
 
-    /// What a's failure detector saw at each path-down logged after `from` (ztplane): the log
-    /// line's text from the path on ("path 1 down: … data sent; acks …").
+    /// What a's failure detector saw at each path-down logged after `from`: the log line's text
+    /// from the path on ("path 1 down: … data sent; acks …").
     fn a_path_downs_since(&self, from: usize) -> Vec<String> {
-        let Pair::Ztplane(a, _) = self else { return Vec::new() };
-        let log = a.log();
-        log.get(from..)
-            .unwrap_or_default()
+        self.a_log_since(from)
             .lines()
             .filter(|l| l.contains(" down: ") && l.contains("data sent"))
             .filter_map(|l| l.find("path ").map(|i| l[i..].to_string()))

@@ -39,6 +39,23 @@ fn bond_with(settings: PolicySettings, links: usize) -> Bond {
     bond
 }
 
+/// An active-backup bond of one path whose peer acks it (a ztplane node).
+fn acked_single_path() -> Bond {
+    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
+    bond.set_peer_acks(true);
+    bond
+}
+
+/// A path ack from the peer: `count` data packets of 1,000 bytes received, the newest `newest`.
+fn ack(count: u64, newest: u64) -> ztplane_bond::PathAck {
+    ztplane_bond::PathAck {
+        received_count: count,
+        received_bytes: count * 1000,
+        newest_packet_id: newest,
+        holding_us: 0,
+    }
+}
+
 fn one(s: Selection<'_>) -> PathId {
     match s {
         Selection::One(p) => p,
@@ -330,20 +347,12 @@ fn acks_are_announced_slowly_until_the_peer_acks_back() {
 
 #[test]
 fn receipts_ahead_of_the_senders_log_are_carried_not_counted_as_loss() {
-    use ztplane_bond::PathAck;
-    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
-    bond.set_peer_acks(true);
+    let mut bond = acked_single_path();
     // 20 packets logged in two halves; the peer saw 14 by the time it acked the 10th logged one
     // (several cores sent them, and the log's order is only nearly the wire's), then all 20.
     for i in 1..=20u64 {
         bond.on_data_sent(PathId(0), i, 1000, 10_000 + i).unwrap();
     }
-    let ack = |count: u64, newest: u64| PathAck {
-        received_count: count,
-        received_bytes: count * 1000,
-        newest_packet_id: newest,
-        holding_us: 0,
-    };
     bond.on_path_ack(PathId(0), ack(14, 10), 20_000).unwrap();
     bond.on_path_ack(PathId(0), ack(20, 20), 21_000).unwrap();
     let loss = bond.quality(PathId(0), 21_000).unwrap().loss;
@@ -366,15 +375,7 @@ fn receipts_ahead_of_the_senders_log_are_carried_not_counted_as_loss() {
 
 #[test]
 fn packets_an_ack_overtook_on_the_wire_are_not_loss_when_the_next_ack_counts_them() {
-    use ztplane_bond::PathAck;
-    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
-    bond.set_peer_acks(true);
-    let ack = |count: u64, newest: u64| PathAck {
-        received_count: count,
-        received_bytes: count * 1000,
-        newest_packet_id: newest,
-        holding_us: 0,
-    };
+    let mut bond = acked_single_path();
     // Two cores seal packets 1..=10 in that order, but the core holding 4..=6 is preempted
     // before it transmits them: the peer acks 10 having seen 7, then sees the other three.
     for i in 1..=10u64 {
@@ -422,8 +423,7 @@ fn packets_an_ack_overtook_on_the_wire_are_not_loss_when_the_next_ack_counts_the
 #[test]
 fn an_ack_that_overtakes_its_packets_send_record_counts_when_the_record_comes() {
     use ztplane_bond::PathAck;
-    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
-    bond.set_peer_acks(true);
+    let mut bond = acked_single_path();
     let ack = |count: u64, newest: u64, holding_us: u32| PathAck {
         received_count: count,
         received_bytes: count * 1000,
@@ -607,19 +607,11 @@ fn a_stall_that_silences_every_path_at_once_fails_none_and_a_cut_still_fails_its
 
 #[test]
 fn acks_naming_packets_earlier_in_the_log_keep_the_path_up_while_the_peer_counts_more() {
-    use ztplane_bond::PathAck;
-    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
-    bond.set_peer_acks(true);
+    let mut bond = acked_single_path();
     // 200 packets go out; the first ack names the 100th.
     for i in 1..=200u64 {
         bond.on_data_sent(PathId(0), i, 1000, 1_000 + i).unwrap();
     }
-    let ack = |count: u64, newest: u64| PathAck {
-        received_count: count,
-        received_bytes: count * 1000,
-        newest_packet_id: newest,
-        holding_us: 0,
-    };
     bond.on_path_ack(PathId(0), ack(100, 100), 2_000).unwrap();
     // For 100 ms the peer keeps receiving (its count rises) while each ack names a packet logged
     // before the 100th: another core's sends, held up before the wire. No new RTT sample, but
@@ -645,16 +637,13 @@ fn acks_naming_packets_earlier_in_the_log_keep_the_path_up_while_the_peer_counts
 
 #[test]
 fn the_last_packets_of_a_burst_sent_out_of_log_order_are_acked_by_the_peers_count() {
-    use ztplane_bond::PathAck;
-    let mut bond = bond_with(PolicySettings::standard(Policy::ActiveBackup), 1);
-    bond.set_peer_acks(true);
+    let mut bond = acked_single_path();
     for i in 1..=10u64 {
         bond.on_data_sent(PathId(0), i, 1000, 1_000 + i).unwrap();
     }
     // The 10th logged packet reached the wire before the 9th: the peer's last ack names the 9th
     // but counts all ten. Then the path carries nothing new.
-    let ack = PathAck { received_count: 10, received_bytes: 10_000, newest_packet_id: 9, holding_us: 0 };
-    bond.on_path_ack(PathId(0), ack, 2_000).unwrap();
+    bond.on_path_ack(PathId(0), ack(10, 9), 2_000).unwrap();
     let p = &bond.paths()[0];
     assert_eq!((p.sent.acked_seq, p.liveness.unacked_since_us), (10, None), "the 10th still awaits an ack");
     // The peer answers probes at once.
