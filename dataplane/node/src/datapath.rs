@@ -189,16 +189,7 @@ impl DataPath {
             return RxVerdict::Drop;
         }
         let src = id.mac_for(&source);
-        let frame = FrameInfo {
-            inbound: true,
-            zt_source: source,
-            zt_dest: self.me,
-            mac_source: src,
-            mac_dest: network.mac,
-            ethertype,
-            vlan_id: 0,
-            payload,
-        };
+        let frame = FrameInfo::inbound(source, self.me, src, network.mac, ethertype, payload);
         let bonded = match Self::admit(network, self.me, membership, peer, arrived, packet_id, &frame, random) {
             Ok(b) => b,
             Err(false) => return RxVerdict::PuntOpened(suite),
@@ -277,16 +268,7 @@ impl DataPath {
         }
         let ethertype = u16::from_be_bytes([packet[FRAME_AT + 12], packet[FRAME_AT + 13]]);
         let payload = &packet[FRAME_AT + 14..];
-        let frame = FrameInfo {
-            inbound: true,
-            zt_source: source,
-            zt_dest: self.me,
-            mac_source: src,
-            mac_dest: dst,
-            ethertype,
-            vlan_id: 0,
-            payload,
-        };
+        let frame = FrameInfo::inbound(source, self.me, src, dst, ethertype, payload);
         let bonded = match Self::admit(network, self.me, membership, peer, arrived, packet_id, &frame, random) {
             Ok(b) => b,
             Err(false) => return RxVerdict::PuntOpened(suite),
@@ -374,16 +356,8 @@ impl DataPath {
         if network.credentials_fresh.get(&dest).is_none_or(|until| *until <= now) {
             return TxVerdict::Punt;
         }
-        let info = FrameInfo {
-            inbound: false,
-            zt_source: self.me,
-            zt_dest: dest,
-            mac_source: src,
-            mac_dest: dst,
-            ethertype: u16::from_be_bytes([frame[12], frame[13]]),
-            vlan_id: 0,
-            payload: &frame[14..],
-        };
+        let info =
+            FrameInfo::outbound(self.me, dest, src, dst, u16::from_be_bytes([frame[12], frame[13]]), &frame[14..]);
         let outcome = outbound_filter(
             &network.config,
             &network.our_capabilities,

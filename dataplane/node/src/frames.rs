@@ -296,16 +296,7 @@ impl crate::Node {
         let Some(config) = network.config.clone() else { return false };
         let membership = network.memberships.get(&dest).cloned();
         let capabilities = crate::datapath::capability_lists(&config);
-        let info = FrameInfo {
-            inbound: false,
-            zt_source: self.me,
-            zt_dest: dest,
-            mac_source: src,
-            mac_dest: dst,
-            ethertype,
-            vlan_id: 0,
-            payload,
-        };
+        let info = FrameInfo::outbound(self.me, dest, src, dst, ethertype, payload);
         let me = self.me;
         let rng = &mut self.rng;
         let mut random = || rand_core::RngCore::next_u32(rng);
@@ -333,16 +324,7 @@ impl crate::Node {
         let Some(network) = self.networks.get(&id) else { return 0 };
         let Some(config) = network.config.clone() else { return 0 };
         let membership = network.memberships.get(&sender).cloned();
-        let info = FrameInfo {
-            inbound: true,
-            zt_source: sender,
-            zt_dest: self.me,
-            mac_source: src,
-            mac_dest: dst,
-            ethertype,
-            vlan_id: 0,
-            payload,
-        };
+        let info = FrameInfo::inbound(sender, self.me, src, dst, ethertype, payload);
         let me = self.me;
         let rng = &mut self.rng;
         let mut random = || rand_core::RngCore::next_u32(rng);

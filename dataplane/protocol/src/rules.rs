@@ -580,6 +580,32 @@ pub struct FrameInfo<'a> {
     pub payload: &'a [u8],
 }
 
+impl<'a> FrameInfo<'a> {
+    /// A frame `from` a peer to `to` (us), VLAN 0 as in 1.14.1.
+    pub fn inbound(
+        from: Address,
+        to: Address,
+        mac_source: Mac,
+        mac_dest: Mac,
+        ethertype: u16,
+        payload: &'a [u8],
+    ) -> Self {
+        FrameInfo { inbound: true, zt_source: from, zt_dest: to, mac_source, mac_dest, ethertype, vlan_id: 0, payload }
+    }
+
+    /// A frame from us (`from`) to peer `to`, VLAN 0 as in 1.14.1.
+    pub fn outbound(
+        from: Address,
+        to: Address,
+        mac_source: Mac,
+        mac_dest: Mac,
+        ethertype: u16,
+        payload: &'a [u8],
+    ) -> Self {
+        FrameInfo { inbound: false, ..Self::inbound(from, to, mac_source, mac_dest, ethertype, payload) }
+    }
+}
+
 /// Tags for the tag matches. Only valid tags count (timestamp within the config's max delta, not revoked —
 /// §3.4); that filtering is the caller's.
 pub trait TagSource {
