@@ -767,8 +767,7 @@ impl Bond {
         let epoch = flow_epoch(now_us);
         // Once some flows carry real load, only those count: an idle flow beside a transfer on one
         // link is not a transfer (HEAVY_FLOW_PACKETS).
-        let min_load = self.flows.counting_threshold(epoch, ACTIVE_FLOW_EPOCHS);
-        let counts = self.flows.count_loaded(epoch, ACTIVE_FLOW_EPOCHS, min_load);
+        let (min_load, counts) = self.flows.census(epoch, ACTIVE_FLOW_EPOCHS);
         let bonded: Vec<PathId> = table.paths.clone();
         let weights = balance::allocation_weights(&self.paths, &bonded, now_us);
         let total: u32 = counts.iter().sum();
@@ -801,7 +800,7 @@ impl Bond {
                 );
             }
         } else {
-            self.flows.recount(epoch, ACTIVE_FLOW_EPOCHS, min_load);
+            self.flows.set_counts(&counts);
         }
         if !membership_changed {
             // The interval the loads were measured over ends here.

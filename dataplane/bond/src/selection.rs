@@ -159,9 +159,7 @@ impl SelectionTable {
             }
         }
     }
-}
 
-impl SelectionTable {
     /// Where a new balance-aware flow goes: the path furthest below its share of the flows that
     /// count (see [`FlowTable::rebalance`]; the counts are shared by all workers), `preferred` (the
     /// weighted sequence's turn) when it is as good as any.
@@ -280,7 +278,7 @@ impl FlowTable {
 
     /// Recount active flows per path (slow path).
     pub fn refresh_counts(&self, epoch: u16, max_age: u16) {
-        self.recount(epoch, max_age, 0);
+        self.set_counts(&self.count_active(epoch, max_age));
     }
 
     #[inline]
@@ -400,14 +398,20 @@ impl FlowTable {
         counts
     }
 
-    /// The load a flow needs to count for balance-aware placement: [`HEAVY_FLOW_PACKETS`] once
-    /// any active flow has it, else 0 (every active flow counts).
-    pub fn counting_threshold(&self, epoch: u16, max_age: u16) -> u32 {
-        let heavy = self.entries.iter().zip(self.loads.iter()).any(|(slot, load)| {
+    /// The flows that count for balance-aware placement, in one pass over the table: the load a
+    /// flow needs ([`HEAVY_FLOW_PACKETS`] once any active flow has it, else 0: every active flow
+    /// counts) and the counting flows per path.
+    pub fn census(&self, epoch: u16, max_age: u16) -> (u32, [u32; 64]) {
+        let (mut all, mut heavy) = ([0u32; 64], [0u32; 64]);
+        for (slot, load) in self.entries.iter().zip(self.loads.iter()) {
             let e = slot.load(Ordering::Relaxed);
-            e != 0 && epoch_age(epoch, entry_epoch(e)) <= max_age && load.load(Ordering::Relaxed) >= HEAVY_FLOW_PACKETS
-        });
-        if heavy { HEAVY_FLOW_PACKETS } else { 0 }
+            if e != 0 && epoch_age(epoch, entry_epoch(e)) <= max_age {
+                let path = (entry_path(e).0 & 63) as usize;
+                all[path] += 1;
+                heavy[path] += u32::from(load.load(Ordering::Relaxed) >= HEAVY_FLOW_PACKETS);
+            }
+        }
+        if heavy.iter().any(|&n| n > 0) { (HEAVY_FLOW_PACKETS, heavy) } else { (0, all) }
     }
 
     /// Forget the flows' loads: a new measuring interval begins.
@@ -455,17 +459,13 @@ impl FlowTable {
                 }
             }
         }
-        for (slot, c) in self.path_flows.iter().zip(counts) {
-            slot.store(c, Ordering::Relaxed);
-        }
+        self.set_counts(&counts);
         moved
     }
 
-    /// Set the per-path counts new flows are placed by to those of flows with a load of at least
-    /// `min_load` (no flow moves).
-    pub fn recount(&self, epoch: u16, max_age: u16, min_load: u32) {
-        let counts = self.count_loaded(epoch, max_age, min_load);
-        for (slot, c) in self.path_flows.iter().zip(counts) {
+    /// Set the per-path counts new flows are placed by (no flow moves).
+    pub fn set_counts(&self, counts: &[u32; 64]) {
+        for (slot, &c) in self.path_flows.iter().zip(counts) {
             slot.store(c, Ordering::Relaxed);
         }
     }
